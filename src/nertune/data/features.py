@@ -1,0 +1,171 @@
+"""Words to model inputs: wordpieces, first-subword labels, windows, batches.
+
+Shared by training, evaluation and the Tagger, so all three see a sentence
+the same way. A sentence longer than the model's window is covered by
+overlapping windows; each word is *owned* by the window where its first piece
+has the most context on both sides, and only owned words are labelled or
+predicted there. Nothing is ever truncated.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+
+@dataclass
+class Encoded:
+    """One word sequence as wordpieces (no special tokens)."""
+
+    piece_ids: list[int]
+    word_starts: list[int]  # index into piece_ids of each word's first piece
+
+
+@dataclass
+class Window:
+    """One model input: [CLS] pieces [SEP], with the words it owns."""
+
+    sequence: int  # which word sequence (sentence) it came from
+    input_ids: list[int]
+    positions: list[int]  # position in input_ids of each owned word's first piece
+    words: list[int]  # index in the sequence of each owned word
+    labels: list[int]  # label id per owned word (empty when predicting)
+
+
+def encode_words(tokenizer, sequences: Sequence[Sequence[str]], batch_size: int = 2048) -> list[Encoded]:
+    """Tokenize word lists; a word the tokenizer drops (e.g. U+200B) becomes [UNK]."""
+    unk = tokenizer.unk_token_id
+    encoded: list[Encoded] = []
+    for start in range(0, len(sequences), batch_size):
+        chunk = [list(words) for words in sequences[start : start + batch_size]]
+        batch = tokenizer(chunk, is_split_into_words=True, add_special_tokens=False)
+        for row, words in enumerate(chunk):
+            ids = batch["input_ids"][row]
+            word_ids = batch.word_ids(row)
+            pieces_of = [[] for _ in words]
+            for piece, word in zip(ids, word_ids):
+                if word is not None:
+                    pieces_of[word].append(piece)
+            piece_ids: list[int] = []
+            starts: list[int] = []
+            for pieces in pieces_of:
+                starts.append(len(piece_ids))
+                piece_ids.extend(pieces or [unk])
+            encoded.append(Encoded(piece_ids, starts))
+    return encoded
+
+
+def window_spans(length: int, size: int, stride: int) -> list[tuple[int, int]]:
+    """Spans [start, end) of at most `size` covering range(length), overlapping by `stride`."""
+    if length <= size:
+        return [(0, length)]
+    step = max(1, size - stride)
+    spans = []
+    start = 0
+    while True:
+        end = min(start + size, length)
+        spans.append((start, end))
+        if end == length:
+            return spans
+        start += step
+
+
+def make_windows(
+    encoded: Sequence[Encoded],
+    cls_id: int,
+    sep_id: int,
+    max_pieces: int,
+    stride: int | None = None,
+    label_ids: Sequence[Sequence[int]] | None = None,
+) -> list[Window]:
+    """Windows over every sequence; every word is owned by exactly one window."""
+    stride = max_pieces // 2 if stride is None else stride
+    windows: list[Window] = []
+    for index, enc in enumerate(encoded):
+        spans = window_spans(len(enc.piece_ids), max_pieces, stride)
+        owner = _owners(enc.word_starts, spans)
+        for span_index, (start, end) in enumerate(spans):
+            words = [w for w, o in enumerate(owner) if o == span_index]
+            windows.append(
+                Window(
+                    sequence=index,
+                    input_ids=[cls_id, *enc.piece_ids[start:end], sep_id],
+                    positions=[enc.word_starts[w] - start + 1 for w in words],
+                    words=words,
+                    labels=[label_ids[index][w] for w in words] if label_ids is not None else [],
+                )
+            )
+    return windows
+
+
+def _owners(word_starts: Sequence[int], spans: Sequence[tuple[int, int]]) -> list[int]:
+    if len(spans) == 1:
+        return [0] * len(word_starts)
+    owners = []
+    for piece in word_starts:
+        best, best_context = 0, -1
+        for index, (start, end) in enumerate(spans):
+            if start <= piece < end:
+                context = min(piece - start, end - 1 - piece)
+                if context > best_context:
+                    best, best_context = index, context
+        owners.append(best)
+    return owners
+
+
+def collate(windows: Sequence[Window], pad_id: int, multiple: int = 8) -> dict[str, torch.Tensor]:
+    """Pad to the longest window, rounded up to a multiple of 8 (tensor-core and SIMD friendly)."""
+    longest = max(len(w.input_ids) for w in windows)
+    length = -(-longest // multiple) * multiple
+    input_ids = torch.full((len(windows), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(windows), length), dtype=torch.long)
+    labels = torch.full((len(windows), length), -100, dtype=torch.long)
+    for row, window in enumerate(windows):
+        n = len(window.input_ids)
+        input_ids[row, :n] = torch.tensor(window.input_ids)
+        attention_mask[row, :n] = 1
+        if window.labels:
+            labels[row, window.positions] = torch.tensor(window.labels)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def length_grouped_steps(
+    lengths: Sequence[int], sentences_per_step: int, rng: random.Random, group_by_length: bool = True, megabatch_steps: int = 50
+) -> list[list[int]]:
+    """Indices of the sentences in each optimizer step, for one epoch.
+
+    With grouping (Hugging Face's LengthGroupedSampler idea): shuffle, cut into
+    mega-batches of 50 steps, sort each by length, cut into steps, shuffle the
+    steps. Each step still holds `sentences_per_step` random-ish sentences, but
+    of similar length, so padding costs little.
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if not group_by_length:
+        return [order[i : i + sentences_per_step] for i in range(0, len(order), sentences_per_step)]
+    mega = sentences_per_step * megabatch_steps
+    steps = []
+    for start in range(0, len(order), mega):
+        block = sorted(order[start : start + mega], key=lambda i: -lengths[i])
+        steps.extend(block[i : i + sentences_per_step] for i in range(0, len(block), sentences_per_step))
+    rng.shuffle(steps)
+    return steps
+
+
+def token_budget_batches(windows_lengths: Sequence[int], max_tokens: int, max_rows: int) -> list[list[int]]:
+    """Group window indices (sorted by length) into batches under a padded-token budget."""
+    order = sorted(range(len(windows_lengths)), key=lambda i: windows_lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        longest = max([windows_lengths[index]] + [windows_lengths[i] for i in current[-1:]])
+        if current and ((len(current) + 1) * longest > max_tokens or len(current) >= max_rows):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches

@@ -1,0 +1,1 @@
+"""Evaluate: conlleval-compatible scores, model predictions over whole sentences."""

@@ -1,0 +1,1 @@
+"""Model: any Hugging Face encoder with a token-classification head."""

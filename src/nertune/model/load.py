@@ -1,0 +1,134 @@
+"""Load and save token-classification models: safetensors only, no remote code.
+
+A model directory nertune writes is a plain Hugging Face directory
+(config.json with id2label / label2id, model.safetensors, tokenizer files)
+plus `manifest.json`, written last, holding the sha256 of every weight file:
+a directory without a matching manifest was not finished or was altered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from nertune.atomic import write_json
+from nertune.data.embedded import resolve_model
+from nertune.errors import NertuneError
+
+MANIFEST = "manifest.json"
+WEIGHT_SUFFIXES = (".safetensors",)
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    path = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        raise NertuneError(f"cannot load a tokenizer from {name!r} ({str(error).splitlines()[0]})", fix="pass a local model folder or a Hugging Face model id") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise NertuneError(f"tokenizer of {name!r} is not a fast tokenizer", fix="use a model that ships tokenizer.json")
+    return tokenizer
+
+
+def load_for_training(name: str, labels: list[str]):
+    """A pretrained encoder with a fresh classification head over `labels`."""
+    from transformers import AutoModelForTokenClassification
+
+    _quiet_transformers()
+    path = resolve_model(name)
+    _refuse_pickles(path)
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            use_safetensors=True,
+            trust_remote_code=False,
+            ignore_mismatched_sizes=True,  # a model fine-tuned on other labels gets a new head
+        )
+    except (OSError, ValueError) as error:
+        raise NertuneError(f"cannot load model {name!r} ({str(error).splitlines()[0]})", fix="pass a local folder with model.safetensors or a Hugging Face model id") from None
+    return model
+
+
+def load_trained(directory: str | Path, verify: bool = True):
+    """A model nertune (or anyone) fine-tuned for token classification."""
+    from transformers import AutoModelForTokenClassification
+
+    _quiet_transformers()
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise NertuneError("model directory not found", path=str(directory), fix="pass the --output-dir of a training run")
+    if verify:
+        verify_manifest(directory)
+    _refuse_pickles(str(directory))
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(directory, use_safetensors=True, trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        raise NertuneError(f"cannot load model ({str(error).splitlines()[0]})", path=str(directory), fix="the directory needs config.json and model.safetensors") from None
+    return model
+
+
+def _refuse_pickles(path: str) -> None:
+    folder = Path(path)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
+        raise NertuneError("only pickled weights (*.bin) found; nertune loads safetensors only", path=path, fix="convert the weights to model.safetensors")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model(model, tokenizer, directory: str | Path) -> None:
+    """Write model + tokenizer into `directory` file by file, atomically, manifest last."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=directory))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        old_manifest = directory / MANIFEST
+        if old_manifest.exists():
+            old_manifest.unlink()  # the set is being replaced: not whole until the new manifest lands
+        for item in staging.iterdir():
+            os.replace(item, directory / item.name)
+        weights = sorted(p.name for p in directory.iterdir() if p.name.endswith(WEIGHT_SUFFIXES))
+        write_json(directory / MANIFEST, {"format": 1, "sha256": {name: sha256(directory / name) for name in weights}})
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def verify_manifest(directory: Path) -> None:
+    manifest_path = directory / MANIFEST
+    if not manifest_path.exists():
+        return  # a directory not written by nertune (e.g. a hub download): nothing to check
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        expected = dict(manifest["sha256"])
+    except (ValueError, KeyError, TypeError):
+        raise NertuneError("manifest.json is unreadable", path=str(manifest_path), fix="re-save the model, or delete manifest.json to skip the check") from None
+    for name, digest in expected.items():
+        file = directory / name
+        if not file.exists():
+            raise NertuneError(f"weight file {name} is missing", path=str(directory), fix="copy the whole model directory again")
+        if sha256(file) != digest:
+            raise NertuneError(f"weight file {name} does not match its sha256 in manifest.json (truncated or altered)", path=str(file), fix="copy the model directory again or re-train")

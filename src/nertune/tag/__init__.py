@@ -1,0 +1,1 @@
+"""Tag: a trained model applied to raw text."""

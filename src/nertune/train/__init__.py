@@ -1,0 +1,1 @@
+"""Train: recipes (plain settings) and the loop that runs one."""
