@@ -9,6 +9,7 @@ import torch
 from nertune.data.conll import Sentence
 from nertune.evaluate.predict import build_windows, max_pieces_for, predict_word_logits
 from nertune.evaluate.scoring import score
+from nertune.tag.decode import decode
 
 
 def evaluate_sentences(
@@ -18,8 +19,13 @@ def evaluate_sentences(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     strict: bool = False,
+    constrain: bool = False,
 ) -> dict:
-    """Scores of `model` on `sentences`, every word of every sentence counted."""
+    """Scores of `model` on `sentences`, every word of every sentence counted.
+
+    `constrain=False` is the plain first-subword argmax the Hugging Face
+    Trainer's run_ner reports; True decodes valid IOB2 only (tag/decode.py).
+    """
     label2id = model.config.label2id
     id2label = {int(i): label for i, label in model.config.id2label.items()}
     # A gold tag the model has no label for can never be predicted: it still counts as gold.
@@ -29,7 +35,7 @@ def evaluate_sentences(
         model, windows, len(sentences), [len(s.words) for s in sentences], tokenizer.pad_token_id, device,
         autocast_dtype=autocast_dtype,
     )
-    predictions = [[id2label[int(i)] for i in logits.argmax(-1)] for logits in scores.logits]
+    predictions = decode(scores.logits, id2label, constrain)
     result = score([s.tags for s in sentences], predictions, strict=strict)
     result = {"loss": scores.loss_sum / max(1, scores.labelled), **result}
     result["sentences"] = len(sentences)

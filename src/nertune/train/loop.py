@@ -14,26 +14,36 @@ import math
 import os
 import random
 import time
-from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 
 import torch
 
-from nertune.data.features import collate, length_grouped_steps, token_budget_batches
+from nertune.data.features import length_grouped_steps
 from nertune.data.splits import load_splits
 from nertune.evaluate.predict import build_windows, max_pieces_for
 from nertune.evaluate.run import evaluate_sentences
 from nertune.model.load import load_for_training, load_tokenizer, save_model
-from nertune.train.loss import weighted_token_loss, window_weights
+from nertune.train.loss import window_weights
 from nertune.train.precision import choose_precision
 from nertune.train.recipe import Recipe
+from nertune.train.step import forward_backward
 from nertune.train.report import RunLog, console, run_info, write_run_files
 
 
 def train_run(recipe: Recipe, progress: bool = True) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
+
+    # ---- data first: a bad file fails before anything heavy loads ----
+    splits = load_splits(recipe.data, recipe.train, recipe.validation, recipe.test, recipe.max_train_sentences, recipe.max_eval_sentences)
+    if splits.train is None:
+        from nertune.errors import NertuneError
+
+        raise NertuneError("no training data", fix="use --data conll2003 or --train FILE")
+    labels = splits.labels
+    label2id = {label: i for i, label in enumerate(labels)}
+    train_sentences = splits.train.sentences
 
     on_gpu = torch.cuda.is_available()
     precision, precision_notice = choose_precision(recipe.mixed_precision, on_gpu)
@@ -44,19 +54,9 @@ def train_run(recipe: Recipe, progress: bool = True) -> dict:
     say = console.print if main else (lambda *a, **k: None)
     if precision_notice:
         say(f"[yellow]notice:[/] {precision_notice}")
-    set_seed(recipe.seed)
-
-    # ---- data ------------------------------------------------------------
-    splits = load_splits(recipe.data, recipe.train, recipe.validation, recipe.test, recipe.max_train_sentences, recipe.max_eval_sentences)
     for notice in splits.notices():
         say(f"[yellow]notice:[/] {notice}")
-    if splits.train is None:
-        from nertune.errors import NertuneError
-
-        raise NertuneError("no training data", fix="use --data conll2003 or --train FILE")
-    labels = splits.labels
-    label2id = {label: i for i, label in enumerate(labels)}
-    train_sentences = splits.train.sentences
+    set_seed(recipe.seed)
 
     # ---- model -----------------------------------------------------------
     tokenizer = load_tokenizer(recipe.model)
@@ -108,6 +108,7 @@ def train_run(recipe: Recipe, progress: bool = True) -> dict:
         model.train()
         steps = length_grouped_steps(piece_lengths, per_step, rng, recipe.group_by_length)
         running = torch.zeros((), device=device)
+        since_log = 0
         epoch_loss = torch.zeros((), device=device)
         seen = 0
         bar = log.progress(f"epoch {epoch}/{recipe.epochs}", len(steps)) if progress else None
@@ -118,20 +119,12 @@ def train_run(recipe: Recipe, progress: bool = True) -> dict:
             step_windows = [windows[i] for s in mine for i in windows_of[s]]
             step_words = sum(words_in_sentence[s] for s in step_sentences)
             weights = window_weights(step_windows, words_in_sentence, recipe.accumulation, per_step, step_words, world)
-            chunks = token_budget_batches([len(w.input_ids) for w in step_windows], recipe.max_tokens_per_forward, 4096) if step_windows else []
-            step_loss = torch.zeros((), device=device)
-            for chunk_index, chunk in enumerate(chunks):
-                batch = collate([step_windows[i] for i in chunk], tokenizer.pad_token_id)
-                row_weights = torch.tensor([weights[i] for i in chunk], device=device)
-                last = chunk_index == len(chunks) - 1
-                context = accelerator.no_sync(model) if (world > 1 and not last) else nullcontext()
-                with context, accelerator.autocast():
-                    logits = model(input_ids=batch["input_ids"].to(device, non_blocking=True),
-                                   attention_mask=batch["attention_mask"].to(device, non_blocking=True)).logits
-                    loss = weighted_token_loss(logits, batch["labels"].to(device, non_blocking=True), row_weights)
-                accelerator.backward(loss)
-                step_loss += loss.detach()
-            if not chunks:  # a process with no sentences this step still joins the all-reduce
+            step_loss = forward_backward(
+                model, step_windows, weights, tokenizer.pad_token_id, device, recipe.max_tokens_per_forward,
+                backward=accelerator.backward, no_sync=(lambda: accelerator.no_sync(model)) if world > 1 else None,
+                autocast=accelerator.autocast,
+            )
+            if not step_windows:  # a process with no sentences this step still joins the all-reduce
                 accelerator.backward(sum(p.sum() * 0 for p in model.parameters()))
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm) if recipe.max_grad_norm else None
             optimizer.step()
@@ -141,11 +134,13 @@ def train_run(recipe: Recipe, progress: bool = True) -> dict:
             global_step += 1
             seen += len(step_sentences)
             running += step_loss / world
+            since_log += 1
             epoch_loss += step_loss / world
             if global_step % 10 == 0 or global_step == total_steps:
                 # One host sync every 10 steps, not every step.
-                loss_value = accelerator.reduce(running, "sum").item() / 10
+                loss_value = accelerator.reduce(running, "sum").item() / since_log
                 running.zero_()
+                since_log = 0
                 elapsed = time.perf_counter() - started
                 log.step(global_step, epoch, loss_value, scheduler.get_last_lr()[0],
                          None if grad_norm is None else float(grad_norm), seen / max(elapsed, 1e-9))

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from nertune.atomic import write_json, write_text
 
-console = Console(stderr=True)  # progress and notices on stderr; stdout is for data
+console = Console(stderr=True, soft_wrap=True)  # progress and notices on stderr; stdout is for data
 
 
 class _Bar:

@@ -1,0 +1,46 @@
+"""Forward and backward for the sentences of one optimizer step.
+
+The step's windows run in as few padded forward passes as fit the token
+budget; each pass's loss is already weighted (train/loss.py), so the summed
+gradient is that of the recipe however the passes are cut.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable, Sequence
+
+import torch
+
+from nertune.data.features import Window, collate, token_budget_batches
+from nertune.train.loss import weighted_token_loss
+
+
+def forward_backward(
+    model,
+    step_windows: Sequence[Window],
+    weights: Sequence[float],
+    pad_id: int,
+    device: torch.device,
+    max_tokens: int,
+    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
+    no_sync: Callable[[], object] | None = None,
+    autocast: Callable[[], object] = nullcontext,
+) -> torch.Tensor:
+    """Accumulate the step's gradient into model parameters; return the step loss (detached)."""
+    chunks = token_budget_batches([len(w.input_ids) for w in step_windows], max_tokens, 4096) if step_windows else []
+    step_loss = torch.zeros((), device=device)
+    for index, chunk in enumerate(chunks):
+        batch = collate([step_windows[i] for i in chunk], pad_id)
+        row_weights = torch.tensor([weights[i] for i in chunk], device=device)
+        # Data parallel: all-reduce gradients once, after the step's last pass.
+        context = no_sync() if (no_sync is not None and index < len(chunks) - 1) else nullcontext()
+        with context, autocast():
+            logits = model(
+                input_ids=batch["input_ids"].to(device, non_blocking=True),
+                attention_mask=batch["attention_mask"].to(device, non_blocking=True),
+            ).logits
+            loss = weighted_token_loss(logits, batch["labels"].to(device, non_blocking=True), row_weights)
+        backward(loss)
+        step_loss += loss.detach()
+    return step_loss

@@ -1,0 +1,47 @@
+"""Shared fixtures: real CoNLL-2003 slices and the real embedded MiniLM."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from nertune.data.embedded import conll2003_files, minilm_dir  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def conll_files() -> dict[str, Path]:
+    return conll2003_files()
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Path:
+    return minilm_dir()
+
+
+def run_cli(*args: str, input: str | None = None, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m nertune ARGS` as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "nertune", *args], capture_output=True, text=True, input=input, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A model trained for one epoch on 96 real sentences: shared by every test that needs one."""
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    result = run_cli(
+        "train", "--max-train-sentences", "96", "--max-eval-sentences", "48", "--epochs", "1",
+        "--learning-rate", "1e-4", "--output-dir", str(out), "--no-progress", "--sample", "",
+    )
+    assert result.returncode == 0, result.stderr
+    return out
