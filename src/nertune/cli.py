@@ -106,3 +106,7 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+
+
+# Each command family lives in its own module and registers itself on `app`.
+from nertune import cli_evaluate, cli_export, cli_predict, cli_serve  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""CLI command(s) for export: registered on nertune.cli.app at import."""

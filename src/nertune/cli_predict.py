@@ -1,0 +1,1 @@
+"""CLI command(s) for predict: registered on nertune.cli.app at import."""

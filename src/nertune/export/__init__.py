@@ -1,0 +1,1 @@
+"""Export: fast-inference formats (ONNX Runtime)."""
