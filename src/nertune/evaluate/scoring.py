@@ -1,9 +1,17 @@
 """Entity scores the way conlleval (and seqeval's default mode) compute them.
 
-Default mode: chunks as conlleval reads them — an I-X after O or after another
-type starts a new chunk. Strict mode: IOB2 strict (seqeval mode="strict"),
-where only well-formed B-X I-X… chunks count. One module, used by training,
-`nertune evaluate` and `nertune score` alike.
+Default mode: chunks as conlleval reads them — a chunk starts at B-X, or at an
+I-X after O or after another type; it goes on over I-X of the same type.
+Strict mode: IOB2 strict (seqeval mode="strict", scheme=IOB2): only B-X I-X…
+chunks count, an I-X that does not continue one is ignored.
+
+The two chunk rules are written out here rather than imported from seqeval:
+seqeval's default-mode chunker sits in a module that imports scikit-learn
+(2 s on every `nertune score`). tests/test_scoring.py checks, on random and
+invalid sequences, that both rules agree with seqeval exactly.
+
+Tags are O, B-TYPE or I-TYPE (IOB2 read as written). One module, used by
+training, `nertune evaluate`, `nertune score` and `nertune compare` alike.
 """
 
 from __future__ import annotations
@@ -14,15 +22,44 @@ from typing import Sequence
 Chunk = tuple[str, int, int]  # (type, first word, last word), inclusive as seqeval does
 
 
+def _parts(tag: str) -> tuple[str, str]:
+    """'B-PER' -> ('B', 'PER'); 'O' -> ('O', ''). conlleval splits at the first hyphen too."""
+    if tag == "O":
+        return "O", ""
+    prefix, _, entity_type = tag.partition("-")
+    if prefix not in ("B", "I") or not entity_type:
+        raise ValueError(f"tag {tag!r} is not O, B-TYPE or I-TYPE")
+    return prefix, entity_type
+
+
+def conlleval_chunks(tags: Sequence[str]) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    prev_prefix, prev_type, start = "O", "", 0
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, entity_type = _parts(tag)
+        if prev_prefix != "O" and (prefix != "I" or entity_type != prev_type):
+            chunks.append((prev_type, start, i - 1))
+        if prefix == "B" or (prefix == "I" and (prev_prefix == "O" or entity_type != prev_type)):
+            start = i
+        prev_prefix, prev_type = prefix, entity_type
+    return chunks
+
+
+def strict_chunks(tags: Sequence[str]) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    current, start = None, 0
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, entity_type = _parts(tag)
+        if current is not None and not (prefix == "I" and entity_type == current):
+            chunks.append((current, start, i - 1))
+            current = None
+        if prefix == "B":
+            current, start = entity_type, i
+    return chunks
+
+
 def sentence_chunks(tags: Sequence[str], strict: bool = False) -> set[Chunk]:
-    if strict:
-        from seqeval.scheme import IOB2, Entities
-
-        entities = Entities([list(tags)], IOB2, suffix=False).entities[0]
-        return {(e.tag, e.start, e.end - 1) for e in entities}
-    from seqeval.metrics.sequence_labeling import get_entities
-
-    return set(get_entities(list(tags)))
+    return set(strict_chunks(tags) if strict else conlleval_chunks(tags))
 
 
 def sentence_counts(gold: Sequence[str], pred: Sequence[str], strict: bool = False) -> Counter:
@@ -49,6 +86,7 @@ def _prf(tp: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
 
 
 def scores_from_counts(counts: Counter) -> dict:
+    """Micro-averaged entity P/R/F1, word accuracy, and per type (every type gold or predicted)."""
     types = sorted({key[1] for key in counts if isinstance(key, tuple)})
     per_type = {}
     for entity_type in types:
@@ -59,7 +97,11 @@ def scores_from_counts(counts: Counter) -> dict:
     n_gold = sum(counts[("gold", t)] for t in types)
     precision, recall, f1 = _prf(tp, n_pred, n_gold)
     accuracy = counts["correct_words"] / counts["words"] if counts["words"] else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "accuracy": accuracy, "per_type": per_type}
+    return {
+        "precision": precision, "recall": recall, "f1": f1, "accuracy": accuracy, "per_type": per_type,
+        # conlleval's header line: "processed W tokens with G phrases; found: P phrases; correct: C."
+        "words": counts["words"], "gold_entities": n_gold, "pred_entities": n_pred, "correct_entities": tp,
+    }
 
 
 def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], strict: bool = False) -> dict:
