@@ -1,1 +1,271 @@
-"""CLI command(s) for evaluate: registered on nertune.cli.app at import."""
+"""`nertune score`, `nertune evaluate`, `nertune compare`: numbers a reviewer can recompute.
+
+All three score with evaluate/scoring.py (conlleval semantics by default,
+IOB2 strict with --strict). The report goes to stdout (with --json: the JSON
+alone); notices go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nertune.cli import app
+from nertune.errors import NertuneError
+
+SPLITS = ("train", "validation", "test")
+
+
+def _notice(text: str) -> None:
+    from nertune.train.report import console
+
+    console.print(f"[yellow]notice:[/] {text}", highlight=False)
+
+
+def _out():
+    from rich.console import Console
+
+    return Console(soft_wrap=True, highlight=False)  # stdout: the report is the output
+
+
+def _mode(strict: bool) -> str:
+    return "strict IOB2 (seqeval mode='strict')" if strict else "conlleval (seqeval default)"
+
+
+def _print_scores(m: dict, title: str) -> None:
+    from rich.table import Table
+
+    out = _out()
+    out.print(f"processed {m['words']} words with {m['gold_entities']} entities; found: {m['pred_entities']}; correct: {m['correct_entities']}.")
+    interval = m.get("f1_interval")
+    ci = f" (95% CI {interval['low']:.4f}–{interval['high']:.4f})" if interval else ""
+    out.print(f"precision {m['precision']:.4f}  recall {m['recall']:.4f}  F1 {m['f1']:.4f}{ci}  accuracy {m['accuracy']:.4f}")
+    table = Table(title=title)
+    for column in ("type", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    for entity_type, v in m["per_type"].items():
+        table.add_row(entity_type, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1']:.4f}", str(v["support"]))
+    out.print(table)
+
+
+def _print_errors(errors: dict) -> None:
+    from rich.table import Table
+
+    from nertune.evaluate.errors import KINDS
+
+    table = Table(title="Entity errors (gold type; spurious: predicted type)")
+    table.add_column("type")
+    for header in ("wrong type", "boundary", "type+boundary", "missed", "spurious"):
+        table.add_column(header, justify="right")
+    for entity_type, row in errors["per_type"].items():
+        table.add_row(entity_type, *(str(row[k]) for k in KINDS))
+    table.add_row("all", *(str(errors[k]) for k in KINDS), style="bold")
+    _out().print(table)
+
+
+# ---- score -------------------------------------------------------------------
+
+@app.command()
+def score(
+    file: str = typer.Argument(..., help="conlleval-format file: 'WORD ... GOLD PRED' per line, blank lines between sentences."),
+    strict: bool = typer.Option(False, "--strict", help="IOB2 strict: only B-X I-X… entities count (seqeval mode='strict')."),
+    scheme: str = typer.Option("iob2", help="iob2: tags as written (default). iob1: convert both columns from IOB1 first."),
+    json_out: bool = typer.Option(False, "--json", help="Print only {precision, recall, f1, accuracy, per_type} as JSON."),
+):
+    """Score a predictions file the way conlleval does (or IOB2 strict with --strict)."""
+    from nertune.evaluate.conlleval_io import read_predictions
+    from nertune.evaluate.scoring import score as compute
+
+    predictions = read_predictions(file, scheme)
+    if scheme == "iob2" and predictions.gold_looks_like == "iob1":
+        _notice(f"{file}: the gold tags look like IOB1 (entities start with I-); they are read as written — "
+                "pass --scheme iob1 to convert (conlleval entity scores are the same either way)")
+    metrics = compute(predictions.gold, predictions.pred, strict=strict)
+    if json_out:
+        keys = ("precision", "recall", "f1", "accuracy", "per_type")
+        sys.stdout.write(json.dumps({k: metrics[k] for k in keys}, indent=2) + "\n")
+        return
+    from nertune.evaluate.bootstrap import f1_interval, sentence_totals
+
+    metrics["f1_interval"] = f1_interval(sentence_totals(predictions.gold, predictions.pred, strict))
+    _print_scores(metrics, f"{file} — {_mode(strict)}, tags read as {scheme.upper()}")
+
+
+# ---- evaluate ------------------------------------------------------------------
+
+def _load_gold(data: Optional[str], split: str, file: Optional[str], max_sentences: Optional[int]):
+    """The labelled sentences to evaluate on: --file FILE, or an embedded split (conll2003)."""
+    from nertune.data.conll import read_conll
+
+    if file and data:
+        raise NertuneError("give --data or --file, not both", fix="drop one of them")
+    if not file:
+        if (data or "conll2003") != "conll2003":
+            raise NertuneError(f"unknown data set {data!r}", fix="use --data conll2003 --split validation|test, or --file FILE")
+        if split not in SPLITS:
+            raise NertuneError(f"unknown split {split!r}", fix="use --split validation or --split test (or train)")
+        from nertune.data.embedded import conll2003_files
+
+        file = str(conll2003_files()[split])
+    gold = read_conll(file)
+    for notice in gold.notices:
+        _notice(notice)
+    if max_sentences is not None:
+        if max_sentences < 1:
+            raise NertuneError("--max-sentences must be at least 1")
+        gold.sentences = gold.sentences[:max_sentences]
+    return gold
+
+
+def _load_model(model_dir: str, device: Optional[str]):
+    import torch
+
+    from nertune.model.load import load_tokenizer, load_trained
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_trained(model_dir).to(device)
+    return model, load_tokenizer(str(model_dir)), device
+
+
+def _run_model(model_dir: str, gold, device: Optional[str], strict: bool, constrain: bool, details: bool) -> dict:
+    from nertune.evaluate.run import evaluate_sentences
+
+    model, tokenizer, device = _load_model(model_dir, device)
+    unknown = sorted(gold.entity_types - {label[2:] for label in model.config.label2id if label != "O"})
+    if unknown:
+        _notice(f"the model has no label for gold type(s) {', '.join(unknown)}: those entities count as missed")
+    return evaluate_sentences(model, tokenizer, gold.sentences, device, strict=strict, constrain=constrain, details=details)
+
+
+@app.command()
+def evaluate(
+    model_dir: str = typer.Argument(..., help="A model directory (the --output-dir of `nertune train`)."),
+    data: Optional[str] = typer.Option(None, help="'conll2003' (embedded; the default unless --file is given)."),
+    split: str = typer.Option("test", help="Split of --data: validation or test (or train)."),
+    file: Optional[str] = typer.Option(None, help="A labelled CoNLL file instead of --data (IOB1/BIOES are detected and converted)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON to stdout."),
+    predictions: Optional[str] = typer.Option(None, help="Write 'WORD GOLD PRED' lines here (for `nertune score` or conlleval.pl)."),
+    strict: bool = typer.Option(False, "--strict", help="IOB2 strict entity scores instead of conlleval's."),
+    constrain: bool = typer.Option(False, "--constrain/--no-constrain", help="Viterbi-decode valid IOB2 only; default: per-word argmax, as training reports."),
+    report_dir: Optional[str] = typer.Option(None, help="Write evaluation.json and the plots (per-type F1, type confusion) here."),
+    max_sentences: Optional[int] = typer.Option(None, help="Evaluate the first N sentences only."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when available)."),
+):
+    """Evaluate a trained model on every word of every sentence: loss, P/R/F1, accuracy, errors."""
+    gold = _load_gold(data, split, file, max_sentences)
+    result = _run_model(model_dir, gold, device, strict, constrain, details=True)
+    metrics = result["metrics"]
+    report = {
+        "model": str(model_dir), "data": gold.path, "split": None if file else split,
+        "scheme": gold.scheme, "decoding": "constrained" if constrain else "argmax",
+        "mode": "strict" if strict else "conlleval", **metrics,
+    }
+    if predictions:
+        from nertune.evaluate.conlleval_io import write_predictions
+
+        write_predictions(predictions, [s.words for s in gold.sentences], [s.tags for s in gold.sentences], result["predictions"])
+        _notice(f"predictions written to {predictions} (score them with `nertune score {predictions}`)")
+    if report_dir:
+        from nertune.atomic import write_json
+        from nertune.evaluate.plots import evaluation_plots
+
+        write_json(Path(report_dir) / "evaluation.json", report)
+        plots = evaluation_plots(Path(report_dir), metrics, Path(gold.path).name)
+        _notice(f"report written to {report_dir}: evaluation.json{''.join(', ' + p for p in plots)}")
+    if json_out:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    out = _out()
+    out.print(f"model {model_dir} on {gold.path} ({metrics['sentences']} sentences)")
+    out.print(f"gold tags: {gold.scheme.upper()}{' (converted to IOB2)' if gold.scheme != 'iob2' else ''}; "
+              f"decoding: {report['decoding']}; entity scores: {_mode(strict)}; "
+              f"{metrics['long_sentences']} sentence(s) longer than one window, covered by overlapping windows")
+    out.print(f"loss {metrics['loss']:.4f}")
+    _print_scores(metrics, "Per type")
+    _print_errors(metrics["errors"])
+
+
+# ---- compare -------------------------------------------------------------------
+
+def _system(source: str, gold_loader, device, strict: bool, constrain: bool, scheme: str) -> dict:
+    """words / gold / predicted tags of one side: a prediction file, or a model directory run on the data."""
+    from nertune.evaluate.conlleval_io import read_predictions
+
+    if Path(source).is_dir():
+        gold = gold_loader()
+        result = _run_model(source, gold, device, strict, constrain, details=False)
+        return {"source": source, "words": [s.words for s in gold.sentences], "gold": [s.tags for s in gold.sentences],
+                "pred": result["predictions"], "lines": [s.line for s in gold.sentences], "path": gold.path}
+    file = read_predictions(source, scheme)
+    return {"source": source, "words": file.words, "gold": file.gold, "pred": file.pred, "lines": file.lines, "path": source}
+
+
+def _check_same_data(a: dict, b: dict) -> None:
+    from nertune.evaluate.conlleval_io import safe_word
+
+    if len(a["gold"]) != len(b["gold"]):
+        raise NertuneError(f"A has {len(a['gold'])} sentences, B has {len(b['gold'])}: not the same data",
+                           path=b["path"], fix="compare predictions made on the same file")
+    for index, (words_a, gold_a, words_b, gold_b) in enumerate(zip(a["words"], a["gold"], b["words"], b["gold"])):
+        if [safe_word(w) for w in words_a] != [safe_word(w) for w in words_b] or gold_a != gold_b:
+            raise NertuneError(f"sentence {index + 1} differs between A and B (words or gold tags)",
+                               path=b["path"], line=b["lines"][index], fix="compare predictions made on the same file")
+
+
+@app.command()
+def compare(
+    a: str = typer.Argument(..., help="System A: a predictions file ('WORD GOLD PRED') or a model directory."),
+    b: str = typer.Argument(..., help="System B: the same, on the same data."),
+    data: Optional[str] = typer.Option(None, help="For model directories: 'conll2003' (default unless --file)."),
+    split: str = typer.Option("test", help="For model directories: the split of --data."),
+    file: Optional[str] = typer.Option(None, help="For model directories: a labelled CoNLL file."),
+    strict: bool = typer.Option(False, "--strict", help="IOB2 strict entity scores instead of conlleval's."),
+    scheme: str = typer.Option("iob2", help="How to read prediction files: iob2 (as written) or iob1."),
+    constrain: bool = typer.Option(False, "--constrain/--no-constrain", help="For model directories: Viterbi-decode valid IOB2."),
+    resamples: int = typer.Option(1000, help="Bootstrap resamples (of sentences)."),
+    seed: int = typer.Option(0, help="Seed of the resampling."),
+    max_sentences: Optional[int] = typer.Option(None, help="For model directories: the first N sentences only."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda … (default: cuda when available)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON to stdout."),
+):
+    """Is B better than A? F1 of each and the paired-bootstrap 95% interval of the difference."""
+    from nertune.evaluate.bootstrap import paired_bootstrap, sentence_totals, verdict
+    from nertune.evaluate.scoring import score as compute
+
+    if resamples < 100:
+        raise NertuneError("--resamples must be at least 100", fix="use the default 1000 or more")
+    loaded = {}
+
+    def gold_loader():
+        if "gold" not in loaded:
+            loaded["gold"] = _load_gold(data, split, file, max_sentences)
+        return loaded["gold"]
+
+    side_a = _system(a, gold_loader, device, strict, constrain, scheme)
+    side_b = _system(b, gold_loader, device, strict, constrain, scheme)
+    _check_same_data(side_a, side_b)
+    result = paired_bootstrap(sentence_totals(side_a["gold"], side_a["pred"], strict),
+                              sentence_totals(side_b["gold"], side_b["pred"], strict), resamples, seed=seed)
+    scores = {name: compute(side["gold"], side["pred"], strict) for name, side in (("a", side_a), ("b", side_b))}
+    report = {
+        **{name: {"source": side["source"], **{k: scores[name][k] for k in ("precision", "recall", "f1", "accuracy")}}
+           for name, side in (("a", side_a), ("b", side_b))},
+        "sentences": len(side_a["gold"]), "mode": "strict" if strict else "conlleval",
+        **{k: result[k] for k in ("difference", "low", "high", "level", "resamples", "b_better_share")},
+        "verdict": verdict(result),
+    }
+    if json_out:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    out = _out()
+    for name in ("a", "b"):
+        s = report[name]
+        out.print(f"{name.upper()}: {s['source']}  F1 {s['f1']:.4f}  (precision {s['precision']:.4f}, recall {s['recall']:.4f}, accuracy {s['accuracy']:.4f})")
+    out.print(f"F1(B) - F1(A) = {report['difference']:+.4f}, {round(100 * report['level'])}% interval "
+              f"[{report['low']:+.4f}, {report['high']:+.4f}] (paired bootstrap, {resamples} resamples of "
+              f"{report['sentences']} sentences, {_mode(strict)}); B better in {100 * report['b_better_share']:.1f}% of resamples")
+    out.print(report["verdict"])

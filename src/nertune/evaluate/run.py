@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 import torch
 
 from nertune.data.conll import Sentence
+from nertune.errors import NertuneError
 from nertune.evaluate.predict import build_windows, max_pieces_for, predict_word_logits
 from nertune.evaluate.scoring import score
 from nertune.tag.decode import decode
+
+
+def check_labels(id2label: dict[int, str]) -> None:
+    """Predictions are scored as IOB2 tags: a model whose labels are not O / B-X / I-X cannot be."""
+    bad = [label for label in id2label.values() if label != "O" and not (label[:2] in ("B-", "I-") and len(label) > 2)]
+    if bad:
+        raise NertuneError(
+            f"the model's labels are not IOB2 tags ({', '.join(sorted(bad)[:4])})",
+            fix="evaluate a model whose config.json id2label holds O, B-TYPE and I-TYPE labels",
+        )
 
 
 def evaluate_sentences(
@@ -20,14 +32,19 @@ def evaluate_sentences(
     autocast_dtype: torch.dtype | None = None,
     strict: bool = False,
     constrain: bool = False,
+    details: bool = False,
 ) -> dict:
     """Scores of `model` on `sentences`, every word of every sentence counted.
 
-    `constrain=False` is the plain first-subword argmax the Hugging Face
-    Trainer's run_ner reports; True decodes valid IOB2 only (tag/decode.py).
+    Long sentences are split into overlapping windows (never truncated), so
+    there is one prediction per word. `constrain=False` is the plain
+    first-subword argmax the Hugging Face Trainer's run_ner reports; True
+    decodes valid IOB2 only (tag/decode.py). `details=True` adds the error
+    breakdown, the type confusion and the bootstrap interval of F1.
     """
     label2id = model.config.label2id
     id2label = {int(i): label for i, label in model.config.id2label.items()}
+    check_labels(id2label)
     # A gold tag the model has no label for can never be predicted: it still counts as gold.
     label_ids = [[label2id.get(tag, -100) for tag in s.tags] for s in sentences]
     windows = build_windows(tokenizer, [s.words for s in sentences], max_pieces_for(model, tokenizer), label_ids)
@@ -36,7 +53,19 @@ def evaluate_sentences(
         autocast_dtype=autocast_dtype,
     )
     predictions = decode(scores.logits, id2label, constrain)
-    result = score([s.tags for s in sentences], predictions, strict=strict)
+    gold = [s.tags for s in sentences]
+    result = score(gold, predictions, strict=strict)
     result = {"loss": scores.loss_sum / max(1, scores.labelled), **result}
     result["sentences"] = len(sentences)
+    if details:
+        from nertune.evaluate.bootstrap import f1_interval, sentence_totals
+        from nertune.evaluate.errors import error_breakdown
+
+        breakdown = error_breakdown(gold, predictions, strict)
+        result["confusion"] = breakdown.pop("confusion")
+        result["errors"] = breakdown
+        result["f1_interval"] = f1_interval(sentence_totals(gold, predictions, strict))
+        # Sentences longer than one window: covered by overlapping windows, still every word scored.
+        windows_per_sentence = Counter(w.sequence for w in windows)
+        result["long_sentences"] = sum(n > 1 for n in windows_per_sentence.values())
     return {"metrics": result, "predictions": predictions}

@@ -108,7 +108,10 @@ def _cpus() -> int:
 def write_run_files(output_dir: Path, metrics: dict, recipe, reports: dict, splits) -> None:
     write_json(output_dir / "metrics.json", metrics)
     write_text(output_dir / "recipe.yaml", yaml.safe_dump(recipe.model_dump(), sort_keys=False))
-    write_text(output_dir / "README.md", model_card(metrics))
+    from nertune.evaluate.plots import plots_markdown, write_run_plots
+
+    plots = write_run_plots(output_dir, metrics, reports, splits)  # PNGs next to metrics.json, linked from the card
+    write_text(output_dir / "README.md", model_card(metrics) + plots_markdown(plots))
 
 
 def _fmt(value) -> str:
