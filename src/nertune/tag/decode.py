@@ -51,19 +51,20 @@ def decode(logits: Sequence[torch.Tensor], id2label: dict[int, str], constrain: 
         return [[id2label[int(i)] for i in x.argmax(-1)] for x in logits]
     labels = [id2label[i] for i in range(len(id2label))]
     start, allowed = allowed_transitions(labels)
+    start_ok, allowed_ok = start.tolist(), allowed.tolist()
     out = []
     for x in logits:
         log_probs = x.float().log_softmax(-1)
         path = log_probs.argmax(-1).tolist()
         # Most sentences are already valid IOB2: skip the dynamic programme for them.
-        if _valid(path, start, allowed):
+        if _valid(path, start_ok, allowed_ok):
             out.append([labels[i] for i in path])
         else:
             out.append([labels[i] for i in viterbi(log_probs, start, allowed)])
     return out
 
 
-def _valid(path: list[int], start: torch.Tensor, allowed: torch.Tensor) -> bool:
+def _valid(path: list[int], start: list[bool], allowed: list[list[bool]]) -> bool:
     if path and not start[path[0]]:
         return False
-    return all(allowed[a, b] for a, b in zip(path, path[1:]))
+    return all(allowed[a][b] for a, b in zip(path, path[1:]))

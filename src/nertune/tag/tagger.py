@@ -1,75 +1,148 @@
-"""Tagger: a trained model for raw text, pre-split words, or many texts at once."""
+"""Tagger: a trained model for raw text, pre-split words, or many texts at once.
+
+    text -> sentences -> Treebank words (tag/words.py) -> wordpieces in overlapping
+    windows, batched by length (evaluate/predict.py) -> one score vector per word
+    from its first subword -> IOB2 tags, constrained to valid sequences by default
+    (tag/decode.py) -> entities made of whole words, with character offsets.
+
+Every word gets exactly one tag, whatever the length of the input: nothing is
+truncated. An entity's score is the mean, over its words, of the probability
+the model gave the tag chosen for that word.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 
+from nertune.errors import NertuneError
 from nertune.evaluate.predict import build_windows, max_pieces_for, predict_word_logits
-from nertune.model.load import load_trained, load_tokenizer
-from nertune.tag.words import split_words
+from nertune.model.load import load_tokenizer, load_trained
+from nertune.tag.decode import decode
+from nertune.tag.words import sentence_words
+
+
+class TaggedWord(NamedTuple):
+    text: str
+    start: int
+    end: int
+    tag: str
+    probability: float  # of `tag`, under the model's softmax for this word
 
 
 class Tagger:
-    def __init__(self, model, tokenizer, device: str | torch.device = "cpu"):
+    def __init__(self, model, tokenizer, device: str | torch.device = "cpu", constrain: bool = True, max_tokens: int = 16384):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = torch.device(device)
+        self.constrain = constrain
+        self.max_tokens = max_tokens  # padded wordpieces per forward pass
         self.id2label = {int(i): label for i, label in model.config.id2label.items()}
+        self.label2id = {label: i for i, label in self.id2label.items()}
         self.max_pieces = max_pieces_for(model, tokenizer)
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | None = None) -> "Tagger":
+    def load(cls, directory: str | Path, device: str | None = None, constrain: bool = True) -> "Tagger":
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(load_trained(directory), load_tokenizer(str(directory)), device)
+        return cls(load_trained(directory), load_tokenizer(str(directory)), device, constrain)
 
-    def _word_probs(self, sequences: Sequence[Sequence[str]]) -> list[torch.Tensor]:
-        nonempty = [list(s) for s in sequences]
-        windows = build_windows(self.tokenizer, nonempty, self.max_pieces) if any(nonempty) else []
-        scores = predict_word_logits(self.model, windows, len(nonempty), [len(s) for s in nonempty], self.tokenizer.pad_token_id, self.device)
-        return [logits.softmax(-1) for logits in scores.logits]
+    # ---- words in, tags out ------------------------------------------------
 
-    def tag_words_batch(self, sequences: Sequence[Sequence[str]]) -> list[list[str]]:
-        return [[self.id2label[int(i)] for i in probs.argmax(-1)] for probs in self._word_probs(sequences)]
+    def word_logits(self, sequences: Sequence[Sequence[str]]) -> list[torch.Tensor]:
+        """One [n_words, n_labels] logits tensor per word sequence (any length)."""
+        sequences = [_word_list(s) for s in sequences]
+        filled = [i for i, s in enumerate(sequences) if s]
+        out = [torch.empty((0, len(self.id2label))) for _ in sequences]
+        if filled:
+            windows = build_windows(self.tokenizer, [sequences[i] for i in filled], self.max_pieces)
+            scores = predict_word_logits(
+                self.model, windows, len(filled), [len(sequences[i]) for i in filled], self.tokenizer.pad_token_id,
+                self.device, max_tokens=self.max_tokens,
+            )
+            for i, logits in zip(filled, scores.logits):
+                out[i] = logits
+        return out
 
-    def tag_words(self, words: Sequence[str]) -> list[str]:
-        """Exactly one tag per word."""
-        return self.tag_words_batch([words])[0] if words else []
-
-    def tag_batch(self, texts: Sequence[str]) -> list[list[dict]]:
-        spans = [split_words(text) for text in texts]
-        probs = self._word_probs([[w for w, _, _ in s] for s in spans])
+    def _decode(self, sequences: Sequence[Sequence[str]], constrain: bool | None) -> list[tuple[list[str], list[float]]]:
+        constrain = self.constrain if constrain is None else constrain
+        logits = self.word_logits(sequences)
         results = []
-        for text, words, word_probs in zip(texts, spans, probs):
-            tags = [self.id2label[int(i)] for i in word_probs.argmax(-1)]
-            confidence = word_probs.max(-1).values.tolist()
-            results.append(_entities(text, words, tags, confidence))
+        for x, tags in zip(logits, decode(logits, self.id2label, constrain)):
+            ids = torch.tensor([self.label2id[t] for t in tags], dtype=torch.long)
+            probs = x.softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1) if tags else x.new_empty(0)
+            results.append((tags, probs.tolist()))
         return results
 
-    def __call__(self, text: str) -> list[dict]:
-        return self.tag_batch([text])[0]
+    def tag_words_batch(self, sequences: Sequence[Sequence[str]], constrain: bool | None = None) -> list[list[str]]:
+        return [tags for tags, _ in self._decode(sequences, constrain)]
+
+    def tag_words(self, words: Sequence[str], constrain: bool | None = None) -> list[str]:
+        """Exactly one tag per word; the words are one sequence (one sentence or document)."""
+        return self.tag_words_batch([words], constrain)[0]
+
+    # ---- raw text in, entities out ----------------------------------------
+
+    def tag_sentences(self, texts: Sequence[str], constrain: bool | None = None) -> list[list[list[TaggedWord]]]:
+        """For each text, its sentences as lists of tagged words (offsets into that text)."""
+        split = [sentence_words(_text(t)) for t in texts]
+        flat = [[w.text for w in sentence] for sentences in split for sentence in sentences]
+        decoded = iter(self._decode(flat, constrain))
+        out = []
+        for sentences in split:
+            tagged = []
+            for sentence in sentences:
+                tags, probs = next(decoded)
+                tagged.append([TaggedWord(w.text, w.start, w.end, t, p) for w, t, p in zip(sentence, tags, probs)])
+            out.append(tagged)
+        return out
+
+    def tag_batch(self, texts: Sequence[str], constrain: bool | None = None) -> list[list[dict]]:
+        """Entities of each text: {"text", "type", "start", "end", "score"}, text == input[start:end]."""
+        return [
+            [entity for sentence in sentences for entity in entities(text, sentence)]
+            for text, sentences in zip(texts, self.tag_sentences(texts, constrain))
+        ]
+
+    def __call__(self, text: str, constrain: bool | None = None) -> list[dict]:
+        return self.tag_batch([text], constrain)[0]
 
 
-def _entities(text: str, words, tags: list[str], confidence: list[float]) -> list[dict]:
-    """Whole-word entities from IOB2 tags (an I- after O or another type starts one)."""
-    entities: list[dict] = []
+def entities(text: str, words: Sequence[TaggedWord]) -> list[dict]:
+    """Whole-word entities from IOB2 tags; an I-X after O or another type starts one (as conlleval reads it)."""
+    found: list[dict] = []
     current = None
-    for (word, start, end), tag, score in zip(words, tags, confidence):
-        prefix, _, entity_type = tag.partition("-")
+    for word in words:
+        prefix, _, entity_type = word.tag.partition("-")
         if prefix == "I" and current is not None and current["type"] == entity_type:
-            current["end"] = end
-            current["scores"].append(score)
+            current["end"] = word.end
+            current["scores"].append(word.probability)
             continue
         if current is not None:
-            entities.append(current)
+            found.append(current)
             current = None
         if prefix in ("B", "I"):
-            current = {"type": entity_type, "start": start, "end": end, "scores": [score]}
+            current = {"type": entity_type, "start": word.start, "end": word.end, "scores": [word.probability]}
     if current is not None:
-        entities.append(current)
+        found.append(current)
     return [
-        {"text": text[e["start"] : e["end"]], "type": e["type"], "start": e["start"], "end": e["end"], "score": sum(e["scores"]) / len(e["scores"])}
-        for e in entities
+        {"text": text[e["start"] : e["end"]], "type": e["type"], "start": e["start"], "end": e["end"],
+         "score": round(sum(e["scores"]) / len(e["scores"]), 6)}
+        for e in found
     ]
+
+
+def _text(text) -> str:
+    if not isinstance(text, str):
+        raise NertuneError(f"expected text (a str), got {type(text).__name__}", fix="pass a string; for pre-split words use tagger.tag_words(words)")
+    return text
+
+
+def _word_list(words) -> list[str]:
+    if isinstance(words, str):
+        raise NertuneError("tag_words takes a list of words, got one str", fix="pass text.split() or call tagger(text) for raw text")
+    words = list(words)
+    if not all(isinstance(w, str) for w in words):
+        raise NertuneError("every word must be a str", fix="pass a list of strings")
+    return words
