@@ -1,0 +1,61 @@
+"""What one request may ask of the server, and reading a body within those bounds.
+
+Every limit is a CLI flag of `nertune serve`; the defaults fit a sentence-to-page
+tagging service on a small machine. A request over a limit gets 413 and a JSON
+error naming the limit — never a half-read body, never a 500.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from starlette.requests import Request
+
+from nertune.errors import NertuneError
+from nertune.serve.errors import ApiError
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_text_chars: int = 100_000  # characters in one text
+    max_texts: int = 64  # texts in one {"texts": [...]} request
+    max_body_bytes: int = 1 << 20  # request body, before parsing
+    max_wait_ms: float = 5.0  # how long the batcher waits to gather more requests
+    max_batch_texts: int = 64  # texts in one forward pass (a bigger request runs alone)
+    max_queue: int = 1024  # requests waiting for the model; more get 503 + Retry-After
+
+    def __post_init__(self):
+        for name, value in asdict(self).items():
+            flag = "--" + name.replace("_", "-")
+            if value < 0 or (value == 0 and name != "max_wait_ms"):
+                raise NertuneError(f"{flag} must be {'>= 0' if name == 'max_wait_ms' else '> 0'}, got {value}", fix=f"pass a positive {flag}")
+        if self.max_wait_ms > 1000:
+            raise NertuneError(f"--max-wait-ms must be at most 1000 (it is a batching wait, not a timeout), got {self.max_wait_ms}", fix="use a few milliseconds, e.g. 5")
+
+    def public(self) -> dict:
+        return asdict(self)
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"request body is larger than {limit} bytes (--max-body-bytes)", limit=limit)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) as soon as it is known to exceed `limit` bytes.
+
+    Content-Length is checked before reading anything; a chunked body is counted
+    while it streams, so a huge upload is never held in memory.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "invalid_content_length", "Content-Length is not a number")
+        if int(declared) > limit:
+            raise body_too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
