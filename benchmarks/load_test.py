@@ -180,7 +180,9 @@ def versions() -> dict:
 
     from nertune.train.report import versions as core
 
-    return {**core(), "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__, "httpx": httpx.__version__}
+    from nertune.train.report import git_sha
+
+    return {**core(), "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__, "httpx": httpx.__version__, "git": git_sha()}
 
 
 def main() -> None:

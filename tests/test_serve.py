@@ -173,6 +173,8 @@ def test_malformed_requests_get_json_4xx_and_the_worker_lives(client):
     assert "text" in missing["message"]
     wrong_type = _error(client.post("/v1/entities", json={"text": ["a list"]}), 422, "invalid_request")
     assert wrong_type["details"][0]["loc"] == ["text"]
+    many = _error(client.post("/v1/entities", json={"texts": [0] * 5000}), 422, "invalid_request")
+    assert many["errors"] == 5000 and len(many["details"]) == 10  # the answer stays small
     _error(client.get("/v1/nowhere"), 404, "not_found")
     _error(client.get("/v1/entities"), 405, "method_not_allowed")
     after = client.get("/healthz")

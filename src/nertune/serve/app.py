@@ -109,11 +109,13 @@ def model_info(tagger, model_dir: str | Path | None, limits: Limits) -> dict:
         "nertune": __version__,
     }
     if model_dir is not None:
-        folder = Path(model_dir)
-        if (folder / "recipe.yaml").is_file():
-            info["recipe"] = yaml.safe_load((folder / "recipe.yaml").read_text(encoding="utf-8"))
-        if (folder / "metrics.json").is_file():
-            info["metrics"] = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        for key, name, parse in (("recipe", "recipe.yaml", yaml.safe_load), ("metrics", "metrics.json", json.loads)):
+            path = Path(model_dir) / name
+            if path.is_file():
+                try:
+                    info[key] = parse(path.read_text(encoding="utf-8"))
+                except (ValueError, yaml.YAMLError) as error:
+                    raise NertuneError(f"cannot read {name} ({str(error).splitlines()[0]})", path=str(path), fix=f"repair or delete {name}") from None
     return info
 
 

@@ -31,17 +31,20 @@ class ApiError(Exception):
         return JSONResponse({"error": {"code": self.code, "message": self.message, **self.extra}}, self.status, headers=self.headers)
 
 
+MAX_DETAILS = 10  # a list of 100,000 wrong items is one problem, not a 10 MB answer
+
+
 def validation_details(errors) -> list[dict]:
     """Pydantic errors without the echoed input (it can be megabytes) or non-JSON context."""
     return [{"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")).removeprefix("Value error, "), "type": e.get("type", "")}
-            for e in errors]
+            for e in errors[:MAX_DETAILS]]
 
 
 def invalid_request(errors) -> ApiError:
     details = validation_details(errors)
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     where = ".".join(p for p in first["loc"] if p != "body") or "body"
-    return ApiError(422, "invalid_request", f"{where}: {first['msg']}", details=details)
+    return ApiError(422, "invalid_request", f"{where}: {first['msg']}", details=details, errors=len(errors))
 
 
 def install_error_handlers(app: FastAPI) -> None:

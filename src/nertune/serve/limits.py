@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from nertune.errors import NertuneError
 from nertune.serve.errors import ApiError
@@ -53,9 +53,12 @@ async def read_body(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise body_too_large(limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise body_too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise body_too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody is left to answer; not a server error
+        raise ApiError(400, "client_disconnected", "the client closed the connection before sending the whole body") from None
     return b"".join(chunks)
