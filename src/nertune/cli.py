@@ -57,19 +57,29 @@ def train(
     mixed_precision: Optional[str] = typer.Option(None, help="auto | bf16 | fp16 | no."),
     warmup_ratio: Optional[float] = typer.Option(None, help="Fraction of steps for linear warm-up (seed: 0)."),
     output_dir: Optional[str] = typer.Option(None, help="Run directory (default runs/<timestamp>)."),
+    save_every_steps: Optional[int] = typer.Option(None, help="Also save a resumable checkpoint every N steps (one is saved at each epoch end)."),
+    keep_checkpoints: Optional[int] = typer.Option(None, help="Keep the newest K checkpoints in DIR/checkpoints (default 2)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output-dir from its latest checkpoint (same other flags)."),
+    patience: Optional[int] = typer.Option(None, help="Stop early when validation F1 has not improved for N epochs."),
     sample: str = typer.Option(SAMPLE, help="Sentence to tag at the end."),
     json_out: bool = typer.Option(False, "--json", help="Print metrics.json to stdout."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ):
     """Fine-tune on CoNLL data; evaluate each epoch; keep the best; tag a sample."""
     from nertune.api import train as run_training
+    from nertune.train.signals import TrainingInterrupted
 
-    metrics = run_training(
-        recipe, progress=progress, model=model, data=data, train=train_file, validation=validation_file, test=test_file,
-        max_train_sentences=max_train_sentences, max_eval_sentences=max_eval_sentences, epochs=epochs,
-        learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum, seed=seed, accumulation=accumulation,
-        mixed_precision=mixed_precision, warmup_ratio=warmup_ratio, output_dir=output_dir,
-    )
+    try:
+        metrics = run_training(
+            recipe, progress=progress, resume=resume, model=model, data=data, train=train_file, validation=validation_file,
+            test=test_file, max_train_sentences=max_train_sentences, max_eval_sentences=max_eval_sentences, epochs=epochs,
+            learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum, seed=seed, accumulation=accumulation,
+            mixed_precision=mixed_precision, warmup_ratio=warmup_ratio, output_dir=output_dir,
+            save_every_steps=save_every_steps, keep_checkpoints=keep_checkpoints, patience=patience,
+        )
+    except TrainingInterrupted as stop:
+        _console().print(f"interrupted at step {stop.step}; checkpoint {stop.checkpoint}; resume with: {_resume_command(stop.output_dir)}", markup=False)
+        raise typer.Exit(stop.exit_code)
     if not metrics:  # not the main process
         return
     console = _console()
@@ -93,6 +103,16 @@ def train(
                   f"{metrics['train_seconds']:.0f} s in the training loop)")
     if json_out:
         sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
+
+
+def _resume_command(output_dir) -> str:
+    """This command line again, with --output-dir and --resume."""
+    import shlex
+
+    args = [a for a in sys.argv[1:] if a != "--resume"]
+    if not any(a == "--output-dir" or a.startswith("--output-dir=") for a in args):
+        args += ["--output-dir", str(output_dir)]
+    return shlex.join(["nertune", *args, "--resume"])
 
 
 def main() -> None:

@@ -50,6 +50,8 @@ def load_for_training(name: str, labels: list[str]):
 
     _quiet_transformers()
     path = resolve_model(name)
+    if Path(path).is_dir():  # e.g. continuing from a nertune run: its weights are checked like any load
+        verify_manifest(Path(path))
     _refuse_pickles(path)
     try:
         model = AutoModelForTokenClassification.from_pretrained(

@@ -6,6 +6,11 @@
 Accelerate handles the device, mixed precision and data parallelism; the
 accumulation is ours (see train/loss.py), so the gradient of each step is the
 seed recipe's whatever the physical batching.
+
+A run is never lost: checkpoints every N steps and at each epoch end
+(train/checkpoint.py), --resume continues bit for bit, Ctrl-C / SIGTERM save
+and stop (train/signals.py), and the numbers are watched as they come
+(train/diagnostics.py): NaN stops the run, the rest are explained.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import signal
 import time
 from datetime import datetime
 from pathlib import Path
@@ -24,16 +30,23 @@ from nertune.data.splits import load_splits
 from nertune.evaluate.predict import build_windows, max_pieces_for
 from nertune.evaluate.run import evaluate_sentences
 from nertune.model.load import load_for_training, load_tokenizer, save_model
+from nertune.train import diagnostics
+from nertune.train.checkpoint import (
+    Checkpoints, RunState, find_checkpoint, refuse_unfinished, remove_checkpoints, rng_from_json, rng_to_json, trim_log,
+)
 from nertune.train.loss import window_weights
 from nertune.train.precision import choose_precision
 from nertune.train.recipe import Recipe
+from nertune.train.signals import StopRequests, TrainingInterrupted
 from nertune.train.step import forward_backward
 from nertune.train.report import RunLog, console, run_info, write_run_files
 
 
-def train_run(recipe: Recipe, progress: bool = True) -> dict:
+def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> dict:
+    """Train as `recipe` says; `resume` continues the run in recipe.output_dir from its latest checkpoint."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import broadcast_object_list, set_seed
+    from rich.markup import escape
 
     # ---- data first: a bad file fails before anything heavy loads ----
     splits = load_splits(recipe.data, recipe.train, recipe.validation, recipe.test, recipe.max_train_sentences, recipe.max_eval_sentences)
@@ -44,6 +57,12 @@ def train_run(recipe: Recipe, progress: bool = True) -> dict:
     labels = splits.labels
     label2id = {label: i for i, label in enumerate(labels)}
     train_sentences = splits.train.sentences
+    output_dir = Path(recipe.output_dir or f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    recipe_fields = recipe.model_dump()
+    # Also before the model loads: a resume that cannot work says so at once.
+    resume_from = find_checkpoint(recipe.output_dir, recipe_fields, splits.md5) if resume else None
+    if not resume:
+        refuse_unfinished(output_dir)
 
     on_gpu = torch.cuda.is_available()
     precision, precision_notice = choose_precision(recipe.mixed_precision, on_gpu)
@@ -52,6 +71,11 @@ def train_run(recipe: Recipe, progress: bool = True) -> dict:
     main = accelerator.is_main_process
     world = accelerator.num_processes
     say = console.print if main else (lambda *a, **k: None)
+
+    def diagnose(message: str | None) -> None:
+        if message:
+            say(f"[yellow]diagnosis:[/] {escape(message)}")
+
     if precision_notice:
         say(f"[yellow]notice:[/] {precision_notice}")
     for notice in splits.notices():
@@ -66,9 +90,7 @@ def train_run(recipe: Recipe, progress: bool = True) -> dict:
     windows_of: list[list[int]] = [[] for _ in train_sentences]
     for index, window in enumerate(windows):
         windows_of[window.sequence].append(index)
-    too_long = sum(len(w) > 1 for w in windows_of)
-    if too_long:
-        say(f"[yellow]notice:[/] {too_long} training sentences exceed {max_pieces} wordpieces; they are split into overlapping windows, not truncated")
+    diagnose(diagnostics.long_sentences(sum(len(w) > 1 for w in windows_of), len(train_sentences), max_pieces))
     words_in_sentence = [len(s.words) for s in train_sentences]
     piece_lengths = [sum(len(windows[i].input_ids) for i in w) for w in windows_of]
 
@@ -94,86 +116,151 @@ def train_run(recipe: Recipe, progress: bool = True) -> dict:
     device = accelerator.device
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
-    output_dir = Path(recipe.output_dir or f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    log = RunLog(output_dir, enabled=main)
-    rng = random.Random(recipe.seed)
-    history: list[dict] = []
-    best_f1, best_epoch = -1.0, 0
-    train_seconds = 0.0
-    global_step = 0
-    say(f"training {recipe.model} on {len(train_sentences):,} sentences, {per_step} per step x {world} process(es), "
-        f"{recipe.epochs} epochs ({total_steps:,} steps), {precision if precision != 'no' else 'fp32'} on {device}")
+    # ---- where the run is: fresh, or the latest checkpoint's state ---------
+    checkpoints = Checkpoints(output_dir, recipe.keep_checkpoints, accelerator, model, optimizer, scheduler, recipe_fields, splits.md5)
+    state = RunState()
+    if resume_from:
+        state = checkpoints.restore(*resume_from)  # weights, optimizer, scheduler, scaler, RNGs
+        if main:
+            trim_log(output_dir / "train_log.csv", state.global_step)
+    log = RunLog(output_dir, enabled=main, append=resume_from is not None)
+    order = random.Random(recipe.seed)  # the data order: each epoch's steps are drawn from it in turn
+    if state.order_rng is not None:
+        order.setstate(rng_from_json(state.order_rng))
+    divergence = diagnostics.DivergenceWatch(device, recipe.learning_rate)
+    loss_watch = diagnostics.LossWatch(len(labels), recipe.learning_rate)
 
-    for epoch in range(1, recipe.epochs + 1):
-        model.train()
-        steps = length_grouped_steps(piece_lengths, per_step, rng, recipe.group_by_length)
-        running = torch.zeros((), device=device)
-        since_log = 0
-        epoch_loss = torch.zeros((), device=device)
-        seen = 0
-        bar = log.progress(f"epoch {epoch}/{recipe.epochs}", len(steps)) if progress else None
-        started = time.perf_counter()
-        for step_sentences in steps:
-            # This process's share of the step's sentences; every process knows the whole step.
-            mine = step_sentences[accelerator.process_index :: world]
-            step_windows = [windows[i] for s in mine for i in windows_of[s]]
-            step_words = sum(words_in_sentence[s] for s in step_sentences)
-            weights = window_weights(step_windows, words_in_sentence, recipe.accumulation, per_step, step_words, world)
-            step_loss = forward_backward(
-                model, step_windows, weights, tokenizer.pad_token_id, device, recipe.max_tokens_per_forward,
-                backward=accelerator.backward, no_sync=(lambda: accelerator.no_sync(model)) if world > 1 else None,
-                autocast=accelerator.autocast,
-            )
-            if not step_windows:  # a process with no sentences this step still joins the all-reduce
-                accelerator.backward(sum(p.sum() * 0 for p in model.parameters()))
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm) if recipe.max_grad_norm else None
-            optimizer.step()
-            if not accelerator.optimizer_step_was_skipped:
-                scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            global_step += 1
-            seen += len(step_sentences)
-            running += step_loss / world
-            since_log += 1
-            epoch_loss += step_loss / world
-            if global_step % 10 == 0 or global_step == total_steps:
-                # One host sync every 10 steps, not every step.
-                loss_value = accelerator.reduce(running, "sum").item() / since_log
-                running.zero_()
-                since_log = 0
-                elapsed = time.perf_counter() - started
-                log.step(global_step, epoch, loss_value, scheduler.get_last_lr()[0],
-                         None if grad_norm is None else float(grad_norm), seen / max(elapsed, 1e-9))
-                if bar:
-                    bar.update(loss=loss_value, rate=seen / max(elapsed, 1e-9))
-            if bar:
+    def checkpoint(epoch_loss: torch.Tensor, running: torch.Tensor) -> Path:
+        """Save where the run is (all processes join: sums and RNG states are gathered)."""
+        divergence.check(state.global_step, accelerator, checkpoint=checkpoints.last)  # never save diverged weights
+        state.epoch_loss = accelerator.reduce(epoch_loss, "sum").item()
+        state.running = accelerator.reduce(running, "sum").item()
+        return checkpoints.save(state)
+
+    def stop_agreed(stop: StopRequests) -> bool:
+        """A signal may reach only some processes: they stop together or not at all (a collective call)."""
+        if world == 1:
+            return stop.requested
+        return accelerator.reduce(torch.tensor(float(stop.requested), device=device), "sum").item() > 0
+
+    with StopRequests() as stop:  # installed before the first line a user (or a test) may react to
+        say(f"training {recipe.model} on {len(train_sentences):,} sentences, {per_step} per step x {world} process(es), "
+            f"{recipe.epochs} epochs ({total_steps:,} steps), {precision if precision != 'no' else 'fp32'} on {device}")
+        if resume_from:
+            say(f"resumed from step {state.global_step} (epoch {state.epoch}, step {state.steps_done} of {steps_per_epoch}) of {resume_from[0]}")
+        for epoch in range(state.epoch, recipe.epochs + 1):
+            stopping = diagnostics.patience_exhausted(state.history, recipe.patience)
+            if stopping:
+                say(stopping)
+                break
+            state.epoch, state.order_rng = epoch, rng_to_json(order.getstate())
+            steps = length_grouped_steps(piece_lengths, per_step, order, recipe.group_by_length)
+            # Sums so far in this epoch: zero, or a checkpoint's totals (carried by the main process alone).
+            share = 1.0 if main else 0.0
+            epoch_loss = torch.tensor(state.epoch_loss * share, device=device)
+            running = torch.tensor(state.running * share, device=device)
+            model.train()
+            bar = log.progress(f"epoch {epoch}/{recipe.epochs}", len(steps)) if progress else None
+            for _ in range(state.steps_done if bar else 0):
                 bar.advance()
-        epoch_seconds = time.perf_counter() - started
-        train_seconds += epoch_seconds
-        if bar:
-            bar.close()
-        train_loss = accelerator.reduce(epoch_loss, "sum").item() / len(steps)
+            started = time.perf_counter() - state.epoch_seconds
+            for index in range(state.steps_done, len(steps)):
+                step_sentences = steps[index]
+                # This process's share of the step's sentences; every process knows the whole step.
+                mine = step_sentences[accelerator.process_index :: world]
+                step_windows = [windows[i] for s in mine for i in windows_of[s]]
+                step_words = sum(words_in_sentence[s] for s in step_sentences)
+                weights = window_weights(step_windows, words_in_sentence, recipe.accumulation, per_step, step_words, world)
+                step_loss = forward_backward(
+                    model, step_windows, weights, tokenizer.pad_token_id, device, recipe.max_tokens_per_forward,
+                    backward=accelerator.backward, no_sync=(lambda: accelerator.no_sync(model)) if world > 1 else None,
+                    autocast=accelerator.autocast,
+                )
+                if not step_windows:  # a process with no sentences this step still joins the all-reduce
+                    accelerator.backward(sum(p.sum() * 0 for p in model.parameters()))
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm) if recipe.max_grad_norm else None
+                optimizer.step()
+                if not accelerator.optimizer_step_was_skipped:
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                # fp16 overflows give inf gradient norms by design (the scaler skips those steps)
+                divergence.add(step_loss, grad_norm if precision != "fp16" else None)
+                state.global_step += 1
+                state.steps_done = index + 1
+                state.seen += len(step_sentences)
+                running += step_loss / world
+                state.since_log += 1
+                epoch_loss += step_loss / world
+                if state.global_step % 10 == 0 or state.global_step == total_steps:
+                    # One host sync every 10 steps, not every step.
+                    loss_value = accelerator.reduce(running, "sum").item() / state.since_log
+                    divergence.check(state.global_step, accelerator, loss_value, checkpoints.last)
+                    running.zero_()
+                    state.since_log = 0
+                    elapsed = time.perf_counter() - started
+                    log.step(state.global_step, epoch, loss_value, scheduler.get_last_lr()[0],
+                             None if grad_norm is None else float(grad_norm), state.seen / max(elapsed, 1e-9))
+                    diagnose(loss_watch.observe(state.global_step, loss_value))
+                    if bar:
+                        bar.update(loss=loss_value, rate=state.seen / max(elapsed, 1e-9))
+                if bar:
+                    bar.advance()
+                # One process checks after every step; several agree where they sync anyway, every 10 steps.
+                stop_now = stop_agreed(stop) if world == 1 or state.since_log == 0 else False
+                every = recipe.save_every_steps
+                periodic = every and state.global_step % every == 0 and index + 1 < len(steps)  # epoch ends save anyway
+                if stop_now or periodic:
+                    state.epoch_seconds = time.perf_counter() - started
+                    saved_at = time.perf_counter()
+                    path = checkpoint(epoch_loss, running)
+                    started += time.perf_counter() - saved_at  # saving is not training time
+                    if stop_now:
+                        if bar:
+                            bar.close()
+                        raise TrainingInterrupted(stop.signum or signal.SIGTERM, state.global_step, path, output_dir)
+            epoch_seconds = time.perf_counter() - started
+            if bar:
+                bar.close()
+            train_loss = accelerator.reduce(epoch_loss, "sum").item() / len(steps)
+            divergence.check(state.global_step, accelerator, train_loss, checkpoints.last)
 
-        # ---- evaluate (main process, whole validation split) ---------------
-        record = {"epoch": epoch, "train_loss": train_loss, "train_seconds": epoch_seconds,
-                  "sentences_per_second": len(train_sentences) / epoch_seconds}
-        if main and splits.validation is not None:
-            result = evaluate_sentences(accelerator.unwrap_model(model), tokenizer, splits.validation.sentences, device, autocast_dtype)
-            record["validation"] = _headline(result["metrics"])
-            say(f"epoch {epoch}: train loss {train_loss:.4f} | validation loss {record['validation']['loss']:.4f} "
-                f"F1 {record['validation']['f1']:.4f} ({record['sentences_per_second']:.1f} sentences/s)")
-        history.append(record)
-        f1 = record.get("validation", {}).get("f1", 0.0)
-        if main and (splits.validation is None or f1 > best_f1):
-            best_f1, best_epoch = f1, epoch
-            save_model(accelerator.unwrap_model(model), tokenizer, output_dir)
-        accelerator.wait_for_everyone()
+            # ---- evaluate (main process, whole validation split) -----------
+            record = {"epoch": epoch, "train_loss": train_loss, "train_seconds": epoch_seconds,
+                      "sentences_per_second": len(train_sentences) / epoch_seconds}
+            if main and splits.validation is not None:
+                result = evaluate_sentences(accelerator.unwrap_model(model), tokenizer, splits.validation.sentences, device, autocast_dtype)
+                record["validation"] = _headline(result["metrics"])
+                say(f"epoch {epoch}: train loss {train_loss:.4f} | validation loss {record['validation']['loss']:.4f} "
+                    f"F1 {record['validation']['f1']:.4f} ({record['sentences_per_second']:.1f} sentences/s)")
+            if world > 1:  # every process keeps the same history, so early stopping agrees
+                record = broadcast_object_list([record], from_process=0)[0]
+            state.history.append(record)
+            f1 = record.get("validation", {}).get("f1", 0.0)
+            if splits.validation is None or f1 > state.best_f1:
+                state.best_f1, state.best_epoch = f1, epoch
+                if main:
+                    save_model(accelerator.unwrap_model(model), tokenizer, output_dir)
+            if main:
+                diagnose(diagnostics.epoch_loss_rose(state.history, recipe.learning_rate))
+                diagnose(diagnostics.overfitting(state.history, recipe.patience or 2))
+                if "validation" in record:
+                    diagnose(diagnostics.weak_f1(f1, state.global_step, recipe.learning_rate, train_loss, len(labels), splits.train, splits.validation))
+            accelerator.wait_for_everyone()
+
+            # ---- the epoch is done: the next position, saved ---------------
+            state.train_seconds += epoch_seconds
+            state.epoch, state.steps_done, state.order_rng = epoch + 1, 0, rng_to_json(order.getstate())
+            state.epoch_loss = state.running = state.epoch_seconds = 0.0
+            state.seen = state.since_log = 0
+            path = checkpoint(torch.zeros((), device=device), torch.zeros((), device=device))
+            if stop_agreed(stop):  # a signal during evaluation: the epoch's checkpoint is the place to resume
+                raise TrainingInterrupted(stop.signum or signal.SIGTERM, state.global_step, path, output_dir)
 
     # ---- final: the best epoch's weights on validation and test -------------
     metrics: dict = {}
     if main:
         final_model = accelerator.unwrap_model(model)
-        if best_epoch != recipe.epochs:
+        if state.best_epoch != state.history[-1]["epoch"]:  # the weights in memory are the last epoch's
             from safetensors.torch import load_file
 
             final_model.load_state_dict(load_file(output_dir / "model.safetensors", device=str(device)), strict=False)
@@ -183,18 +270,21 @@ def train_run(recipe: Recipe, progress: bool = True) -> dict:
             if split is not None:
                 reports[name] = evaluate_sentences(final_model, tokenizer, split.sentences, device, autocast_dtype)
         metrics = {
-            "epochs": history,
-            "best_epoch": best_epoch,
+            "epochs": state.history,
+            "best_epoch": state.best_epoch,
             **{name: r["metrics"] for name, r in reports.items()},
             "recipe": recipe.model_dump(),
             "model": recipe.model,
             "labels": labels,
             "train_sentences": len(train_sentences),
-            "train_seconds": train_seconds,
+            "train_seconds": state.train_seconds,
             "precision": precision,
             **run_info(world, splits.md5),
         }
+        if len(state.history) < recipe.epochs:
+            metrics["stopped_early_after_epoch"] = state.history[-1]["epoch"]
         write_run_files(output_dir, metrics, recipe, reports, splits)
+        remove_checkpoints(output_dir)  # the run is complete: its model directory is the result
         metrics["output_dir"] = str(output_dir)
     accelerator.wait_for_everyone()
     return metrics

@@ -6,11 +6,12 @@ flags override single fields; the run directory records the resolved recipe.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from nertune.errors import NertuneError
 
@@ -18,7 +19,8 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
 class Recipe(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Unknown fields, inf/nan and true/false where a number belongs are errors, not guesses.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     # what to train
     model: str = "embedded-minilm"
@@ -47,27 +49,60 @@ class Recipe(BaseModel):
     group_by_length: bool = True
     max_tokens_per_forward: int = Field(8192, ge=64)
     eval_max_tokens: int = Field(16384, ge=64)
+    # stopping early, and never losing a run (train/checkpoint.py)
+    patience: Optional[int] = Field(None, ge=1)  # stop when validation F1 has not improved for this many evaluations
+    save_every_steps: Optional[int] = Field(None, ge=1)  # a checkpoint every N steps (and one at each epoch end)
+    keep_checkpoints: int = Field(2, ge=1)
     # where
     output_dir: Optional[str] = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value, info: ValidationInfo):
+        # pydantic's lax mode reads `epochs: yes` as 1; a YAML slip should fail instead.
+        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation is not bool:
+            raise ValueError("expected a number or text, not true/false (YAML reads yes/no/on/off as booleans: quote them)")
+        return value
 
     @property
     def sentences_per_step(self) -> int:
         return self.batch_size * self.grad_accum
 
 
-def _fail(error: ValidationError, source: str) -> NertuneError:
+def _line_of(text: str, field: str) -> int | None:
+    """1-based line of `field:` in the recipe's YAML, to point the user at it."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return None
+    for key, _ in getattr(node, "value", None) or []:
+        if getattr(key, "value", None) == field:
+            return key.start_mark.line + 1
+    return None
+
+
+def _fail(error: ValidationError, source: str | None, overrides: dict, text: str = "") -> NertuneError:
     first = error.errors()[0]
     field = ".".join(str(p) for p in first["loc"]) or "(recipe)"
-    message = first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
+    fix = "see `nertune train --help` and recipes/seed.yaml for the fields and their ranges"
     if first["type"] == "extra_forbidden":
         message = "unknown recipe field"
-    return NertuneError(f"recipe field {field!r}: {message} (got {first.get('input')!r})", path=source, fix=f"see `nertune train --help` for the fields and their ranges")
+        close = difflib.get_close_matches(field, Recipe.model_fields, n=1)
+        fix = (f"did you mean {close[0]!r}? " if close else "") + "known fields: " + ", ".join(Recipe.model_fields)
+    got = repr(first.get("input"))
+    got = got if len(got) <= 60 else got[:57] + "..."
+    where = f"recipe field {field!r}"
+    if field in overrides:  # from a flag or keyword argument, not the file
+        where, source = f"{where} (--{field.replace('_', '-')})", None
+    line = _line_of(text, field) if source else None
+    return NertuneError(f"{where}: {message} (got {got})", path=source, line=line, fix=fix)
 
 
 def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) -> Recipe:
     """'seed' or another name in recipes/, or a YAML file; then the overrides."""
     fields: dict = {}
-    source = "<defaults>"
+    source, text = None, ""
     if name_or_path:
         path = Path(name_or_path)
         if not path.suffix and (RECIPES_DIR / f"{name_or_path}.yaml").is_file():
@@ -77,16 +112,22 @@ def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) 
             raise NertuneError(f"recipe {name_or_path!r} not found", fix=f"use one of: {known}, or a YAML file path")
         source = str(path)
         try:
-            fields = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            text = path.read_text(encoding="utf-8")
+            fields = yaml.safe_load(text)
+        except OSError as error:
+            raise NertuneError(f"cannot read recipe ({error.strerror})", path=source, fix="check the path and permissions") from None
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as error:
+            # ValueError: YAML dates like 2024-13-45; RecursionError: absurdly deep nesting.
             line = getattr(getattr(error, "problem_mark", None), "line", None)
             raise NertuneError("recipe is not valid YAML", path=source, line=None if line is None else line + 1, fix="check the YAML syntax") from None
+        fields = {} if fields is None else fields  # an empty file is the defaults
         if not isinstance(fields, dict):
             raise NertuneError("recipe must be a mapping of field: value", path=source, fix="write one 'field: value' per line")
-    fields.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    fields.update(overrides)
     try:
         return Recipe(**fields)
     except ValidationError as error:
-        raise _fail(error, source) from None
+        raise _fail(error, source, overrides, text) from None
     except TypeError as error:  # non-string keys
         raise NertuneError(f"recipe has an invalid field name ({error})", path=source, fix="field names are plain words") from None

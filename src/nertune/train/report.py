@@ -42,16 +42,19 @@ class RunLog:
 
     FIELDS = ["step", "epoch", "loss", "learning_rate", "grad_norm", "sentences_per_second"]
 
-    def __init__(self, output_dir: Path, enabled: bool = True):
+    def __init__(self, output_dir: Path, enabled: bool = True, append: bool = False):
         self.enabled = enabled
         self.writer = None
         if not enabled:
             return
         output_dir.mkdir(parents=True, exist_ok=True)
         self.path = output_dir / "train_log.csv"
-        self.handle = open(self.path, "w", newline="", encoding="utf-8")
+        append = append and self.path.exists()  # a resumed run continues its log
+        self.handle = open(self.path, "a" if append else "w", newline="", encoding="utf-8")
         self.csv = csv.writer(self.handle)
-        self.csv.writerow(self.FIELDS)
+        if not append:
+            self.csv.writerow(self.FIELDS)
+            self.handle.flush()
         try:
             from torch.utils.tensorboard import SummaryWriter
 
