@@ -1,0 +1,92 @@
+"""An `nertune export` directory, loaded as an ONNX Runtime session that answers
+like a Hugging Face token-classification model.
+
+The rest of nertune (evaluate/predict.py, the Tagger, predict, serve) only
+uses `.config`, `.eval()`, `.to(device)`, `.training` and
+`model(input_ids=, attention_mask=).logits`, so this small wrapper is all
+it takes for them to run the exported model unchanged. CPU only (the
+onnxruntime wheel nertune depends on is the CPU build).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from nertune.errors import NertuneError
+from nertune.export.onnx import EXPORT_FILE, MODEL_FILE
+from nertune.model.load import sha256
+
+
+def session(path: str | Path, threads: int = 0):
+    """An ONNX Runtime CPU session with every graph optimization; threads=0: one per physical core."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise NertuneError("onnxruntime is not installed", fix="pip install 'nertune[onnx]'") from None
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # one sequential chain of ops: no second pool competing for the cores
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxTokenClassifier:
+    """`model(input_ids=, attention_mask=).logits` from an ONNX Runtime session."""
+
+    training = False  # inference only
+
+    def __init__(self, directory: str | Path, threads: int = 0):
+        from transformers import AutoConfig
+
+        directory = Path(directory)
+        self.info = read_export_info(directory)
+        path = directory / self.info.get("model", MODEL_FILE)
+        expected = self.info.get("sha256", {}).get(path.name)
+        if not path.is_file():
+            raise NertuneError(f"{path.name} is missing", path=str(directory), fix="export the model again with `nertune export`")
+        if expected is not None and sha256(path) != expected:
+            raise NertuneError(f"{path.name} does not match its sha256 in {EXPORT_FILE} (truncated or altered)", path=str(path),
+                               fix="export the model again with `nertune export`")
+        try:
+            self.config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
+        except (OSError, ValueError) as error:
+            raise NertuneError(f"cannot read config.json ({str(error).splitlines()[0]})", path=str(directory), fix="export the model again") from None
+        self.session = session(path, threads)
+        self.backend = "onnxruntime-int8" if self.info.get("quantize") == "int8" else "onnxruntime"
+
+    def eval(self) -> "OnnxTokenClassifier":
+        return self
+
+    def train(self, mode: bool = True) -> "OnnxTokenClassifier":
+        if mode:
+            raise NertuneError("an ONNX export can only run inference", fix="train from the PyTorch model directory")
+        return self
+
+    def to(self, device) -> "OnnxTokenClassifier":
+        if torch.device(device).type != "cpu":
+            raise NertuneError(f"an ONNX export runs on the CPU, not {device}", fix="use device='cpu' (--device cpu), or the PyTorch model directory on a GPU")
+        return self
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_):
+        from transformers.modeling_outputs import TokenClassifierOutput
+
+        (logits,) = self.session.run(["logits"], {
+            "input_ids": input_ids.cpu().numpy().astype("int64", copy=False),
+            "attention_mask": attention_mask.cpu().numpy().astype("int64", copy=False),
+        })
+        return TokenClassifierOutput(logits=torch.from_numpy(logits))
+
+
+def read_export_info(directory: Path) -> dict:
+    path = directory / EXPORT_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:
+        raise NertuneError(f"{EXPORT_FILE} is unreadable ({str(error).splitlines()[0]})", path=str(path), fix="export the model again with `nertune export`") from None
+    return info
