@@ -33,18 +33,26 @@ class TaggedWord(NamedTuple):
 
 
 class Tagger:
-    def __init__(self, model, tokenizer, device: str | torch.device = "cpu", constrain: bool = True, max_tokens: int = 16384):
+    def __init__(self, model, tokenizer, device: str | torch.device = "cpu", constrain: bool = True, max_tokens: int | None = None):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.constrain = constrain
-        self.max_tokens = max_tokens  # padded wordpieces per forward pass
+        # Padded wordpieces per forward pass. On CPU small batches stay in cache: 2,048 measured ~2x faster than 16,384.
+        self.max_tokens = max_tokens or (2048 if self.device.type == "cpu" else 16384)
+        self.backend = getattr(model, "backend", "pytorch")  # "onnxruntime" / "onnxruntime-int8" for an export
         self.id2label = {int(i): label for i, label in model.config.id2label.items()}
         self.label2id = {label: i for i, label in self.id2label.items()}
         self.max_pieces = max_pieces_for(model, tokenizer)
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None, constrain: bool = True) -> "Tagger":
+        from nertune.export.onnx import is_export
+
+        if is_export(directory):  # an `nertune export --onnx` directory: ONNX Runtime, on the CPU
+            from nertune.export.onnx_model import OnnxTokenClassifier
+
+            return cls(OnnxTokenClassifier(directory), load_tokenizer(str(directory)), device or "cpu", constrain)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return cls(load_trained(directory), load_tokenizer(str(directory)), device, constrain)
 
