@@ -14,7 +14,7 @@ def __getattr__(name: str):
 
         return Tagger
     if name == "train":
-        from nertune.api import train
+        import nertune.train  # the package is callable: see nertune/train/__init__.py
 
-        return train
+        return nertune.train
     raise AttributeError(f"module 'nertune' has no attribute {name!r}")

@@ -44,9 +44,20 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
-def load_for_training(name: str, labels: list[str]):
-    """A pretrained encoder with a fresh classification head over `labels`."""
-    from transformers import AutoModelForTokenClassification
+def dropout_overrides(config, dropout: float | None) -> dict:
+    """Every dropout probability in a config set to `dropout` (names differ per architecture)."""
+    if dropout is None:
+        return {}
+    return {key: dropout for key, value in config.to_dict().items() if "dropout" in key and isinstance(value, float)}
+
+
+def load_for_training(name: str, labels: list[str], dropout: float | None = None):
+    """A pretrained encoder with a fresh classification head over `labels`.
+
+    `dropout` (when given) replaces the config's dropout probabilities, e.g. 0.0
+    to make runs comparable step by step.
+    """
+    from transformers import AutoConfig, AutoModelForTokenClassification
 
     _quiet_transformers()
     path = resolve_model(name)
@@ -54,8 +65,10 @@ def load_for_training(name: str, labels: list[str]):
         verify_manifest(Path(path))
     _refuse_pickles(path)
     try:
+        overrides = dropout_overrides(AutoConfig.from_pretrained(path, trust_remote_code=False), dropout)
         model = AutoModelForTokenClassification.from_pretrained(
             path,
+            **overrides,
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},

@@ -46,6 +46,7 @@ class Recipe(BaseModel):
     seed: int = 42
     accumulation: Literal["sentence", "token"] = "sentence"
     # speed knobs that do not change the gradient of a step
+    dropout: Optional[float] = Field(None, ge=0, lt=1)  # None: the model's own (0.1 for BERT)
     group_by_length: bool = True
     max_tokens_per_forward: int = Field(8192, ge=64)
     eval_max_tokens: int = Field(16384, ge=64)
