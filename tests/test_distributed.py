@@ -63,3 +63,14 @@ def test_torchrun_nertune_train_matches_single_process(tmp_path):
     assert apart < 1e-3 * moved, (float(apart), float(moved))  # seen: 2e-6 apart, 0.06 moved
     assert abs(m_ddp["epochs"][0]["train_loss"] - m_one["epochs"][0]["train_loss"]) < 1e-4
     assert abs(m_ddp["validation"]["f1"] - m_one["validation"]["f1"]) < 0.01
+
+
+def test_accelerate_launch_runs_nertune_train(tmp_path):
+    """`accelerate launch -m nertune train` works as is (on a CPU machine Accelerate runs one process
+    unless MPI is configured; torchrun above is the multi-process CPU check)."""
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "nertune", "train", "--max-train-sentences", "16",
+              "--max-eval-sentences", "8", "--epochs", "1", "--no-progress", "--sample", "", "--output-dir", str(tmp_path / "acc")]
+    result = subprocess.run(launch, capture_output=True, text=True, env=_env(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "acc" / "metrics.json").read_text())["world_size"] == 1

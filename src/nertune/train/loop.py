@@ -144,7 +144,8 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
         return accelerator.reduce(torch.tensor(float(stop.requested), device=device), "sum").item() > 0
 
     with StopRequests() as stop:  # installed before the first line a user (or a test) may react to
-        say(f"training {recipe.model} on {len(train_sentences):,} sentences, {per_step} per step x {world} process(es), "
+        split = f" = {per_step // world}{'-' + str(-(-per_step // world)) if per_step % world else ''} on each of {world} processes" if world > 1 else ""
+        say(f"training {recipe.model} on {len(train_sentences):,} sentences, {per_step} sentences per optimizer step{split}, "
             f"{recipe.epochs} epochs ({total_steps:,} steps), {precision if precision != 'no' else 'fp32'} on {device}")
         if resume_from:
             say(f"resumed from step {state.global_step} (epoch {state.epoch}, step {state.steps_done} of {steps_per_epoch}) of {resume_from[0]}")
