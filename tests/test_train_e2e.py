@@ -53,3 +53,16 @@ def test_python_api_trains_and_returns_metrics(tmp_path):
 def test_python_dash_m_works():
     result = run_cli("--help")
     assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_a_model_folder_with_only_pickled_weights_is_refused(tmp_path, minilm):
+    import shutil
+
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        shutil.copy(minilm / name, folder / name)
+    (folder / "pytorch_model.bin").write_bytes(b"not loaded: nertune never unpickles weights")
+    result = run_cli("train", "--model", str(folder), "--max-train-sentences", "8", "--epochs", "1", "--no-progress")
+    assert result.returncode == 2
+    assert "safetensors" in result.stderr and "Traceback" not in result.stderr
