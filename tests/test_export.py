@@ -141,3 +141,17 @@ def test_altered_or_misused_export_is_refused(onnx_fp32, tmp_path):
         handle.truncate(1000)
     with pytest.raises(NertuneError, match="sha256"):
         Tagger.load(copy)
+
+
+def test_padding_does_not_change_the_exported_models_logits(onnx_fp32, sentences):
+    """The fused attention honours the mask: CPU batches padded to the longest (default) or to a
+    multiple of 8 (as on GPU) give the same word logits."""
+    from nertune.evaluate.predict import build_windows, predict_word_logits
+
+    tagger = Tagger.load(onnx_fp32)
+    words = [s.words for s in sentences]
+    windows = build_windows(tagger.tokenizer, words, tagger.max_pieces)
+    lengths = [len(w) for w in words]
+    tight, rounded = (predict_word_logits(tagger.model, windows, len(words), lengths, tagger.tokenizer.pad_token_id, pad_multiple=m)
+                      for m in (1, 8))
+    assert max(float((a - b).abs().max()) for a, b in zip(tight.logits, rounded.logits)) < 1e-4
