@@ -155,3 +155,26 @@ def test_padding_does_not_change_the_exported_models_logits(onnx_fp32, sentences
     tight, rounded = (predict_word_logits(tagger.model, windows, len(words), lengths, tagger.tokenizer.pad_token_id, pad_multiple=m)
                       for m in (1, 8))
     assert max(float((a - b).abs().max()) for a, b in zip(tight.logits, rounded.logits)) < 1e-4
+
+
+def test_serve_an_int8_export_over_http(onnx_int8, tmp_path):
+    """`nertune serve` on an export: same API, backend reported, entities as the ONNX Tagger returns them."""
+    import httpx
+
+    from nertune.serve.process import ServerProcess
+
+    server = ServerProcess(onnx_int8, tmp_path / "server.log", "--no-access-log").wait_ready()
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            info = http.get("/v1/model").json()
+            assert info["backend"].startswith("onnxruntime")
+            answer = http.post("/v1/entities", json={"texts": [TEXT, ""]})
+            assert answer.status_code == 200
+            results = answer.json()["results"]
+            expected = Tagger.load(onnx_int8).tag_batch([TEXT])[0]
+            assert [(e["type"], e["start"], e["end"]) for e in results[0]["entities"]] == [(e["type"], e["start"], e["end"]) for e in expected]
+            assert all(TEXT[e["start"] : e["end"]] == e["text"] for e in results[0]["entities"])
+            assert results[1]["entities"] == []
+            assert http.post("/v1/entities", content=b"{not json").status_code in (400, 422)
+    finally:
+        assert server.stop(), server.log.read_text()
