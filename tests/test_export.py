@@ -86,7 +86,7 @@ def test_tagger_on_an_export_gives_exact_offsets(onnx_fp32, torch_tagger):
     strip = lambda es: [(e["start"], e["end"], e["type"]) for e in es]  # noqa: E731
     assert strip(found) == strip(torch_tagger(TEXT))
     assert tagger.tag_batch(["", TEXT]) == [[], found]
-    assert tagger.max_tokens == 2048  # the CPU default
+    assert tagger.max_tokens == 1024  # the CPU default
 
 
 def test_predict_command_on_an_export(onnx_int8, tiny_model):
@@ -176,5 +176,19 @@ def test_serve_an_int8_export_over_http(onnx_int8, tmp_path):
             assert all(TEXT[e["start"] : e["end"]] == e["text"] for e in results[0]["entities"])
             assert results[1]["entities"] == []
             assert http.post("/v1/entities", content=b"{not json").status_code in (400, 422)
+    finally:
+        assert server.stop(), server.log.read_text()
+
+
+def test_serve_an_export(onnx_int8, tmp_path):
+    import httpx
+
+    from nertune.serve.process import ServerProcess
+
+    server = ServerProcess(onnx_int8, tmp_path / "server.log", "--no-access-log").wait_ready()
+    try:
+        assert httpx.get(server.url + "/v1/model", timeout=60).json()["backend"] == "onnxruntime-int8"
+        found = httpx.post(server.url + "/v1/entities", json={"text": TEXT}, timeout=60).json()["entities"]
+        assert found and all(TEXT[e["start"] : e["end"]] == e["text"] for e in found)
     finally:
         assert server.stop(), server.log.read_text()

@@ -38,8 +38,9 @@ class Tagger:
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.constrain = constrain
-        # Padded wordpieces per forward pass. On CPU small batches stay in cache: 2,048 measured ~2x faster than 16,384.
-        self.max_tokens = max_tokens or (2048 if self.device.type == "cpu" else 16384)
+        # Padded wordpieces per forward pass. On CPU small batches stay in cache: 1,024 measured 1.5-2x
+        # faster than 16,384 (benchmarks/tag_speed.py, max_tokens_sweep).
+        self.max_tokens = max_tokens or (1024 if self.device.type == "cpu" else 16384)
         self.backend = getattr(model, "backend", "pytorch")  # "onnxruntime" / "onnxruntime-int8" for an export
         self.id2label = {int(i): label for i, label in model.config.id2label.items()}
         self.label2id = {label: i for i, label in self.id2label.items()}
