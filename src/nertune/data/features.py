@@ -10,7 +10,7 @@ predicted there. Nothing is ever truncated.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -22,6 +22,7 @@ class Encoded:
 
     piece_ids: list[int]
     word_starts: list[int]  # index into piece_ids of each word's first piece
+    types: list[int] | None = None  # token type of each piece (casing classes, data/casing.py); None: all 0
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Window:
     positions: list[int]  # position in input_ids of each owned word's first piece
     words: list[int]  # index in the sequence of each owned word
     labels: list[int]  # label id per owned word (empty when predicting)
+    type_ids: list[int] = field(default_factory=list)  # token type per input id; empty: the model's default (all 0)
 
 
 def encode_words(tokenizer, sequences: Sequence[Sequence[str]], batch_size: int = 2048) -> list[Encoded]:
@@ -96,6 +98,7 @@ def make_windows(
                     positions=[enc.word_starts[w] - start + 1 for w in words],
                     words=words,
                     labels=[label_ids[index][w] for w in words] if label_ids is not None else [],
+                    type_ids=[0, *enc.types[start:end], 0] if enc.types is not None else [],
                 )
             )
     return windows
@@ -129,7 +132,19 @@ def collate(windows: Sequence[Window], pad_id: int, multiple: int = 8) -> dict[s
         attention_mask[row, :n] = 1
         if window.labels:
             labels[row, window.positions] = torch.tensor(window.labels)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    if any(w.type_ids for w in windows):  # casing classes; padding is type 0 like [CLS]/[SEP]
+        batch["token_type_ids"] = torch.zeros((len(windows), length), dtype=torch.long)
+        for row, window in enumerate(windows):
+            batch["token_type_ids"][row, : len(window.type_ids)] = torch.tensor(window.type_ids)
+    return batch
+
+
+def model_inputs(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    """What the model takes from a collated batch: token_type_ids only when the windows carry them
+    (some encoders, e.g. DistilBERT, have no such argument)."""
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    return {name: batch[name].to(device, non_blocking=True) for name in names if name in batch}
 
 
 def length_grouped_steps(

@@ -11,7 +11,8 @@ from typing import Sequence
 
 import torch
 
-from nertune.data.features import Window, collate, encode_words, make_windows, token_budget_batches
+from nertune.data.casing import casing_scheme, piece_types
+from nertune.data.features import Window, collate, encode_words, make_windows, model_inputs, token_budget_batches
 
 
 def max_pieces_for(model, tokenizer) -> int:
@@ -23,8 +24,16 @@ def max_pieces_for(model, tokenizer) -> int:
     return max(8, min(limit, tokenizer_limit) - 2)
 
 
-def build_windows(tokenizer, sequences: Sequence[Sequence[str]], max_pieces: int, label_ids=None) -> list[Window]:
+def build_windows(tokenizer, sequences: Sequence[Sequence[str]], max_pieces: int, label_ids=None, config=None) -> list[Window]:
+    """The model inputs for word sequences: training, evaluation, the Tagger and the ONNX check all come here.
+
+    `config` is the model's: when it names a casing scheme (data/casing.py), every piece
+    carries its word's casing class as its token type.
+    """
     encoded = encode_words(tokenizer, sequences)
+    if casing_scheme(config):
+        for enc, words in zip(encoded, sequences):
+            enc.types = piece_types(words, enc.word_starts, len(enc.piece_ids))
     return make_windows(encoded, tokenizer.cls_token_id, tokenizer.sep_token_id, max_pieces, label_ids=label_ids)
 
 
@@ -62,9 +71,7 @@ def predict_word_logits(
         batch_windows = [windows[i] for i in batch_indices]
         batch = collate(batch_windows, pad_id, multiple=pad_multiple)
         with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            logits = model(
-                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
-            ).logits.float()
+            logits = model(**model_inputs(batch, device)).logits.float()
         labels = batch["labels"].to(device)
         if (labels != -100).any():
             loss_sum += torch.nn.functional.cross_entropy(

@@ -115,16 +115,22 @@ def _check_out(model_dir: Path, out: Path) -> None:
 def _torch_export(model, path: Path) -> None:
     import warnings
 
+    from nertune.data.casing import SCHEMES, casing_scheme
+
     # Two rows, one padded: the traced graph must keep the mask path general.
     ids = torch.full((2, 16), 1000, dtype=torch.long)
     mask = torch.ones_like(ids)
     mask[1, 9:] = 0
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    scheme = casing_scheme(model.config)
+    if scheme:  # casing classes come in as token types; without them the graph keeps BERT's constant zeros
+        inputs["token_type_ids"] = torch.arange(ids.numel()).view_as(ids) % SCHEMES[scheme]
     axes = {0: "batch", 1: "sequence"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes; checked below instead
         torch.onnx.export(
-            model, (ids, mask), str(path), input_names=["input_ids", "attention_mask"], output_names=["logits"],
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": axes}, opset_version=OPSET,
+            model, tuple(inputs.values()), str(path), input_names=list(inputs), output_names=["logits"],  # forward's order
+            dynamic_axes={**{name: axes for name in inputs}, "logits": axes}, opset_version=OPSET,
             dynamo=False,  # the TorchScript exporter: the dynamo one needs onnxscript
         )
 
@@ -166,11 +172,15 @@ def _quantize_int8(source: Path, target: Path) -> None:
 @torch.no_grad()
 def compare_with_torch(model, tokenizer, onnx_path: Path) -> dict:
     """Logits of the ONNX model vs PyTorch's on a padded batch of CHECK_TEXTS (real positions only)."""
+    from nertune.data.features import collate, model_inputs
+    from nertune.evaluate.predict import build_windows, max_pieces_for
     from nertune.export.onnx_model import session
 
-    batch = tokenizer([t.split() for t in CHECK_TEXTS], is_split_into_words=True, padding=True, return_tensors="pt")
-    expected = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    (got,) = session(onnx_path).run(["logits"], {"input_ids": batch["input_ids"].numpy(), "attention_mask": batch["attention_mask"].numpy()})
+    # The windows every other path builds (casing types included), padded like a real batch.
+    windows = build_windows(tokenizer, [t.split() for t in CHECK_TEXTS], max_pieces_for(model, tokenizer), config=model.config)
+    batch = model_inputs(collate(windows, tokenizer.pad_token_id), "cpu")
+    expected = model(**batch).logits
+    (got,) = session(onnx_path).run(["logits"], {name: tensor.numpy() for name, tensor in batch.items()})
     real = batch["attention_mask"].bool()
     got = torch.from_numpy(got)
     return {

@@ -56,6 +56,7 @@ class OnnxTokenClassifier:
         except (OSError, ValueError) as error:
             raise NertuneError(f"cannot read config.json ({str(error).splitlines()[0]})", path=str(directory), fix="export the model again") from None
         self.session = session(path, threads)
+        self.inputs = {i.name for i in self.session.get_inputs()}
         self.backend = "onnxruntime-int8" if self.info.get("quantize") == "int8" else "onnxruntime"
 
     def eval(self) -> "OnnxTokenClassifier":
@@ -71,13 +72,13 @@ class OnnxTokenClassifier:
             raise NertuneError(f"an ONNX export runs on the CPU, not {device}", fix="use device='cpu' (--device cpu), or the PyTorch model directory on a GPU")
         return self
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_):
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None, **_):
         from transformers.modeling_outputs import TokenClassifierOutput
 
-        (logits,) = self.session.run(["logits"], {
-            "input_ids": input_ids.cpu().numpy().astype("int64", copy=False),
-            "attention_mask": attention_mask.cpu().numpy().astype("int64", copy=False),
-        })
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in self.inputs:  # a model with casing classes (data/casing.py) takes them as token types
+            feeds["token_type_ids"] = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
+        (logits,) = self.session.run(["logits"], {name: t.cpu().numpy().astype("int64", copy=False) for name, t in feeds.items()})
         return TokenClassifierOutput(logits=torch.from_numpy(logits))
 
 

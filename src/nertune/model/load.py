@@ -51,11 +51,12 @@ def dropout_overrides(config, dropout: float | None) -> dict:
     return {key: dropout for key, value in config.to_dict().items() if "dropout" in key and isinstance(value, float)}
 
 
-def load_for_training(name: str, labels: list[str], dropout: float | None = None):
+def load_for_training(name: str, labels: list[str], dropout: float | None = None, casing: bool = False):
     """A pretrained encoder with a fresh classification head over `labels`.
 
     `dropout` (when given) replaces the config's dropout probabilities, e.g. 0.0
-    to make runs comparable step by step.
+    to make runs comparable step by step. `casing` adds token type rows for the
+    words' casing classes (data/casing.py), recorded in config.json.
     """
     from transformers import AutoConfig, AutoModelForTokenClassification
 
@@ -78,6 +79,10 @@ def load_for_training(name: str, labels: list[str], dropout: float | None = None
         )
     except (OSError, ValueError) as error:
         raise NertuneError(f"cannot load model {name!r} ({str(error).splitlines()[0]})", fix="pass a local folder with model.safetensors or a Hugging Face model id") from None
+    if casing:
+        from nertune.data.casing import add_casing
+
+        add_casing(model)
     return model
 
 

@@ -65,7 +65,7 @@ class Tagger:
         filled = [i for i, s in enumerate(sequences) if s]
         out = [torch.empty((0, len(self.id2label))) for _ in sequences]
         if filled:
-            windows = build_windows(self.tokenizer, [sequences[i] for i in filled], self.max_pieces)
+            windows = build_windows(self.tokenizer, [sequences[i] for i in filled], self.max_pieces, config=self.model.config)
             scores = predict_word_logits(
                 self.model, windows, len(filled), [len(sequences[i]) for i in filled], self.tokenizer.pad_token_id,
                 self.device, max_tokens=self.max_tokens,

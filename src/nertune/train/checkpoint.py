@@ -160,10 +160,14 @@ def find_checkpoint(output_dir: str | None, recipe_fields: dict, data_md5: dict)
             raise ValueError
     except ValueError:
         raise NertuneError("checkpoint state is unreadable or of another format", path=str(path / STATE), fix="start the run again without --resume") from None
+    from nertune.train.recipe import Recipe
+
     for name, value in recipe_fields.items():
-        if name not in MECHANICS and saved["recipe"].get(name) != value:
+        # A field added to nertune after the checkpoint was written: that run used its default.
+        used = saved["recipe"].get(name, Recipe.model_fields[name].default if name in Recipe.model_fields else None)
+        if name not in MECHANICS and used != value:
             raise NertuneError(
-                f"recipe field {name!r} is {value!r} but the interrupted run used {saved['recipe'].get(name)!r}",
+                f"recipe field {name!r} is {value!r} but the interrupted run used {used!r}",
                 path=str(path / STATE), fix="resume with the same flags (or recipe) as the interrupted run",
             )
     if saved["data_md5"] != data_md5:

@@ -45,6 +45,8 @@ class Recipe(BaseModel):
     mixed_precision: Literal["auto", "bf16", "fp16", "no"] = "auto"
     seed: int = 42
     accumulation: Literal["sentence", "token"] = "sentence"
+    # what the model sees besides the wordpieces (stored in the model's config.json)
+    casing: bool = False  # words' casing classes as token types (data/casing.py), for uncased encoders
     # speed knobs that do not change the gradient of a step
     dropout: Optional[float] = Field(None, ge=0, lt=1)  # None: the model's own (0.1 for BERT)
     group_by_length: bool = True

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from nertune.data.features import Window, collate, token_budget_batches
+from nertune.data.features import Window, collate, model_inputs, token_budget_batches
 from nertune.train.loss import weighted_token_loss
 
 
@@ -36,10 +36,7 @@ def forward_backward(
         # Data parallel: all-reduce gradients once, after the step's last pass.
         context = no_sync() if (no_sync is not None and index < len(chunks) - 1) else nullcontext()
         with context, autocast():
-            logits = model(
-                input_ids=batch["input_ids"].to(device, non_blocking=True),
-                attention_mask=batch["attention_mask"].to(device, non_blocking=True),
-            ).logits
+            logits = model(**model_inputs(batch, device)).logits  # token_type_ids too when the model has casing
             loss = weighted_token_loss(logits, batch["labels"].to(device, non_blocking=True), row_weights)
         backward(loss)
         step_loss += loss.detach()
