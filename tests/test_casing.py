@@ -91,7 +91,7 @@ def casing_model(tmp_path_factory):
     """One epoch on 64 real sentences with casing on (a recipe file, as a user would write it)."""
     root = tmp_path_factory.mktemp("casing")
     recipe = root / "casing.yaml"
-    recipe.write_text("casing: true\nlearning_rate: 1.0e-4\nepochs: 1\nmax_train_sentences: 64\nmax_eval_sentences: 32\n")
+    recipe.write_text("casing: true\nlearning_rate: 1.0e-4\nepochs: 1\nmax_train_sentences: 64\nmax_eval_sentences: 16\n")
     result = run_cli("train", "--recipe", str(recipe), "--output-dir", str(root / "run"), "--no-progress", "--sample", "")
     assert result.returncode == 0, result.stderr
     return root / "run"

@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 
 from nertune.data.casing import casing_scheme, piece_types
+from nertune.data.context import add_context, context_pieces_of
 from nertune.data.features import Window, collate, encode_words, make_windows, model_inputs, token_budget_batches
 
 
@@ -24,16 +25,23 @@ def max_pieces_for(model, tokenizer) -> int:
     return max(8, min(limit, tokenizer_limit) - 2)
 
 
-def build_windows(tokenizer, sequences: Sequence[Sequence[str]], max_pieces: int, label_ids=None, config=None) -> list[Window]:
+def build_windows(
+    tokenizer, sequences: Sequence[Sequence[str]], max_pieces: int, label_ids=None, config=None, documents: Sequence | None = None
+) -> list[Window]:
     """The model inputs for word sequences: training, evaluation, the Tagger and the ONNX check all come here.
 
     `config` is the model's: when it names a casing scheme (data/casing.py), every piece
-    carries its word's casing class as its token type.
+    carries its word's casing class as its token type; when it sets document context
+    (data/context.py), each sequence gets its neighbours of the same document as context.
+    `documents` gives each sequence's document; None: each sequence is a document of its own.
     """
     encoded = encode_words(tokenizer, sequences)
     if casing_scheme(config):
         for enc, words in zip(encoded, sequences):
             enc.types = piece_types(words, enc.word_starts, len(enc.piece_ids))
+    context = context_pieces_of(config)
+    if context and documents is not None:
+        encoded = add_context(encoded, documents, context, max_pieces)
     return make_windows(encoded, tokenizer.cls_token_id, tokenizer.sep_token_id, max_pieces, label_ids=label_ids)
 
 

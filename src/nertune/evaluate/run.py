@@ -47,7 +47,9 @@ def evaluate_sentences(
     check_labels(id2label)
     # A gold tag the model has no label for can never be predicted: it still counts as gold.
     label_ids = [[label2id.get(tag, -100) for tag in s.tags] for s in sentences]
-    windows = build_windows(tokenizer, [s.words for s in sentences], max_pieces_for(model, tokenizer), label_ids, model.config)
+    windows = build_windows(
+        tokenizer, [s.words for s in sentences], max_pieces_for(model, tokenizer), label_ids, model.config, [s.document for s in sentences]
+    )
     scores = predict_word_logits(
         model, windows, len(sentences), [len(s.words) for s in sentences], tokenizer.pad_token_id, device,
         autocast_dtype=autocast_dtype,

@@ -51,12 +51,13 @@ def dropout_overrides(config, dropout: float | None) -> dict:
     return {key: dropout for key, value in config.to_dict().items() if "dropout" in key and isinstance(value, float)}
 
 
-def load_for_training(name: str, labels: list[str], dropout: float | None = None, casing: bool = False):
+def load_for_training(name: str, labels: list[str], dropout: float | None = None, casing: bool = False, context_pieces: int = 0):
     """A pretrained encoder with a fresh classification head over `labels`.
 
     `dropout` (when given) replaces the config's dropout probabilities, e.g. 0.0
     to make runs comparable step by step. `casing` adds token type rows for the
-    words' casing classes (data/casing.py), recorded in config.json.
+    words' casing classes (data/casing.py), recorded in config.json; so is
+    `context_pieces` (data/context.py; 0: none).
     """
     from transformers import AutoConfig, AutoModelForTokenClassification
 
@@ -83,6 +84,12 @@ def load_for_training(name: str, labels: list[str], dropout: float | None = None
         from nertune.data.casing import add_casing
 
         add_casing(model)
+    from nertune.data.context import CONFIG_FIELD as CONTEXT_FIELD
+
+    if context_pieces:
+        setattr(model.config, CONTEXT_FIELD, context_pieces)
+    elif hasattr(model.config, CONTEXT_FIELD):  # continuing from a context model: this recipe says none
+        delattr(model.config, CONTEXT_FIELD)
     return model
 
 

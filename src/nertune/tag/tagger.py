@@ -59,13 +59,18 @@ class Tagger:
 
     # ---- words in, tags out ------------------------------------------------
 
-    def word_logits(self, sequences: Sequence[Sequence[str]]) -> list[torch.Tensor]:
-        """One [n_words, n_labels] logits tensor per word sequence (any length)."""
+    def word_logits(self, sequences: Sequence[Sequence[str]], documents: Sequence | None = None) -> list[torch.Tensor]:
+        """One [n_words, n_labels] logits tensor per word sequence (any length).
+
+        `documents`: each sequence's document, for a model trained with document context
+        (its neighbouring sequences of the same document are its context); None: each its own.
+        """
         sequences = [_word_list(s) for s in sequences]
         filled = [i for i, s in enumerate(sequences) if s]
         out = [torch.empty((0, len(self.id2label))) for _ in sequences]
         if filled:
-            windows = build_windows(self.tokenizer, [sequences[i] for i in filled], self.max_pieces, config=self.model.config)
+            windows = build_windows(self.tokenizer, [sequences[i] for i in filled], self.max_pieces, config=self.model.config,
+                                    documents=None if documents is None else [documents[i] for i in filled])
             scores = predict_word_logits(
                 self.model, windows, len(filled), [len(sequences[i]) for i in filled], self.tokenizer.pad_token_id,
                 self.device, max_tokens=self.max_tokens,
@@ -74,9 +79,9 @@ class Tagger:
                 out[i] = logits
         return out
 
-    def _decode(self, sequences: Sequence[Sequence[str]], constrain: bool | None) -> list[tuple[list[str], list[float]]]:
+    def _decode(self, sequences: Sequence[Sequence[str]], constrain: bool | None, documents: Sequence | None = None) -> list[tuple[list[str], list[float]]]:
         constrain = self.constrain if constrain is None else constrain
-        logits = self.word_logits(sequences)
+        logits = self.word_logits(sequences, documents)
         results = []
         for x, tags in zip(logits, decode(logits, self.id2label, constrain)):
             ids = torch.tensor([self.label2id[t] for t in tags], dtype=torch.long)
@@ -84,8 +89,9 @@ class Tagger:
             results.append((tags, probs.tolist()))
         return results
 
-    def tag_words_batch(self, sequences: Sequence[Sequence[str]], constrain: bool | None = None) -> list[list[str]]:
-        return [tags for tags, _ in self._decode(sequences, constrain)]
+    def tag_words_batch(self, sequences: Sequence[Sequence[str]], constrain: bool | None = None, documents: Sequence | None = None) -> list[list[str]]:
+        """Tags of each word sequence; `documents` as in word_logits (e.g. the CoNLL sentences' .document)."""
+        return [tags for tags, _ in self._decode(sequences, constrain, documents)]
 
     def tag_words(self, words: Sequence[str], constrain: bool | None = None) -> list[str]:
         """Exactly one tag per word; the words are one sequence (one sentence or document)."""
@@ -94,10 +100,14 @@ class Tagger:
     # ---- raw text in, entities out ----------------------------------------
 
     def tag_sentences(self, texts: Sequence[str], constrain: bool | None = None) -> list[list[list[TaggedWord]]]:
-        """For each text, its sentences as lists of tagged words (offsets into that text)."""
+        """For each text, its sentences as lists of tagged words (offsets into that text).
+
+        Each text is one document: with a document-context model, a sentence sees its neighbours in the same text.
+        """
         split = [sentence_words(_text(t)) for t in texts]
         flat = [[w.text for w in sentence] for sentences in split for sentence in sentences]
-        decoded = iter(self._decode(flat, constrain))
+        documents = [index for index, sentences in enumerate(split) for _ in sentences]
+        decoded = iter(self._decode(flat, constrain, documents))
         out = []
         for sentences in split:
             tagged = []

@@ -84,10 +84,10 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
 
     # ---- model -----------------------------------------------------------
     tokenizer = load_tokenizer(recipe.model)
-    model = load_for_training(recipe.model, labels, recipe.dropout, recipe.casing)
+    model = load_for_training(recipe.model, labels, recipe.dropout, recipe.casing, recipe.context_pieces)
     max_pieces = max_pieces_for(model, tokenizer)
     windows = build_windows(tokenizer, [s.words for s in train_sentences], max_pieces, [[label2id[t] for t in s.tags] for s in train_sentences],
-                            model.config)
+                            model.config, [s.document for s in train_sentences])
     windows_of: list[list[int]] = [[] for _ in train_sentences]
     for index, window in enumerate(windows):
         windows_of[window.sequence].append(index)
