@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from nertune.data.casing import CONFIG_FIELD, add_casing, word_class
 from nertune.data.conll import read_conll
@@ -88,16 +89,17 @@ def test_casing_needs_token_type_embeddings():
 
 @pytest.fixture(scope="module")
 def casing_model(tmp_path_factory):
-    """One epoch on 64 real sentences with casing on (a recipe file, as a user would write it)."""
-    root = tmp_path_factory.mktemp("casing")
-    recipe = root / "casing.yaml"
-    recipe.write_text("casing: true\nlearning_rate: 1.0e-4\nepochs: 1\nmax_train_sentences: 64\nmax_eval_sentences: 16\n")
-    result = run_cli("train", "--recipe", str(recipe), "--output-dir", str(root / "run"), "--no-progress", "--sample", "")
+    """The minilm-casing recipe, cut to one epoch on 64 real sentences by flags."""
+    out = tmp_path_factory.mktemp("casing") / "run"
+    result = run_cli("train", "--recipe", "minilm-casing", "--epochs", "1", "--max-train-sentences", "64", "--max-eval-sentences", "16",
+                     "--output-dir", str(out), "--no-progress", "--sample", "")
     assert result.returncode == 0, result.stderr
-    return root / "run"
+    return out
 
 
 def test_trained_casing_model_tells_apple_from_apple(casing_model):
+    recorded = yaml.safe_load((casing_model / "recipe.yaml").read_text())
+    assert (recorded["casing"], recorded["learning_rate"], recorded["epochs"]) == (True, 1e-4, 1)
     config = json.loads((casing_model / "config.json").read_text())
     assert config[CONFIG_FIELD] == "shape6" and config["type_vocab_size"] == 6
     tagger = Tagger.load(casing_model, device="cpu")

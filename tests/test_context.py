@@ -105,13 +105,12 @@ def test_a_sentence_too_long_for_one_window_gets_no_context(tokenizer, documents
 
 @pytest.fixture(scope="module")
 def context_model(tmp_path_factory):
-    """One epoch on 64 real sentences with casing and 16 pieces of context each side."""
-    root = tmp_path_factory.mktemp("context")
-    recipe = root / "context.yaml"
-    recipe.write_text("casing: true\ncontext_pieces: 16\nlearning_rate: 1.0e-4\nepochs: 1\nmax_train_sentences: 64\nmax_eval_sentences: 16\n")
-    result = run_cli("train", "--recipe", str(recipe), "--output-dir", str(root / "run"), "--no-progress", "--sample", "")
+    """One epoch on 64 real sentences with casing and 16 pieces of context each side (the flags on the seed recipe)."""
+    out = tmp_path_factory.mktemp("context") / "run"
+    result = run_cli("train", "--casing", "--context-pieces", "16", "--learning-rate", "1e-4", "--epochs", "1", "--max-train-sentences", "64",
+                     "--max-eval-sentences", "16", "--output-dir", str(out), "--no-progress", "--sample", "")
     assert result.returncode == 0, result.stderr
-    return root / "run"
+    return out
 
 
 def test_evaluate_tagger_and_onnx_use_the_same_context(context_model, documents_slice, tokenizer, tmp_path):

@@ -1,0 +1,65 @@
+"""The feature recipes and flags: each recipe is the seed plus exactly its change, flags override them,
+no recipe is still the seed, and an encoder without token types is refused casing with one line."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from nertune.train.recipe import Recipe, load_recipe
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize("name, changes", [
+    ("seed", {}),
+    ("minilm-lr1e-4", {"learning_rate": 1e-4, "warmup_ratio": 0.1}),
+    ("minilm-casing", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True}),
+    ("minilm-context", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 64}),
+])
+def test_each_recipe_is_the_seed_plus_its_change(name, changes):
+    seed = load_recipe("seed").model_dump()
+    recipe = load_recipe(name).model_dump()
+    assert {k: v for k, v in recipe.items() if v != seed[k]} == changes
+    assert load_recipe(None).model_dump() == seed == Recipe().model_dump()  # `nertune train` with no recipe
+
+
+def test_flags_override_the_feature_fields():
+    assert load_recipe("minilm-context", {"casing": False, "context_pieces": 0}).model_dump() == load_recipe("minilm-lr1e-4").model_dump()
+    result = run_cli("train", "--recipe", "minilm-context", "--context-pieces", "-1")
+    assert result.returncode == 2 and "(--context-pieces)" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_distilbert(tmp_path_factory, minilm):
+    """A small DistilBERT (no token type embeddings) with MiniLM's tokenizer, saved as safetensors."""
+    from transformers import DistilBertConfig, DistilBertForTokenClassification
+
+    out = tmp_path_factory.mktemp("distilbert")
+    model = DistilBertForTokenClassification(DistilBertConfig(vocab_size=30522, dim=32, hidden_dim=64, n_layers=1, n_heads=2))
+    model.save_pretrained(out, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (minilm / name).exists():
+            shutil.copyfile(minilm / name, out / name)
+    return out
+
+
+def test_casing_on_an_encoder_without_token_types_is_refused(tiny_distilbert, tmp_path):
+    result = run_cli("train", "--model", str(tiny_distilbert), "--casing", "--max-train-sentences", "16", "--epochs", "1",
+                     "--output-dir", str(tmp_path / "run"), "--no-progress", "--sample", "")
+    assert result.returncode == 2, result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "has no token type embeddings" in line and "--no-casing" in line
+
+
+def test_no_casing_flag_turns_a_recipes_casing_off(tiny_distilbert, tmp_path):
+    recipe = tmp_path / "casing.yaml"
+    recipe.write_text(f"model: {tiny_distilbert}\ncasing: true\ncontext_pieces: 8\nepochs: 1\nmax_train_sentences: 16\nmax_eval_sentences: 8\n")
+    out = tmp_path / "run"
+    result = run_cli("train", "--recipe", str(recipe), "--no-casing", "--output-dir", str(out), "--no-progress", "--sample", "")
+    assert result.returncode == 0, result.stderr
+    recorded = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert recorded["casing"] is False and recorded["context_pieces"] == 8
+    config = yaml.safe_load((out / "config.json").read_text())  # JSON is YAML
+    assert "nertune_casing" not in config and config["nertune_context_pieces"] == 8
