@@ -1,0 +1,41 @@
+"""benchmarks/gpu_speed.py --smoke: the GPU benchmark's code path, run on the CPU with a tiny BERT.
+
+The real run needs a GPU (bash benchmarks/gpu.sh); this keeps the script from rotting where none is lent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_gpu_speed_smoke_measures_both_systems(tmp_path):
+    out = tmp_path / "gpu_speed.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env.pop("OUT", None)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_speed.py"), "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert json.loads(done.stdout) == results  # the JSON alone on stdout, notices on stderr
+    assert results["smoke"] is True and results["train_sentences"] == 64
+    for system in ("trainer", "nertune", "trainer_literal"):
+        assert results[system]["sentences_per_second"] > 0, system
+        assert math.isfinite(results[system]["train_loss"]), system
+    assert (results["trainer"]["batch_size"], results["trainer"]["grad_accum"]) == (16, 1)
+    assert (results["trainer_literal"]["batch_size"], results["trainer_literal"]["grad_accum"]) == (1, 16)
+    # Same saved random weights and the same 64 sentences: one epoch of 4 steps at lr 2e-5 barely moves
+    # either, so their mean losses agree closely (a different model or label order would not).
+    assert abs(results["nertune"]["train_loss"] - results["trainer"]["train_loss"]) < 0.05
+    assert results["speedup_vs_trainer"] == pytest.approx(
+        results["nertune"]["sentences_per_second"] / results["trainer"]["sentences_per_second"])
