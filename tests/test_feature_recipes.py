@@ -63,3 +63,20 @@ def test_no_casing_flag_turns_a_recipes_casing_off(tiny_distilbert, tmp_path):
     assert recorded["casing"] is False and recorded["context_pieces"] == 8
     config = yaml.safe_load((out / "config.json").read_text())  # JSON is YAML
     assert "nertune_casing" not in config and config["nertune_context_pieces"] == 8
+
+
+def test_a_checkpoint_from_before_the_feature_fields_still_resumes(tmp_path):
+    """A run interrupted before `casing` / `context_pieces` existed used their defaults: --resume accepts it."""
+    import json
+
+    from nertune.errors import NertuneError
+    from nertune.train.checkpoint import FORMAT, STATE, find_checkpoint
+
+    fields = load_recipe("seed", {"output_dir": str(tmp_path)}).model_dump()
+    old = {k: v for k, v in fields.items() if k not in ("casing", "context_pieces")}
+    step = tmp_path / "checkpoints" / "step-10"
+    step.mkdir(parents=True)
+    (step / STATE).write_text(json.dumps({"format": FORMAT, "recipe": old, "data_md5": {"train": "x"}}))
+    assert find_checkpoint(str(tmp_path), fields, {"train": "x"})[0] == step
+    with pytest.raises(NertuneError, match="recipe field 'casing' is True but the interrupted run used False"):
+        find_checkpoint(str(tmp_path), {**fields, "casing": True}, {"train": "x"})
