@@ -77,3 +77,34 @@ def test_the_two_semantics_differ(setup):
     b = fast_gradient(model, tokenizer, sentences, windows, "token", 8192)
     name = "classifier.weight"
     assert not torch.allclose(a[name], b[name], rtol=1e-3)
+
+
+@pytest.mark.parametrize("max_tokens", [8192, 256])
+def test_kept_embedding_gradient_is_the_dense_gradient(setup, max_tokens):
+    """The CPU path (sparse embedding backward into a kept buffer) gives the literal recipe's gradient,
+    over two steps, in the same buffer each step."""
+    from nertune.train.embedding_grad import KeptEmbeddingGradient
+
+    model, tokenizer, sentences, windows = setup
+    literal = literal_gradient(model, tokenizer, sentences, windows, "sentence")
+    model.zero_grad(set_to_none=True)
+    kept = KeptEmbeddingGradient(model)
+    try:
+        words = [len(s.words) for s in sentences]
+        weights = window_weights(windows, words, "sentence", 16, sum(words))
+        addresses = []
+        for _ in range(2):  # a second step must not carry the first's gradient
+            model.zero_grad(set_to_none=True)
+            kept.reset()
+            forward_backward(model, windows, weights, tokenizer.pad_token_id, torch.device("cpu"), max_tokens)
+            grad = model.get_input_embeddings().weight.grad
+            assert grad.layout == torch.strided  # dense, as clipping and the fused AdamW need
+            addresses.append(grad.data_ptr())
+            fast = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+            assert fast.keys() == literal.keys()
+            for name in literal:
+                torch.testing.assert_close(fast[name], literal[name], rtol=1e-4, atol=1e-6)
+        assert addresses[0] == addresses[1]
+    finally:
+        kept.close()
+        model.zero_grad(set_to_none=True)

@@ -34,6 +34,7 @@ from nertune.train import diagnostics
 from nertune.train.checkpoint import (
     Checkpoints, RunState, find_checkpoint, refuse_unfinished, remove_checkpoints, rng_from_json, rng_to_json, trim_log,
 )
+from nertune.train.embedding_grad import KeptEmbeddingGradient
 from nertune.train.loss import window_weights
 from nertune.train.precision import choose_precision
 from nertune.train.recipe import Recipe
@@ -116,6 +117,7 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     model, optimizer = accelerator.prepare(model, optimizer)
+    kept_embedding_grad = KeptEmbeddingGradient(model) if (not on_gpu and world == 1) else None
     device = accelerator.device
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
@@ -187,6 +189,8 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
                 if not accelerator.optimizer_step_was_skipped:
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                if kept_embedding_grad:
+                    kept_embedding_grad.reset()
                 # fp16 overflows give inf gradient norms by design (the scaler skips those steps)
                 divergence.add(step_loss, grad_norm if precision != "fp16" else None)
                 state.global_step += 1
