@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 import torch  # noqa: E402
 
 from hf_baseline import train_trainer  # noqa: E402
+from nertune.atomic import write_json  # noqa: E402
 from nertune.data.embedded import conll2003_files, minilm_dir  # noqa: E402
 from nertune.data.splits import load_splits  # noqa: E402
 from nertune.model.load import save_model  # noqa: E402
@@ -41,6 +42,7 @@ from nertune.train.report import console, versions  # noqa: E402
 
 STARTED = time.perf_counter()
 GOAL_SECONDS_3_EPOCHS = 30.0  # issue 6, point 7: three epochs of the seed recipe on bert-base on an H200
+FULL_TRAIN = 14041  # CoNLL-2003 train sentences
 
 
 def data_files(folder: Path) -> tuple[str, str, str]:
@@ -154,6 +156,22 @@ def main() -> None:
         "train_sentences": len(train), "eval_sentences": len(splits.validation.sentences), "epochs": 1, "effective_batch": 16,
         "learning_rate": 2e-5, "machine": platform.platform(), "versions": versions(),
     }
+    slug = re.sub(r"[^a-z0-9]+", "-", results["card"].lower()).strip("-")
+    out = args.out or (Path(os.environ["OUT"]) / "gpu_speed.json" if os.environ.get("OUT") else HERE / "results" / f"gpu_speed-{slug}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        """Results so far, after every phase: a run stopped at its time limit still leaves what it measured."""
+        if "trainer" in results and "nertune" in results:
+            rate = results["nertune"]["sentences_per_second"]
+            results["speedup_vs_trainer"] = rate / results["trainer"]["sentences_per_second"]
+            if results.get("trainer_literal"):
+                results["speedup_vs_trainer_literal"] = rate / results["trainer_literal"]["sentences_per_second"]
+            results["seed_recipe_3_epochs_seconds"] = 3 * FULL_TRAIN / rate  # the whole corpus, whatever the slice
+            results["goal_3_epochs_seconds"] = GOAL_SECONDS_3_EPOCHS
+        results["script_seconds"] = time.perf_counter() - STARTED
+        write_json(out, results)
+
     console.print(f"{results['card']}: {results['model']}, {len(train):,} train sentences, 1 epoch, effective batch 16")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,6 +182,7 @@ def main() -> None:
 
         # -- Hugging Face Trainer, run_ner style: batch 16 x accumulation 1 ------------------------
         results["trainer"] = run_trainer(model_dir, train, labels, f"{tmp}/hf", 16, 1, on_gpu)
+        save()
         console.print(f"Trainer (16 x 1): {results['trainer']['sentences_per_second']:.1f} sentences/s, "
                       f"{results['trainer']['train_seconds']:.1f} s, train loss {results['trainer']['train_loss']:.4f}")
 
@@ -180,6 +199,7 @@ def main() -> None:
             # Reported apart from the loop's time when the loop measures it (torch.compile / CUDA graph capture).
             "compile_seconds": metrics.get("compile_seconds"),
         }
+        save()
         console.print(f"nertune: {results['nertune']['sentences_per_second']:.1f} sentences/s, {seconds:.1f} s, "
                       f"train loss {results['nertune']['train_loss']:.4f} ({metrics['precision']})")
 
@@ -193,19 +213,7 @@ def main() -> None:
             results["trainer_literal"] = None
             console.print(f"literal recipe skipped ({elapsed:.0f} s gone, limit {args.literal_after:.0f} s)" if n_literal else "literal recipe skipped")
 
-    nertune_rate = results["nertune"]["sentences_per_second"]
-    results["speedup_vs_trainer"] = nertune_rate / results["trainer"]["sentences_per_second"]
-    if results["trainer_literal"]:
-        results["speedup_vs_trainer_literal"] = nertune_rate / results["trainer_literal"]["sentences_per_second"]
-    full_train = 14041  # CoNLL-2003 train sentences: the extrapolation is for the whole corpus
-    results["seed_recipe_3_epochs_seconds"] = 3 * full_train / nertune_rate
-    results["goal_3_epochs_seconds"] = GOAL_SECONDS_3_EPOCHS
-    results["script_seconds"] = time.perf_counter() - STARTED
-
-    slug = re.sub(r"[^a-z0-9]+", "-", results["card"].lower()).strip("-")
-    out = args.out or (Path(os.environ["OUT"]) / "gpu_speed.json" if os.environ.get("OUT") else HERE / "results" / f"gpu_speed-{slug}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    save()
     literal = f", {results['speedup_vs_trainer_literal']:.1f}x the literal recipe" if results["trainer_literal"] else ""
     console.print(f"nertune {results['speedup_vs_trainer']:.2f}x the Trainer{literal}; 3 epochs of the seed recipe "
                   f"≈ {results['seed_recipe_3_epochs_seconds']:.0f} s (goal ≤ {GOAL_SECONDS_3_EPOCHS:.0f} s) -> {out}")
