@@ -57,6 +57,11 @@ class OnnxTokenClassifier:
             raise NertuneError(f"cannot read config.json ({str(error).splitlines()[0]})", path=str(directory), fix="export the model again") from None
         self.session = session(path, threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
+        from nertune.data.casing import casing_scheme
+
+        if casing_scheme(self.config) and "token_type_ids" not in self.inputs:  # would silently tag without casing
+            raise NertuneError(f"config.json names casing classes but {path.name} takes no token_type_ids", path=str(directory),
+                               fix="export the model again with `nertune export`")
         self.backend = "onnxruntime-int8" if self.info.get("quantize") == "int8" else "onnxruntime"
 
     def eval(self) -> "OnnxTokenClassifier":
