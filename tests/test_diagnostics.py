@@ -58,6 +58,10 @@ def test_loss_watch_flags_worse_than_guessing_and_rising():
     assert watch.observe(40, 1.9) is None  # said once
     high = diagnostics.LossWatch(9, 0.5).observe(10, 50.0)
     assert "above ln(9 labels) = 2.20" in high and "learning rate (0.5) is likely too high" in high
+    # During a warm-up the learning rate starts near 0: near-uniform loss at step 20 of 263 is expected, not past it.
+    warming = diagnostics.LossWatch(9, 1e-4, warmup_steps=263)
+    assert warming.observe(20, 2.2021) is None
+    assert "above ln(9 labels)" in warming.observe(270, 2.21)
     assert diagnostics.epoch_loss_rose([{"epoch": 1, "train_loss": 0.2}, {"epoch": 2, "train_loss": 0.3}], 1e-3).startswith("train loss rose from 0.2000 (epoch 1)")
     assert diagnostics.epoch_loss_rose([{"epoch": 1, "train_loss": 0.2}, {"epoch": 2, "train_loss": 0.21}], 1e-3) is None
 

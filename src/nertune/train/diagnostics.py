@@ -69,8 +69,9 @@ class DivergenceWatch:
 class LossWatch:
     """Logged training losses that point at a too-high learning rate (each said once)."""
 
-    def __init__(self, n_labels: int, learning_rate: float):
+    def __init__(self, n_labels: int, learning_rate: float, warmup_steps: int = 0):
         self.uniform = math.log(max(2, n_labels))  # the loss of guessing every label equally
+        self.warmup_steps = warmup_steps
         self.n_labels = n_labels
         self.learning_rate = learning_rate
         self.best, self.best_step = math.inf, 0
@@ -78,8 +79,9 @@ class LossWatch:
 
     def observe(self, step: int, loss: float) -> str | None:
         message = None
-        # Past the first log line a fresh head has had time to beat guessing; 3x above it is absurd at once.
-        if (step >= 20 or loss > 3 * self.uniform) and loss > self.uniform and "high" not in self.said:
+        # Past the first log lines (and the warm-up, whose learning rate starts near 0) a fresh head has had
+        # time to beat guessing; 3x above it is absurd at once.
+        if (step >= max(20, self.warmup_steps) or loss > 3 * self.uniform) and loss > self.uniform and "high" not in self.said:
             self.said.add("high")
             message = (f"train loss {loss:.4f} at step {step} is above ln({self.n_labels} labels) = {self.uniform:.2f}, "
                        f"the loss of guessing uniformly: the learning rate ({self.learning_rate:g}) is likely too high — try {_lower(self.learning_rate)}")

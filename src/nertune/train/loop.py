@@ -133,7 +133,7 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
     if state.order_rng is not None:
         order.setstate(rng_from_json(state.order_rng))
     divergence = diagnostics.DivergenceWatch(device, recipe.learning_rate)
-    loss_watch = diagnostics.LossWatch(len(labels), recipe.learning_rate)
+    loss_watch = diagnostics.LossWatch(len(labels), recipe.learning_rate, warmup)
 
     def checkpoint(epoch_loss: torch.Tensor, running: torch.Tensor) -> Path:
         """Save where the run is (all processes join: sums and RNG states are gathered)."""
