@@ -16,7 +16,7 @@ from tests.conftest import run_cli
     ("seed", {}),
     ("minilm-lr1e-4", {"learning_rate": 1e-4, "warmup_ratio": 0.1}),
     ("minilm-casing", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True}),
-    ("minilm-context", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 64}),
+    ("minilm-context", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 16}),
 ])
 def test_each_recipe_is_the_seed_plus_its_change(name, changes):
     seed = load_recipe("seed").model_dump()
