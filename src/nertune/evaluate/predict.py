@@ -13,7 +13,7 @@ import torch
 
 from nertune.data.casing import casing_scheme, piece_types
 from nertune.data.context import add_context, context_pieces_of
-from nertune.data.features import Window, collate, encode_words, make_windows, model_inputs, token_budget_batches
+from nertune.data.features import Window, collate, encode_words, make_windows, model_inputs, pad_multiple_for, token_budget_batches
 
 
 def max_pieces_for(model, tokenizer) -> int:
@@ -65,10 +65,8 @@ def predict_word_logits(
     autocast_dtype: torch.dtype | None = None,
     pad_multiple: int | None = None,
 ) -> WordScores:
-    # Rounding lengths up to a multiple of 8 feeds GPU tensor cores; on a CPU it only adds
-    # padded tokens (about 20% more on CoNLL sentences batched by length), so pad to the longest.
     if pad_multiple is None:
-        pad_multiple = 8 if torch.device(device).type == "cuda" else 1
+        pad_multiple = pad_multiple_for(device)
     was_training = model.training
     model.eval()
     n_labels = model.config.num_labels
