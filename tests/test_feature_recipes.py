@@ -17,6 +17,7 @@ from tests.conftest import run_cli
     ("minilm-lr1e-4", {"learning_rate": 1e-4, "warmup_ratio": 0.1}),
     ("minilm-casing", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True}),
     ("minilm-context", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 16}),
+    ("minilm-casing-crf", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "crf": True}),
 ])
 def test_each_recipe_is_the_seed_plus_its_change(name, changes):
     seed = load_recipe("seed").model_dump()
@@ -27,6 +28,7 @@ def test_each_recipe_is_the_seed_plus_its_change(name, changes):
 
 def test_flags_override_the_feature_fields():
     assert load_recipe("minilm-context", {"casing": False, "context_pieces": 0}).model_dump() == load_recipe("minilm-lr1e-4").model_dump()
+    assert load_recipe("minilm-casing-crf", {"crf": False}).model_dump() == load_recipe("minilm-casing").model_dump()
     result = run_cli("train", "--recipe", "minilm-context", "--context-pieces", "-1")
     assert result.returncode == 2 and "(--context-pieces)" in result.stderr and "Traceback" not in result.stderr
 

@@ -11,6 +11,7 @@ from nertune.data.conll import Sentence
 from nertune.errors import NertuneError
 from nertune.evaluate.predict import build_windows, max_pieces_for, predict_word_logits
 from nertune.evaluate.scoring import score
+from nertune.model.crf import crf_scores
 from nertune.tag.decode import decode
 
 
@@ -39,7 +40,9 @@ def evaluate_sentences(
     Long sentences are split into overlapping windows (never truncated), so
     there is one prediction per word. `constrain=False` is the plain
     first-subword argmax the Hugging Face Trainer's run_ner reports; True
-    decodes valid IOB2 only (tag/decode.py). `details=True` adds the error
+    decodes valid IOB2 only (tag/decode.py); a model with a CRF head always
+    decodes with its transitions, and its loss is the CRF's negative
+    log-likelihood of each whole sentence, per word. `details=True` adds the error
     breakdown, the type confusion and the bootstrap interval of F1.
     """
     label2id = model.config.label2id
@@ -54,10 +57,12 @@ def evaluate_sentences(
         model, windows, len(sentences), [len(s.words) for s in sentences], tokenizer.pad_token_id, device,
         autocast_dtype=autocast_dtype,
     )
-    predictions = decode(scores.logits, id2label, constrain)
+    crf = crf_scores(model)
+    predictions = decode(scores.logits, id2label, constrain, crf)
     gold = [s.tags for s in sentences]
     result = score(gold, predictions, strict=strict)
-    result = {"loss": scores.loss_sum / max(1, scores.labelled), **result}
+    loss_sum = scores.loss_sum if crf is None else _crf_loss_sum(model.crf, scores.logits, label_ids)
+    result = {"loss": loss_sum / max(1, scores.labelled), **result}
     result["sentences"] = len(sentences)
     if details:
         from nertune.evaluate.bootstrap import f1_interval, sentence_totals
@@ -71,3 +76,16 @@ def evaluate_sentences(
         windows_per_sentence = Counter(w.sequence for w in windows)
         result["long_sentences"] = sum(n > 1 for n in windows_per_sentence.values())
     return {"metrics": result, "predictions": predictions}
+
+
+@torch.no_grad()
+def _crf_loss_sum(crf, logits: Sequence[torch.Tensor], label_ids: Sequence[Sequence[int]]) -> float:
+    """The CRF's negative log-likelihood of every sentence's gold tags, summed (the training loss, whole sentences)."""
+    from nertune.train.loss import weighted_crf_loss
+
+    if not logits:
+        return 0.0
+    device = crf.transitions.device
+    emissions = torch.nn.utils.rnn.pad_sequence(list(logits), batch_first=True).to(device)
+    labels = torch.nn.utils.rnn.pad_sequence([torch.tensor(ids, dtype=torch.long) for ids in label_ids], batch_first=True, padding_value=-100)
+    return float(weighted_crf_loss(crf, emissions, labels, torch.ones(len(logits), device=device)))

@@ -9,7 +9,9 @@
          channel (activations are quantized on the fly, per batch)
       -> checked against the PyTorch model on a padded batch
       -> one directory, written atomically: model.onnx, config.json, the
-         tokenizer, recipe.yaml when there is one, and nertune_export.json
+         tokenizer, crf.safetensors for a model with a CRF head (decoding
+         uses its transitions, model/crf.py), recipe.yaml when there is one,
+         and nertune_export.json
          (what was done, the sha256 of model.onnx, the check's numbers).
 
 The result loads with `Tagger.load(OUT)` and works with `nertune predict/serve`
@@ -27,6 +29,7 @@ import torch
 
 from nertune.atomic import _umask, atomic_dir, write_json
 from nertune.errors import NertuneError
+from nertune.model.crf import CRF_FILE, has_crf
 from nertune.model.load import load_tokenizer, load_trained, sha256
 
 MODEL_FILE = "model.onnx"
@@ -87,6 +90,10 @@ def export_onnx(model_dir: str | Path, out: str | Path, quantize: str | None = N
         tokenizer.save_pretrained(tmp)
         if (model_dir / "recipe.yaml").is_file():
             shutil.copyfile(model_dir / "recipe.yaml", tmp / "recipe.yaml")
+        weights = [MODEL_FILE]
+        if has_crf(model.config):  # the graph gives the emissions; the CRF's scores travel beside it
+            shutil.copyfile(model_dir / CRF_FILE, tmp / CRF_FILE)
+            weights.append(CRF_FILE)
         info = {
             "format": 1,
             "model": MODEL_FILE,
@@ -94,7 +101,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, quantize: str | None = N
             "quantize": quantize,
             "fused": fused != tmp / "raw.onnx",
             "opset": OPSET,
-            "sha256": {MODEL_FILE: sha256(tmp / MODEL_FILE)},
+            "sha256": {name: sha256(tmp / name) for name in weights},
             "check": check,
             "seconds": round(time.perf_counter() - started, 1),
             "versions": _versions(),

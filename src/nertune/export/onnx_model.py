@@ -2,8 +2,8 @@
 like a Hugging Face token-classification model.
 
 The rest of nertune (evaluate/predict.py, the Tagger, predict, serve) only
-uses `.config`, `.eval()`, `.to(device)`, `.training` and
-`model(input_ids=, attention_mask=).logits`, so this small wrapper is all
+uses `.config`, `.eval()`, `.to(device)`, `.training`, `.crf` (a CRF head,
+model/crf.py) and `model(input_ids=, attention_mask=).logits`, so this small wrapper is all
 it takes for them to run the exported model unchanged. CPU only (the
 onnxruntime wheel nertune depends on is the CPU build).
 """
@@ -17,6 +17,7 @@ import torch
 
 from nertune.errors import NertuneError
 from nertune.export.onnx import EXPORT_FILE, MODEL_FILE
+from nertune.model.crf import CRF_FILE, load_crf
 from nertune.model.load import sha256
 
 
@@ -55,6 +56,12 @@ class OnnxTokenClassifier:
             self.config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
         except (OSError, ValueError) as error:
             raise NertuneError(f"cannot read config.json ({str(error).splitlines()[0]})", path=str(directory), fix="export the model again") from None
+        crf_file = directory / CRF_FILE
+        crf_digest = self.info.get("sha256", {}).get(CRF_FILE)
+        if crf_digest is not None and crf_file.is_file() and sha256(crf_file) != crf_digest:
+            raise NertuneError(f"{CRF_FILE} does not match its sha256 in {EXPORT_FILE} (truncated or altered)", path=str(crf_file),
+                               fix="export the model again with `nertune export`")
+        load_crf(self, directory)  # a CRF head's scores, for decoding (config.json says whether there is one)
         self.session = session(path, threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
         from nertune.data.casing import casing_scheme

@@ -51,13 +51,14 @@ def dropout_overrides(config, dropout: float | None) -> dict:
     return {key: dropout for key, value in config.to_dict().items() if "dropout" in key and isinstance(value, float)}
 
 
-def load_for_training(name: str, labels: list[str], dropout: float | None = None, casing: bool = False, context_pieces: int = 0):
+def load_for_training(name: str, labels: list[str], dropout: float | None = None, casing: bool = False, context_pieces: int = 0, crf: bool = False):
     """A pretrained encoder with a fresh classification head over `labels`.
 
     `dropout` (when given) replaces the config's dropout probabilities, e.g. 0.0
     to make runs comparable step by step. `casing` adds token type rows for the
     words' casing classes (data/casing.py), recorded in config.json; so is
-    `context_pieces` (data/context.py; 0: none).
+    `context_pieces` (data/context.py; 0: none). `crf` adds a CRF head
+    (model/crf.py): a fresh one, or the one of the nertune run it continues from.
     """
     from transformers import AutoConfig, AutoModelForTokenClassification
 
@@ -90,7 +91,20 @@ def load_for_training(name: str, labels: list[str], dropout: float | None = None
         setattr(model.config, CONTEXT_FIELD, context_pieces)
     elif hasattr(model.config, CONTEXT_FIELD):  # continuing from a context model: this recipe says none
         delattr(model.config, CONTEXT_FIELD)
+    from nertune.model.crf import CONFIG_FIELD as CRF_FIELD, CRF_FILE, add_crf, load_crf
+
+    if crf:
+        add_crf(model)
+        if Path(path).is_dir() and (Path(path) / CRF_FILE).is_file() and _source_labels(path) == list(labels):
+            load_crf(model, path)  # continuing from a CRF run over the same labels: its transitions too
+    elif hasattr(model.config, CRF_FIELD):  # continuing from a CRF model: this recipe says softmax
+        delattr(model.config, CRF_FIELD)
     return model
+
+
+def _source_labels(path: str) -> list[str]:
+    config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    return [label for _, label in sorted((int(i), label) for i, label in config.get("id2label", {}).items())]
 
 
 def load_trained(directory: str | Path, verify: bool = True):
@@ -108,6 +122,9 @@ def load_trained(directory: str | Path, verify: bool = True):
         model = AutoModelForTokenClassification.from_pretrained(directory, use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError) as error:
         raise NertuneError(f"cannot load model ({str(error).splitlines()[0]})", path=str(directory), fix="the directory needs config.json and model.safetensors") from None
+    from nertune.model.crf import load_crf
+
+    load_crf(model, directory)  # when config.json says the model has a CRF head
     return model
 
 
@@ -130,14 +147,26 @@ def save_model(model, tokenizer, directory: str | Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=directory))
+    from nertune.model.crf import CRF_FILE, save_crf
+
+    # The CRF goes to its own file (model/crf.py): model.safetensors keeps exactly the Hugging Face keys.
+    crf = model._modules.pop("crf", None)
     try:
-        model.save_pretrained(staging, safe_serialization=True)
+        try:
+            model.save_pretrained(staging, safe_serialization=True)
+        finally:
+            if crf is not None:
+                model.crf = crf
+        if crf is not None:
+            save_crf(crf, staging)
         tokenizer.save_pretrained(staging)
         old_manifest = directory / MANIFEST
         if old_manifest.exists():
             old_manifest.unlink()  # the set is being replaced: not whole until the new manifest lands
         for item in staging.iterdir():
             os.replace(item, directory / item.name)
+        if crf is None:
+            (directory / CRF_FILE).unlink(missing_ok=True)  # an earlier CRF model's, no longer this model's
         weights = sorted(p.name for p in directory.iterdir() if p.name.endswith(WEIGHT_SUFFIXES))
         write_json(directory / MANIFEST, {"format": 1, "sha256": {name: sha256(directory / name) for name in weights}})
     finally:

@@ -19,6 +19,7 @@ import torch
 
 from nertune.errors import NertuneError
 from nertune.evaluate.predict import build_windows, max_pieces_for, predict_word_logits
+from nertune.model.crf import crf_scores
 from nertune.model.load import load_tokenizer, load_trained
 from nertune.tag.decode import decode
 from nertune.tag.words import sentence_words
@@ -45,6 +46,7 @@ class Tagger:
         self.id2label = {int(i): label for i, label in model.config.id2label.items()}
         self.label2id = {label: i for i, label in self.id2label.items()}
         self.max_pieces = max_pieces_for(model, tokenizer)
+        self.crf = crf_scores(model)  # a CRF head's transition scores for decode (ONNX exports carry them too); None: softmax
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None, constrain: bool = True) -> "Tagger":
@@ -83,7 +85,8 @@ class Tagger:
         constrain = self.constrain if constrain is None else constrain
         logits = self.word_logits(sequences, documents)
         results = []
-        for x, tags in zip(logits, decode(logits, self.id2label, constrain)):
+        for x, tags in zip(logits, decode(logits, self.id2label, constrain, self.crf)):
+            # With a CRF head too, a word's probability is its own softmax's (not the CRF's marginal): the tag is the path's.
             ids = torch.tensor([self.label2id[t] for t in tags], dtype=torch.long)
             probs = x.softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1) if tags else x.new_empty(0)
             results.append((tags, probs.tolist()))

@@ -131,7 +131,9 @@ class Checkpoints:
         accelerator = self.accelerator
         _safely(path / "model.safetensors", lambda f: load_model(accelerator.unwrap_model(self.model), str(f), device=str(accelerator.device)))
         optimizer_tensors = _safely(path / "optimizer.safetensors", _load_tensors)
-        self.optimizer.load_state_dict(_unflatten_optimizer(optimizer_tensors, saved["optimizer"]))
+        optimizer_state = _unflatten_optimizer(optimizer_tensors, saved["optimizer"])
+        _check_moments_fit(optimizer_state, self.optimizer, path / "optimizer.safetensors")
+        self.optimizer.load_state_dict(optimizer_state)
         self.scheduler.load_state_dict(saved["scheduler"])
         if accelerator.scaler is not None and saved["scaler"]:
             accelerator.scaler.load_state_dict(saved["scaler"])
@@ -140,6 +142,16 @@ class Checkpoints:
         _set_rng_state(rng_tensors, saved["rng"], accelerator.process_index)
         self.last = path
         return RunState(**saved["run"])
+
+
+def _check_moments_fit(optimizer_state: dict, optimizer, path: Path) -> None:
+    """load_state_dict takes moments of any shape and the first step fails far from the cause: check here."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, entries in optimizer_state["state"].items():
+        moment = entries.get("exp_avg")
+        if moment is not None and (int(index) >= len(params) or moment.shape != params[int(index)].shape):
+            raise NertuneError("the checkpoint's optimizer moments do not fit this model's parameters (written by another "
+                               "nertune version or model)", path=str(path), fix="resume with the nertune version that wrote it, or start a fresh run")
 
 
 def find_checkpoint(output_dir: str | None, recipe_fields: dict, data_md5: dict) -> tuple[Path, dict]:

@@ -41,3 +41,28 @@ def weighted_token_loss(logits: torch.Tensor, labels: torch.Tensor, row_weights:
         logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none"
     )  # [rows, length]; 0 where ignored
     return (per_word.sum(dim=1) * row_weights).sum()
+
+
+def weighted_crf_loss(crf, logits: torch.Tensor, labels: torch.Tensor, row_weights: torch.Tensor) -> torch.Tensor:
+    """sum over rows of weight_row * the CRF's negative log-likelihood of that row's gold tags.
+
+    A row's tag sequence is its labelled words (labels != -100: the first pieces of the words the
+    window owns), packed to the left. With `sentence` semantics the weight is 1 / (words x sentences
+    per step), so each sentence counts its NLL per word, as the softmax loss counts its mean. A row
+    with no labelled word adds nothing. `labels` may stay on the CPU: the packing needs no device sync.
+    """
+    keep = (labels != -100).any(dim=1).nonzero().squeeze(1)
+    if len(keep) == 0:  # zero, but reaching every parameter (data parallelism expects a gradient for each)
+        return (logits.sum() + sum(p.sum() for p in crf.parameters())) * 0.0
+    labels = labels[keep]
+    labelled = labels != -100
+    counts = labelled.sum(dim=1)
+    width = int(counts.max())
+    order = torch.sort((~labelled).to(torch.int8), dim=1, stable=True).indices[:, :width]  # labelled positions first, in order
+    mask = torch.arange(width, device=labels.device)[None, :] < counts[:, None]
+    tags = labels.gather(1, order).masked_fill(~mask, 0)
+    device = logits.device
+    keep, order = keep.to(device, non_blocking=True), order.to(device, non_blocking=True)
+    emissions = logits[keep].float().gather(1, order.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+    log_likelihood = crf(emissions, tags.to(device, non_blocking=True), mask.to(device, non_blocking=True), reduction="none")
+    return (-log_likelihood * row_weights[keep]).sum()

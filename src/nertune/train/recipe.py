@@ -48,6 +48,8 @@ class Recipe(BaseModel):
     # what the model sees besides the wordpieces (stored in the model's config.json)
     casing: bool = False  # words' casing classes as token types (data/casing.py), for uncased encoders
     context_pieces: int = Field(0, ge=0)  # wordpieces of neighbouring sentences on each side (data/context.py); 0: none
+    crf: bool = False  # a CRF head over the word logits (model/crf.py): trained on whole tag sequences, decoded with its transitions
+    crf_learning_rate: float = Field(5e-3, gt=0)  # the CRF's transition scores' peak rate (same warm-up and decay)
     # speed knobs that do not change the gradient of a step
     dropout: Optional[float] = Field(None, ge=0, lt=1)  # None: the model's own (0.1 for BERT)
     group_by_length: bool = True

@@ -97,8 +97,8 @@ def versions() -> dict:
             "transformers": transformers.__version__, "tokenizers": tokenizers.__version__, "accelerate": accelerate.__version__}
 
 
-def run_info(world_size: int, data_md5: dict) -> dict:
-    return {"world_size": world_size, "versions": versions(), "data_md5": data_md5, "git_sha": git_sha(),
+def run_info(world_size: int, data_md5: dict, sha: str | None = None) -> dict:
+    return {"world_size": world_size, "versions": versions(), "data_md5": data_md5, "git_sha": sha or git_sha(),
             "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": _cpus()}}
 
 

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import torch
 
 from nertune.data.features import Window, collate, model_inputs, pad_multiple_for, token_budget_batches
-from nertune.train.loss import weighted_token_loss
+from nertune.train.loss import weighted_crf_loss, weighted_token_loss
 
 
 def forward_backward(
@@ -31,6 +31,7 @@ def forward_backward(
     chunks = token_budget_batches([len(w.input_ids) for w in step_windows], max_tokens, 4096) if step_windows else []
     step_loss = torch.zeros((), device=device)
     pad_multiple = pad_multiple_for(device)
+    crf = getattr(getattr(model, "module", model), "crf", None)  # the CRF head (model/crf.py), under a data-parallel wrapper too
     for index, chunk in enumerate(chunks):
         batch = collate([step_windows[i] for i in chunk], pad_id, multiple=pad_multiple)
         row_weights = torch.tensor([weights[i] for i in chunk], device=device)
@@ -38,7 +39,10 @@ def forward_backward(
         context = no_sync() if (no_sync is not None and index < len(chunks) - 1) else nullcontext()
         with context, autocast():
             logits = model(**model_inputs(batch, device)).logits  # token_type_ids too when the model has casing
-            loss = weighted_token_loss(logits, batch["labels"].to(device, non_blocking=True), row_weights)
+            if crf is None:
+                loss = weighted_token_loss(logits, batch["labels"].to(device, non_blocking=True), row_weights)
+            else:
+                loss = weighted_crf_loss(crf, logits, batch["labels"], row_weights)
         backward(loss)
         step_loss += loss.detach()
     return step_loss

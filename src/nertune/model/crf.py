@@ -1,0 +1,75 @@
+"""The optional CRF head: learned scores for each label following another, on top of the word logits.
+
+The classifier still gives one score vector per word (the CRF's emissions); the CRF (torchcrf.CRF) adds
+a score for each pair of neighbouring labels and for the first and last label. Training maximises the
+likelihood of a window's whole gold tag sequence (train/loss.py); decoding finds the best sequence under
+emissions + those scores (tag/decode.py, the IOB2 constraint on top), the same way everywhere.
+
+On disk the CRF is `crf.safetensors` next to model.safetensors, which keeps the plain Hugging Face keys
+(any token-classification loader reads it without surprises); config.json records `nertune_crf: true`,
+so a directory that says CRF but lacks the file is an error, never a silent softmax model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from nertune.errors import NertuneError
+
+CONFIG_FIELD = "nertune_crf"
+CRF_FILE = "crf.safetensors"
+
+CrfScores = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (start [C], end [C], transitions [C_prev, C_next])
+
+
+def has_crf(config) -> bool:
+    return bool(getattr(config, CONFIG_FIELD, False))
+
+
+def add_crf(model) -> None:
+    """A fresh CRF over the model's labels, as `model.crf` (a submodule: it moves, trains and checkpoints with the model)."""
+    from torchcrf import CRF
+
+    model.crf = CRF(model.config.num_labels, batch_first=True)
+    setattr(model.config, CONFIG_FIELD, True)
+
+
+def crf_scores(model) -> CrfScores | None:
+    """The CRF's scores as CPU float tensors, for decoding; None for a softmax model."""
+    crf = getattr(model, "crf", None)
+    if crf is None:
+        return None
+    return tuple(t.detach().float().cpu() for t in (crf.start_transitions, crf.end_transitions, crf.transitions))
+
+
+def save_crf(crf, directory: Path) -> None:
+    from safetensors.torch import save_file
+
+    # Keys: start_transitions, end_transitions, transitions.
+    save_file({name: t.detach().cpu().contiguous() for name, t in crf.state_dict().items()}, str(Path(directory) / CRF_FILE))
+
+
+def load_crf(model, directory: str | Path) -> None:
+    """Attach the CRF saved in `directory` when the model's config.json says it has one (else nothing)."""
+    if not has_crf(model.config):
+        return
+    path = Path(directory) / CRF_FILE
+    if not path.is_file():
+        raise NertuneError(f"config.json says the model has a CRF head but {CRF_FILE} is missing", path=str(directory),
+                           fix=f"copy the whole model directory again ({CRF_FILE} sits next to config.json), or re-train")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError) as error:
+        raise NertuneError(f"{CRF_FILE} is unreadable ({str(error).splitlines()[0]})", path=str(path), fix="copy the model directory again or re-train") from None
+    if getattr(model, "crf", None) is None:
+        add_crf(model)
+    try:
+        model.crf.load_state_dict(tensors)
+    except RuntimeError:  # other keys or shapes: not this model's CRF
+        raise NertuneError(f"{CRF_FILE} does not fit the model's {model.config.num_labels} labels", path=str(path),
+                           fix="copy the whole model directory again, or re-train") from None
