@@ -5,7 +5,8 @@ first-subword argmax, as the Trainer reports) and, when the model directory runs
 model decoded with valid-IOB2 Viterbi constraints (nertune.evaluate.run.evaluate_sentences, the code
 behind `nertune evaluate --constrain`, the Tagger's default). Results already in
 benchmarks/results/ablations.json are kept for runs whose model directory is gone.
-The best recipe is picked on validation F1 only.
+The best recipe is picked on validation F1 only. For a CRF model the training run's scores are its
+own Viterbi path (decode with the learned transitions, no IOB2 constraint).
 
     .venv/bin/python benchmarks/ablations.py seed-minilm-cpu minilm-lr1e-4-cpu minilm-casing-cpu minilm-context-cpu
 """
@@ -50,7 +51,7 @@ def main() -> None:
         metrics = json.loads((RESULTS / f"{run}.json").read_text())
         recipe = metrics["recipe"]
         row = {
-            "recipe": {k: recipe.get(k) for k in ("learning_rate", "warmup_ratio", "epochs", "casing", "context_pieces", "accumulation", "seed")},
+            "recipe": {k: recipe.get(k) for k in ("learning_rate", "warmup_ratio", "epochs", "casing", "context_pieces", "crf", "accumulation", "seed")},
             "best_epoch": metrics["best_epoch"],
             "epochs_validation_f1": [round(e["validation"]["f1"], 4) for e in metrics["epochs"]],
             "train_seconds": round(metrics["train_seconds"]),
@@ -69,8 +70,8 @@ def main() -> None:
 
 
 def markdown(table: dict) -> str:
-    lines = ["| run | lr / warm-up / epochs | casing | context | decoding | val P | val R | val F1 | test P | test R | test F1 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | lr / warm-up / epochs | casing | context | head | decoding | val P | val R | val F1 | test P | test R | test F1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run, row in table.items():
         r = row["recipe"]
         for decoding in ("argmax", "constrained"):
@@ -78,11 +79,17 @@ def markdown(table: dict) -> str:
                 continue
             v, t = row[decoding]["validation"], row[decoding]["test"]
             lines.append(f"| {run} | {r['learning_rate']:g} / {r['warmup_ratio']:g} / {r['epochs']} | {'yes' if r.get('casing') else 'no'} | "
-                         f"{r.get('context_pieces') or 0} | {decoding} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | "
+                         f"{r.get('context_pieces') or 0} | {'CRF' if r.get('crf') else 'softmax'} | {_decoding(decoding, r)} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | "
                          f"{t['precision']:.4f} | {t['recall']:.4f} | {t['f1']:.4f} |")
     best = max(table, key=lambda run: max(row["validation"]["f1"] for key, row in table[run].items() if key in ("argmax", "constrained")))
     lines.append(f"\nBest on validation F1: {best}.")
     return "\n".join(lines)
+
+
+def _decoding(decoding: str, recipe: dict) -> str:
+    if recipe.get("crf"):  # a CRF model's unconstrained decoding is its own Viterbi path, not the per-word argmax
+        return "CRF Viterbi" if decoding == "argmax" else "CRF + IOB2 constrained"
+    return decoding
 
 
 if __name__ == "__main__":
