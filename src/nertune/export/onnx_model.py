@@ -46,21 +46,15 @@ class OnnxTokenClassifier:
         directory = Path(directory)
         self.info = read_export_info(directory)
         path = directory / self.info.get("model", MODEL_FILE)
-        expected = self.info.get("sha256", {}).get(path.name)
         if not path.is_file():
             raise NertuneError(f"{path.name} is missing", path=str(directory), fix="export the model again with `nertune export`")
-        if expected is not None and sha256(path) != expected:
-            raise NertuneError(f"{path.name} does not match its sha256 in {EXPORT_FILE} (truncated or altered)", path=str(path),
-                               fix="export the model again with `nertune export`")
+        self._check_digest(path)
         try:
             self.config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
         except (OSError, ValueError) as error:
             raise NertuneError(f"cannot read config.json ({str(error).splitlines()[0]})", path=str(directory), fix="export the model again") from None
-        crf_file = directory / CRF_FILE
-        crf_digest = self.info.get("sha256", {}).get(CRF_FILE)
-        if crf_digest is not None and crf_file.is_file() and sha256(crf_file) != crf_digest:
-            raise NertuneError(f"{CRF_FILE} does not match its sha256 in {EXPORT_FILE} (truncated or altered)", path=str(crf_file),
-                               fix="export the model again with `nertune export`")
+        if (directory / CRF_FILE).is_file():
+            self._check_digest(directory / CRF_FILE)
         load_crf(self, directory)  # a CRF head's scores, for decoding (config.json says whether there is one)
         self.session = session(path, threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
@@ -70,6 +64,13 @@ class OnnxTokenClassifier:
             raise NertuneError(f"config.json names casing classes but {path.name} takes no token_type_ids", path=str(directory),
                                fix="export the model again with `nertune export`")
         self.backend = "onnxruntime-int8" if self.info.get("quantize") == "int8" else "onnxruntime"
+
+    def _check_digest(self, path: Path) -> None:
+        """A file the export recorded must be the one it wrote (model.onnx, crf.safetensors)."""
+        expected = self.info.get("sha256", {}).get(path.name)
+        if expected is not None and sha256(path) != expected:
+            raise NertuneError(f"{path.name} does not match its sha256 in {EXPORT_FILE} (truncated or altered)", path=str(path),
+                               fix="export the model again with `nertune export`")
 
     def eval(self) -> "OnnxTokenClassifier":
         return self
