@@ -1,17 +1,22 @@
 """A/B of nertune training-loop variants on the first 1,600 CoNLL train sentences, each in its own process.
 
 full-table: the whole word-embedding table in AdamW (train_used_rows_only switched off); used-rows: the
-default; random-N: random step composition, each step cut into length-sorted passes of <= N tokens.
+default until packing (length-grouped steps, one window a row); random-N: random step composition, each step cut into length-sorted passes of <= N tokens;
+random-packed: random steps, each step's windows packed into shared rows (data/packing.py) in one pass;
+grouped-packed: length-grouped steps, packed; random: random steps padded to their longest window.
 BENCHMARKS.md (training speed) quotes the recorded output, benchmarks/results/step_variants.txt:
 
     .venv/bin/python benchmarks/step_variants.py used-rows,full-table,random-256,full-table,used-rows,random-128
 """
 import json, subprocess, sys, tempfile
 VARIANTS = {
-    "full-table": ({}, False),
-    "used-rows": ({}, True),
-    "random-256": ({"group_by_length": False, "max_tokens_per_forward": 256}, True),
-    "random-128": ({"group_by_length": False, "max_tokens_per_forward": 128}, True),
+    "full-table": ({"group_by_length": True, "pack": False}, False),
+    "used-rows": ({"group_by_length": True, "pack": False}, True),
+    "random-256": ({"group_by_length": False, "pack": False, "max_tokens_per_forward": 256}, True),
+    "random-128": ({"group_by_length": False, "pack": False, "max_tokens_per_forward": 128}, True),
+    "random-packed": ({"group_by_length": False, "pack": True}, True),
+    "grouped-packed": ({"group_by_length": True, "pack": True}, True),
+    "random": ({"group_by_length": False, "pack": False}, True),
 }
 def child(name):
     overrides, rows = VARIANTS[name]

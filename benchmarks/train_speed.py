@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=2e-5)
     parser.add_argument("--rounds", type=int, default=1, help="pairs of runs; every second round reverses the order")
     parser.add_argument("--tag", default=None)
+    parser.add_argument("--first", choices=["trainer", "nertune"], default="trainer", help="which system runs first (in odd rounds)")
     parser.add_argument("--system", choices=["trainer", "nertune"], help=argparse.SUPPRESS)  # child process mode
     args = parser.parse_args()
 
@@ -94,7 +95,7 @@ def main() -> None:
                   "--model", args.model, "--learning-rate", str(args.learning_rate), *(["--literal"] if args.literal else [])]
     runs: list[dict] = []
     for round_index in range(args.rounds):
-        order = ["trainer", "nertune"] if round_index % 2 == 0 else ["nertune", "trainer"]
+        order = ["trainer", "nertune"] if (round_index % 2 == 0) == (args.first == "trainer") else ["nertune", "trainer"]
         for system in order:
             child = subprocess.run([sys.executable, str(HERE), *child_args, "--system", system], capture_output=True, text=True)
             if child.returncode != 0:

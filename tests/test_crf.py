@@ -91,8 +91,8 @@ def test_crf_loss_packs_each_rows_labelled_words():
     assert float(empty.detach()) == 0.0 and empty.requires_grad
 
 
-@pytest.mark.parametrize("max_tokens", [8192, 256])  # one forward pass, or several
-def test_crf_gradient_equals_the_literal_sentence_by_sentence_recipe(conll_files, max_tokens):
+@pytest.mark.parametrize("max_tokens,pack", [(8192, False), (256, False), (8192, True)])  # one pass or several; packed rows
+def test_crf_gradient_equals_the_literal_sentence_by_sentence_recipe(conll_files, max_tokens, pack):
     """Each sentence's CRF negative log-likelihood per word / sentences per step, summed: however the passes are cut."""
     train = read_conll(conll_files["train"])
     labels = build_labels([train])
@@ -114,7 +114,7 @@ def test_crf_gradient_equals_the_literal_sentence_by_sentence_recipe(conll_files
     model.zero_grad(set_to_none=True)
     words = [len(s.words) for s in sentences]
     weights = window_weights(windows, words, "sentence", len(sentences), sum(words))
-    forward_backward(model, windows, weights, tokenizer.pad_token_id, torch.device("cpu"), max_tokens)
+    forward_backward(model, windows, weights, tokenizer.pad_token_id, torch.device("cpu"), max_tokens, position_offset=0 if pack else None)
     fast = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     assert fast.keys() == literal.keys() and "crf.transitions" in fast
     assert float(literal["crf.transitions"].abs().sum()) > 0

@@ -48,20 +48,20 @@ def literal_gradient(model, tokenizer, sentences, windows, semantics):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def fast_gradient(model, tokenizer, sentences, windows, semantics, max_tokens):
+def fast_gradient(model, tokenizer, sentences, windows, semantics, max_tokens, pack=False):
     model.zero_grad(set_to_none=True)
     words = [len(s.words) for s in sentences]
     weights = window_weights(windows, words, semantics, 16, sum(words))
-    forward_backward(model, windows, weights, tokenizer.pad_token_id, torch.device("cpu"), max_tokens)
+    forward_backward(model, windows, weights, tokenizer.pad_token_id, torch.device("cpu"), max_tokens, position_offset=0 if pack else None)
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 @pytest.mark.parametrize("semantics", ["sentence", "token"])
-@pytest.mark.parametrize("max_tokens", [8192, 256])  # one forward pass, or several
-def test_fast_path_gradient_equals_literal(setup, semantics, max_tokens):
+@pytest.mark.parametrize("max_tokens,pack", [(8192, False), (256, False), (8192, True), (256, True)])  # one pass or several; padded or packed rows
+def test_fast_path_gradient_equals_literal(setup, semantics, max_tokens, pack):
     model, tokenizer, sentences, windows = setup
     literal = literal_gradient(model, tokenizer, sentences, windows, semantics)
-    fast = fast_gradient(model, tokenizer, sentences, windows, semantics, max_tokens)
+    fast = fast_gradient(model, tokenizer, sentences, windows, semantics, max_tokens, pack)
     assert literal.keys() == fast.keys()
     literal_norm = torch.sqrt(sum((g**2).sum() for g in literal.values()))
     diff_norm = torch.sqrt(sum(((literal[n] - fast[n]) ** 2).sum() for n in literal))

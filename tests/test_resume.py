@@ -26,8 +26,8 @@ from tests.conftest import run_cli
 
 STEPS_PER_EPOCH = 8
 RUN = ["train", "--max-train-sentences", "32", "--max-eval-sentences", "8", "--epochs", "2", "--grad-accum", "4",
-       "--learning-rate", "5e-4", "--no-progress", "--sample", ""]
-FIELDS = dict(max_train_sentences=32, max_eval_sentences=8, epochs=2, grad_accum=4, learning_rate=5e-4)
+       "--learning-rate", "3e-4", "--no-progress", "--sample", ""]
+FIELDS = dict(max_train_sentences=32, max_eval_sentences=8, epochs=2, grad_accum=4, learning_rate=3e-4)
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TIMINGS = ("train_seconds", "sentences_per_second")
 
@@ -112,11 +112,11 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     (checkpoint,) = checkpoint_dirs(out)
     assert checkpoint.name == f"step-{step}"
     state = json.loads((checkpoint / "state.json").read_text())
-    assert state["run"]["global_step"] == step and state["recipe"]["learning_rate"] == 5e-4
+    assert state["run"]["global_step"] == step and state["recipe"]["learning_rate"] == 3e-4
     assert {p.name for p in checkpoint.iterdir()} == {"model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"}
 
     # Resuming with other flags is refused before anything loads, naming the field.
-    with pytest.raises(NertuneError, match="recipe field 'learning_rate' is 0.001 but the interrupted run used 0.0005"):
+    with pytest.raises(NertuneError, match="recipe field 'learning_rate' is 0.001 but the interrupted run used 0.0003"):
         train(**{**FIELDS, "learning_rate": 1e-3}, output_dir=str(out), resume=True, progress=False)
     # A fresh run in the same directory would bury the checkpoint: refused too.
     with pytest.raises(NertuneError, match="checkpoints of an unfinished run .* add --resume"):

@@ -104,7 +104,7 @@ def test_model_info_health_and_docs(client, tiny_model):
     assert info["labels"] == [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
     assert info["entity_types"] == ["LOC", "MISC", "ORG", "PER"]
     assert info["backend"] == "pytorch"
-    assert info["recipe"]["epochs"] == 1 and info["recipe"]["learning_rate"] == 1e-4
+    assert info["recipe"]["epochs"] == 1 and info["recipe"]["learning_rate"] == 3e-4
     assert info["metrics"]["validation"]["f1"] == json.loads((tiny_model / "metrics.json").read_text())["validation"]["f1"]
     assert info["limits"]["max_text_chars"] == 2000 and info["limits"]["max_texts"] == 8 and info["limits"]["max_body_bytes"] == 65536
     health = client.get("/healthz")

@@ -25,11 +25,11 @@ def test_run_directory_is_complete(tiny_model):
         assert 0 <= metrics[split]["f1"] <= 1
     assert metrics["world_size"] == 1 and metrics["train_seconds"] > 0
     assert set(metrics["data_md5"]) == {"train", "validation", "test"}
-    assert metrics["recipe"]["learning_rate"] == 1e-4 and metrics["recipe"]["grad_accum"] == 16
+    assert metrics["recipe"]["learning_rate"] == 3e-4 and metrics["recipe"]["grad_accum"] == 16
     config = json.loads((tiny_model / "config.json").read_text())
     assert config["id2label"]["0"] == "O" and "B-PER" in config["label2id"]
     card = (tiny_model / "README.md").read_text()
-    assert "learning_rate: 0.0001" in card and "| Training Loss | Epoch |" in card
+    assert "learning_rate: 0.0003" in card and "| Training Loss | Epoch |" in card
 
 
 def test_output_loads_in_transformers_pipeline_with_real_labels(tiny_model):

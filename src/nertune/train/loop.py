@@ -1,6 +1,6 @@
 """Fine-tune an encoder for NER: the whole loop, top to bottom.
 
-    data -> windows -> length-grouped steps of 16 sentences -> weighted loss
+    data -> windows -> random steps of 16 sentences, packed rows -> weighted loss
     -> clip -> AdamW -> linear decay -> evaluate each epoch -> keep the best
 
 Accelerate handles the device, mixed precision and data parallelism; the
@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from nertune.data.features import length_grouped_steps
+from nertune.data.packing import packing_offset
 from nertune.data.splits import load_splits
 from nertune.evaluate.predict import build_windows, max_pieces_for
 from nertune.evaluate.run import evaluate_sentences
@@ -90,6 +91,11 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
     tokenizer = load_tokenizer(recipe.model)
     model = load_for_training(recipe.model, labels, recipe.dropout, recipe.casing, recipe.context_pieces, recipe.crf)
     max_pieces = max_pieces_for(model, tokenizer)
+    position_offset = packing_offset(model) if recipe.pack else None
+    if recipe.pack and position_offset is None:
+        say(f"[yellow]notice:[/] pack: not known to be exact for {model.config.model_type} models, so each window gets its own row"
+            + (" (and steps are length-grouped to keep the padding low)" if recipe.group_by_length is None else ""))
+    group_by_length = position_offset is None if recipe.group_by_length is None else recipe.group_by_length
     windows = build_windows(tokenizer, [s.words for s in train_sentences], max_pieces, [[label2id[t] for t in s.tags] for s in train_sentences],
                             model.config, [s.document for s in train_sentences])
     windows_of: list[list[int]] = [[] for _ in train_sentences]
@@ -172,7 +178,7 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
                 say(stopping)
                 break
             state.epoch, state.order_rng = epoch, rng_to_json(order.getstate())
-            steps = length_grouped_steps(piece_lengths, per_step, order, recipe.group_by_length)
+            steps = length_grouped_steps(piece_lengths, per_step, order, group_by_length)
             # Sums so far in this epoch: zero, or a checkpoint's totals (carried by the main process alone).
             share = 1.0 if main else 0.0
             epoch_loss = torch.tensor(state.epoch_loss * share, device=device)
@@ -192,7 +198,7 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
                 step_loss = forward_backward(
                     model, step_windows, weights, tokenizer.pad_token_id, device, recipe.max_tokens_per_forward,
                     backward=accelerator.backward, no_sync=(lambda: accelerator.no_sync(model)) if world > 1 else None,
-                    autocast=accelerator.autocast,
+                    autocast=accelerator.autocast, position_offset=position_offset,
                 )
                 if not step_windows:  # a process with no sentences this step still joins the all-reduce
                     accelerator.backward(sum(p.sum() * 0 for p in model.parameters()))

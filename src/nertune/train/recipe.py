@@ -52,7 +52,10 @@ class Recipe(BaseModel):
     crf_learning_rate: float = Field(5e-3, gt=0)  # the CRF's transition scores' peak rate (same warm-up and decay)
     # speed knobs that do not change the gradient of a step
     dropout: Optional[float] = Field(None, ge=0, lt=1)  # None: the model's own (0.1 for BERT)
-    group_by_length: bool = True
+    # Random steps (the Trainer's composition) packed into shared rows are as fast as length-grouped ones
+    # and learn faster (BENCHMARKS.md); grouping is the fallback for encoders packing does not know.
+    pack: bool = True  # several windows per row of a forward pass, each masked to itself (data/packing.py)
+    group_by_length: Optional[bool] = None  # steps of similar-length sentences; None: only where windows are not packed
     max_tokens_per_forward: int = Field(8192, ge=64)
     eval_max_tokens: int = Field(16384, ge=64)
     # stopping early, and never losing a run (train/checkpoint.py)
@@ -66,7 +69,7 @@ class Recipe(BaseModel):
     @classmethod
     def _no_booleans_for_numbers(cls, value, info: ValidationInfo):
         # pydantic's lax mode reads `epochs: yes` as 1; a YAML slip should fail instead.
-        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation is not bool:
+        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation not in (bool, Optional[bool]):
             raise ValueError("expected a number or text, not true/false (YAML reads yes/no/on/off as booleans: quote them)")
         return value
 

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import torch
 
 from nertune.data.features import Window, collate, model_inputs, pad_multiple_for, token_budget_batches
+from nertune.data.packing import pack, packed_logits
 from nertune.train.loss import weighted_crf_loss, weighted_token_loss
 
 
@@ -26,8 +27,12 @@ def forward_backward(
     backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
     no_sync: Callable[[], object] | None = None,
     autocast: Callable[[], object] = nullcontext,
+    position_offset: int | None = None,
 ) -> torch.Tensor:
-    """Accumulate the step's gradient into model parameters; return the step loss (detached)."""
+    """Accumulate the step's gradient into model parameters; return the step loss (detached).
+
+    `position_offset` (data/packing.py's `packing_offset`): pack each pass's windows into shared
+    rows instead of padding each to the longest; None: one window a row."""
     chunks = token_budget_batches([len(w.input_ids) for w in step_windows], max_tokens, 4096) if step_windows else []
     step_loss = torch.zeros((), device=device)
     pad_multiple = pad_multiple_for(device)
@@ -38,7 +43,11 @@ def forward_backward(
         # Data parallel: all-reduce gradients once, after the step's last pass.
         context = no_sync() if (no_sync is not None and index < len(chunks) - 1) else nullcontext()
         with context, autocast():
-            logits = model(**model_inputs(batch, device)).logits  # token_type_ids too when the model has casing
+            if position_offset is None:
+                logits = model(**model_inputs(batch, device)).logits  # token_type_ids too when the model has casing
+            else:  # same logits, laid out as `batch` is
+                inputs, unpack = pack([step_windows[i] for i in chunk], pad_id, position_offset, pad_multiple)
+                logits = packed_logits(model, inputs, unpack, device)
             if crf is None:
                 loss = weighted_token_loss(logits, batch["labels"].to(device, non_blocking=True), row_weights)
             else:

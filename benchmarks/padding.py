@@ -1,0 +1,38 @@
+"""Tokens a forward pass carries per real token, for one epoch of 16-sentence steps over CoNLL-2003 train.
+
+grouped-50 / grouped-8: length-grouped steps (mega-batches of 50 or 8 steps), one window a row, padded to the
+longest; random: the Trainer's random steps, padded the same way; random-packed: random steps with the windows
+packed into shared rows as wide as the longest (data/packing.py). No model runs: this is arithmetic on the
+real wordpiece lengths. Output recorded in benchmarks/results/padding.txt:
+
+    .venv/bin/python benchmarks/padding.py
+"""
+import random
+
+from nertune.data.features import length_grouped_steps
+from nertune.data.packing import pack_rows
+from nertune.data.splits import load_splits
+from nertune.evaluate.predict import build_windows
+from nertune.model.load import load_tokenizer
+
+train = load_splits("conll2003").train.sentences
+tokenizer = load_tokenizer("embedded-minilm")
+windows = build_windows(tokenizer, [s.words for s in train], 510, None)
+assert len(windows) == len(train)  # no CoNLL sentence needs two windows at 510 pieces
+lengths = [len(w.input_ids) for w in windows]
+real = sum(lengths)
+
+
+def carried(steps, packed):
+    total = 0
+    for step in steps:
+        step_lengths = [lengths[i] for i in step]
+        width = max(step_lengths)
+        total += width * (len(pack_rows(step_lengths, width)) if packed else len(step))
+    return total
+
+
+for name, group, mega, packed in (("grouped-50", True, 50, False), ("grouped-8", True, 8, False), ("random", False, 50, False),
+                                  ("random-packed", False, 50, True)):
+    steps = length_grouped_steps(lengths, 16, random.Random(42), group, mega)
+    print(f"{name:14s} {carried(steps, packed) / real:.3f} tokens carried per real token")
