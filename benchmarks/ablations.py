@@ -51,7 +51,7 @@ def main() -> None:
         metrics = json.loads((RESULTS / f"{run}.json").read_text())
         recipe = metrics["recipe"]
         row = {
-            "recipe": {k: recipe.get(k) for k in ("learning_rate", "warmup_ratio", "epochs", "casing", "context_pieces", "crf", "accumulation", "seed")},
+            "recipe": {k: recipe.get(k) for k in ("learning_rate", "warmup_ratio", "epochs", "casing", "context_pieces", "crf", "accumulation", "seed", "pack")},
             "best_epoch": metrics["best_epoch"],
             "epochs_validation_f1": [round(e["validation"]["f1"], 4) for e in metrics["epochs"]],
             "train_seconds": round(metrics["train_seconds"]),
@@ -70,15 +70,16 @@ def main() -> None:
 
 
 def markdown(table: dict) -> str:
-    lines = ["| run | lr / warm-up / epochs | casing | context | head | decoding | val P | val R | val F1 | test P | test R | test F1 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | lr / warm-up / epochs | steps | casing | context | head | decoding | val P | val R | val F1 | test P | test R | test F1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run, row in table.items():
         r = row["recipe"]
         for decoding in ("argmax", "constrained"):
             if decoding not in row:
                 continue
             v, t = row[decoding]["validation"], row[decoding]["test"]
-            lines.append(f"| {run} | {r['learning_rate']:g} / {r['warmup_ratio']:g} / {r['epochs']} | {'yes' if r.get('casing') else 'no'} | "
+            steps = "random, packed" if r.get("pack") else "length-grouped"  # runs before `pack` existed were grouped
+            lines.append(f"| {run} | {r['learning_rate']:g} / {r['warmup_ratio']:g} / {r['epochs']} | {steps} | {'yes' if r.get('casing') else 'no'} | "
                          f"{r.get('context_pieces') or 0} | {'CRF' if r.get('crf') else 'softmax'} | {_decoding(decoding, r)} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | "
                          f"{t['precision']:.4f} | {t['recall']:.4f} | {t['f1']:.4f} |")
     best = max(table, key=lambda run: max(row["validation"]["f1"] for key, row in table[run].items() if key in ("argmax", "constrained")))
