@@ -12,12 +12,16 @@ from nertune.train.recipe import Recipe, load_recipe
 from tests.conftest import run_cli
 
 
+GROUPED = {"group_by_length": True, "pack": False}  # measured before packing: the files pin the steps they were run with
+
+
 @pytest.mark.parametrize("name, changes", [
     ("seed", {}),
-    ("minilm-lr1e-4", {"learning_rate": 1e-4, "warmup_ratio": 0.1}),
-    ("minilm-casing", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True}),
-    ("minilm-context", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 16}),
-    ("minilm-casing-crf", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "crf": True}),
+    ("minilm-lr1e-4", {"learning_rate": 1e-4, "warmup_ratio": 0.1, **GROUPED}),
+    ("minilm-casing", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, **GROUPED}),
+    ("minilm-context", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 16, **GROUPED}),
+    ("minilm-casing-crf", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "crf": True, **GROUPED}),
+    ("minilm-context-crf", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 16, "crf": True, **GROUPED}),
 ])
 def test_each_recipe_is_the_seed_plus_its_change(name, changes):
     seed = load_recipe("seed").model_dump()
