@@ -131,19 +131,25 @@ def collate(windows: Sequence[Window], pad_id: int, multiple: int = 8) -> dict[s
     length = -(-longest // multiple) * multiple
     input_ids = torch.full((len(windows), length), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(windows), length), dtype=torch.long)
-    labels = torch.full((len(windows), length), -100, dtype=torch.long)
     for row, window in enumerate(windows):
         n = len(window.input_ids)
         input_ids[row, :n] = torch.tensor(window.input_ids)
         attention_mask[row, :n] = 1
-        if window.labels:
-            labels[row, window.positions] = torch.tensor(window.labels)
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": collate_labels(windows, length)}
     if any(w.type_ids for w in windows):  # casing classes; padding is type 0 like [CLS]/[SEP]
         batch["token_type_ids"] = torch.zeros((len(windows), length), dtype=torch.long)
         for row, window in enumerate(windows):
             batch["token_type_ids"][row, : len(window.type_ids)] = torch.tensor(window.type_ids)
     return batch
+
+
+def collate_labels(windows: Sequence[Window], length: int) -> torch.Tensor:
+    """[windows, length] label ids at each owned word's first piece, -100 elsewhere (collate's layout)."""
+    labels = torch.full((len(windows), length), -100, dtype=torch.long)
+    for row, window in enumerate(windows):
+        if window.labels:
+            labels[row, window.positions] = torch.tensor(window.labels)
+    return labels
 
 
 def model_inputs(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:

@@ -60,8 +60,9 @@ def pack(windows: Sequence[Window], pad_id: int, position_offset: int, multiple:
     """Model inputs for the windows packed in rows, and the index that unpacks the logits.
 
     Returns (inputs, unpack): `model(**inputs).logits.flatten(0, 1)[unpack]` has the
-    [windows, longest window, labels] layout of `collate(windows)`; padding positions
-    point at row 0, token 0 and are ignored by the loss as collate's are.
+    [windows, width, labels] layout of `collate(windows)` (width: `unpack.shape[1]`, the
+    longest window rounded up to `multiple`, as collate pads); padding positions point at
+    row 0, token 0 and are ignored by the loss as collate's are.
     """
     lengths = [len(w.input_ids) for w in windows]
     width = -(-max(lengths) // multiple) * multiple

@@ -52,8 +52,8 @@ class Recipe(BaseModel):
     crf_learning_rate: float = Field(5e-3, gt=0)  # the CRF's transition scores' peak rate (same warm-up and decay)
     # speed knobs that do not change the gradient of a step
     dropout: Optional[float] = Field(None, ge=0, lt=1)  # None: the model's own (0.1 for BERT)
-    # Random steps (the Trainer's composition) packed into shared rows are as fast as length-grouped ones
-    # and learn faster (BENCHMARKS.md); grouping is the fallback for encoders packing does not know.
+    # Random steps (the Trainer's composition) packed into shared rows: nearly as fast as length-grouped ones,
+    # and they learn like the Trainer's (BENCHMARKS.md); grouping is the fallback for encoders packing does not know.
     pack: bool = True  # several windows per row of a forward pass, each masked to itself (data/packing.py)
     group_by_length: Optional[bool] = None  # steps of similar-length sentences; None: only where windows are not packed
     max_tokens_per_forward: int = Field(8192, ge=64)

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from nertune.data.features import Window, collate, model_inputs, pad_multiple_for, token_budget_batches
+from nertune.data.features import Window, collate, collate_labels, model_inputs, pad_multiple_for, token_budget_batches
 from nertune.data.packing import pack, packed_logits
 from nertune.train.loss import weighted_crf_loss, weighted_token_loss
 
@@ -38,7 +38,12 @@ def forward_backward(
     pad_multiple = pad_multiple_for(device)
     crf = getattr(getattr(model, "module", model), "crf", None)  # the CRF head (model/crf.py), under a data-parallel wrapper too
     for index, chunk in enumerate(chunks):
-        batch = collate([step_windows[i] for i in chunk], pad_id, multiple=pad_multiple)
+        windows = [step_windows[i] for i in chunk]
+        if position_offset is None:
+            batch = collate(windows, pad_id, multiple=pad_multiple)
+        else:  # only the labels in collate's layout: the inputs are the packed rows
+            inputs, unpack = pack(windows, pad_id, position_offset, pad_multiple)
+            batch = {"labels": collate_labels(windows, unpack.shape[1])}
         row_weights = torch.tensor([weights[i] for i in chunk], device=device)
         # Data parallel: all-reduce gradients once, after the step's last pass.
         context = no_sync() if (no_sync is not None and index < len(chunks) - 1) else nullcontext()
@@ -46,7 +51,6 @@ def forward_backward(
             if position_offset is None:
                 logits = model(**model_inputs(batch, device)).logits  # token_type_ids too when the model has casing
             else:  # same logits, laid out as `batch` is
-                inputs, unpack = pack([step_windows[i] for i in chunk], pad_id, position_offset, pad_multiple)
                 logits = packed_logits(model, inputs, unpack, device)
             if crf is None:
                 loss = weighted_token_loss(logits, batch["labels"].to(device, non_blocking=True), row_weights)
