@@ -9,7 +9,7 @@ import torch
 
 from nertune.data.conll import read_conll
 from nertune.data.features import collate, model_inputs
-from nertune.data.packing import pack, pack_rows, packed_logits, packing_offset
+from nertune.data.packing import pack, pack_rows, packed_logits, packing_offset, row_width
 from nertune.data.splits import build_labels
 from nertune.evaluate.predict import build_windows
 from nertune.model.load import load_for_training, load_tokenizer
@@ -26,6 +26,25 @@ def test_pack_rows_places_every_window_once_and_never_overflows(seed):
     # first-fit decreasing: no two rows could have been one
     totals = sorted(sum(lengths[i] for i in row) for row in rows)
     assert len(rows) == 1 or totals[0] + totals[1] > width
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_row_width_never_carries_more_tokens_than_the_longest_window_width(seed):
+    rng = random.Random(seed)
+    lengths = [rng.randint(3, 60) for _ in range(rng.randint(1, 40))]
+    multiple = rng.choice([1, 8])
+    width = row_width(lengths, multiple)
+    longest = -(-max(lengths) // multiple) * multiple
+    assert width >= longest and width % multiple == 0
+    rows = pack_rows(lengths, width)
+    assert all(sum(lengths[i] for i in row) <= width for row in rows)
+    assert len(rows) * width <= len(pack_rows(lengths, longest)) * longest
+
+
+def test_row_width_takes_a_wider_row_when_it_saves_one():
+    # At width 50 these need 3 rows (150 tokens); at 51, two rows hold them all (102 tokens).
+    assert len(pack_rows([50, 26, 25, 1], 50)) == 3
+    assert row_width([50, 26, 25, 1]) == 51
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +73,17 @@ def test_packed_logits_equal_one_window_a_row(casing_windows):
     assert packed.shape == padded.shape
     real = batch["attention_mask"].bool()
     torch.testing.assert_close(packed[real], padded[real], rtol=1e-4, atol=1e-5)
+
+
+def test_packed_logits_are_the_same_at_any_row_width(casing_windows):
+    model, tokenizer, windows = casing_windows
+    batch = collate(windows, tokenizer.pad_token_id, multiple=1)
+    real = batch["attention_mask"].bool()
+    total = sum(len(w.input_ids) for w in windows)
+    with torch.no_grad():
+        one_row = packed_logits(model, *pack(windows, tokenizer.pad_token_id, 0, width=total), "cpu")
+        longest = packed_logits(model, *pack(windows, tokenizer.pad_token_id, 0, width=int(batch["input_ids"].shape[1])), "cpu")
+    torch.testing.assert_close(one_row[real], longest[real], rtol=1e-4, atol=1e-5)
 
 
 def test_packing_without_the_block_mask_would_differ(casing_windows):
