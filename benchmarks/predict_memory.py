@@ -7,6 +7,10 @@ script samples, every 0.2 s, the process's resident memory and how far it has re
 it; a streaming one reaches its peak in the first chunk of lines and stays there.
 
     .venv/bin/python benchmarks/predict_memory.py MODEL_DIR [MODEL_DIR ...] [--mb 0.1 1]
+
+`--no-line-breaks` writes each file as a single line (the sentences joined by spaces): predict
+reads and tags it in pieces of at most 100,000 characters (--max-line-chars), so the peak should
+not grow with the file either.
 """
 
 from __future__ import annotations
@@ -30,12 +34,12 @@ def sentence_lines() -> list[str]:
     return [" ".join(sentence.words) for sentence in read_conll(conll2003_files()["test"]).sentences]
 
 
-def write_file(path: Path, megabytes: float, lines: list[str]) -> int:
+def write_file(path: Path, megabytes: float, lines: list[str], end: str = "\n") -> int:
     target, written = int(megabytes * 1_000_000), 0
     with open(path, "w", encoding="utf-8") as handle:
         while written < target:
             for line in lines:
-                handle.write(line + "\n")
+                handle.write(line + end)
                 written += len(line.encode()) + 1
                 if written >= target:
                     break
@@ -91,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dirs", nargs="+", help="PyTorch model or ONNX export directories, each measured in turn")
     parser.add_argument("--mb", type=float, nargs="+", default=[0.1, 1.0], help="file sizes in MB (10^6 bytes)")
+    parser.add_argument("--no-line-breaks", action="store_true", help="each file is one line: the sentences joined by spaces")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "predict_memory.json"))
     args = parser.parse_args()
     lines = sentence_lines()
@@ -98,9 +103,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="predict_memory.") as scratch:
         for megabytes in args.mb:
             path = Path(scratch) / f"{megabytes}MB.txt"
-            size = write_file(path, megabytes, lines)
+            size = write_file(path, megabytes, lines, " " if args.no_line_breaks else "\n")
             for model_dir in args.model_dirs:
-                result = {"model_dir": model_dir, "file_mb": megabytes, **measure(model_dir, path, size)}
+                result = {"model_dir": model_dir, "file_mb": megabytes, "line_breaks": not args.no_line_breaks, **measure(model_dir, path, size)}
                 results["runs"].append(result)
                 console.print(f"{model_dir}, {megabytes} MB: peak RSS {result['peak_rss_mb']} MB in {result['seconds']} s "
                               f"(first half of the file: {result['rss_mb_max_first_half']} MB; second half: {result['rss_mb_max_second_half']} MB)", markup=False)

@@ -63,10 +63,11 @@ def test_no_casing_flag_turns_a_recipes_casing_off(tiny_distilbert, tmp_path):
     recipe = tmp_path / "casing.yaml"
     recipe.write_text(f"model: {tiny_distilbert}\ncasing: true\ncontext_pieces: 8\nepochs: 1\nmax_train_sentences: 16\nmax_eval_sentences: 8\n")
     out = tmp_path / "run"
-    result = run_cli("train", "--recipe", str(recipe), "--no-casing", "--output-dir", str(out), "--no-progress", "--sample", "")
+    result = run_cli("train", "--recipe", str(recipe), "--no-casing", "--no-pack", "--group-by-length", "--output-dir", str(out), "--no-progress", "--sample", "")
     assert result.returncode == 0, result.stderr
     recorded = yaml.safe_load((out / "recipe.yaml").read_text())
     assert recorded["casing"] is False and recorded["context_pieces"] == 8
+    assert recorded["pack"] is False and recorded["group_by_length"] is True  # the step flags reach the recipe too
     config = yaml.safe_load((out / "config.json").read_text())  # JSON is YAML
     assert "nertune_casing" not in config and config["nertune_context_pieces"] == 8
 

@@ -8,6 +8,9 @@ import sys
 import threading
 import time
 
+import pytest
+
+from nertune.errors import NertuneError
 from nertune.tag.words import sentence_words
 from tests.conftest import REPO, run_cli
 
@@ -91,3 +94,39 @@ def test_user_errors_are_one_line_with_a_fix(tiny_model, tmp_path):
         assert "Traceback" not in result.stderr
     result = run_cli("predict", str(tmp_path / "no-model"), "--text", "x")
     assert result.returncode == 2 and "model directory not found" in result.stderr
+
+
+def test_a_line_over_the_limit_comes_in_pieces_that_join_to_it():
+    """A file with no line breaks never sits in memory whole: long lines are cut between sentences."""
+    import io
+
+    from nertune.cli_predict import read_lines
+
+    line = "Peter Blackburn met Mr. Smith in Zürich on Monday . " * 100  # 5,200 characters
+    notices: list[str] = []
+    texts = list(read_lines(io.BytesIO(("\ufeffshort\r\n" + line + "\nlast é").encode()), "in.txt", 1000, notices.append))
+    assert texts[0] == "short" and texts[-1] == "last é" and notices[0].startswith("in.txt:2 is longer than 1,000 characters")
+    pieces = texts[1:-1]
+    assert "".join(pieces) == line and len(pieces) >= 6 and all(len(p) <= 1000 for p in pieces)
+    assert all(p.endswith(". ") for p in pieces[:-1])  # cut between sentences, not inside one
+    wide = "東京 " * 1000  # 3 bytes a character: readline's byte limit cuts inside characters
+    pieces = list(read_lines(io.BytesIO(wide.encode()), "in.txt", 1000))
+    assert "".join(pieces) == wide and len(pieces) >= 3 and all(len(p) <= 1000 for p in pieces)
+    bad = b"ok\n" + b"a " * 1500 + b"caf\xe9\n"
+    with pytest.raises(NertuneError, match=r"in\.txt:2: byte 0xe9 is not UTF-8"):
+        list(read_lines(io.BytesIO(bad), "in.txt", 1000))
+
+
+def test_predict_tags_a_long_line_in_pieces_with_exact_offsets(tiny_model, tmp_path):
+    source = tmp_path / "one-line.txt"
+    line = " ".join([LINES[0]] * 60)  # 2,939 characters, no line break
+    source.write_text(line, encoding="utf-8")
+    result = run_cli("predict", str(tiny_model), str(source), "--max-line-chars", "1000", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(x) for x in result.stdout.splitlines()]
+    assert len(rows) == 3 and "".join(r["text"] for r in rows) == line
+    assert sum(len(r["entities"]) for r in rows) >= 60  # British, in every sentence
+    for row in rows:
+        for e in row["entities"]:
+            assert row["text"][e["start"] : e["end"]] == e["text"]
+    assert "one-line.txt:1 is longer than 1,000 characters" in " ".join(result.stderr.split())

@@ -60,6 +60,8 @@ def train(
     casing: Optional[bool] = typer.Option(None, "--casing/--no-casing", help="Words' casing classes as token types, for uncased encoders (seed: off; docs/features.md)."),
     context_pieces: Optional[int] = typer.Option(None, help="Wordpieces of neighbouring sentences of the same document on each side (seed: 0, off)."),
     crf: Optional[bool] = typer.Option(None, "--crf/--no-crf", help="A CRF head over the word scores instead of a plain softmax (seed: off; docs/features.md)."),
+    pack: Optional[bool] = typer.Option(None, "--pack/--no-pack", help="Several windows per row of a forward pass, each masked to itself: the same gradient, less padding (default: on where exact; BENCHMARKS.md)."),
+    group_by_length: Optional[bool] = typer.Option(None, "--group-by-length/--no-group-by-length", help="Steps of similar-length sentences (default: only where windows are not packed)."),
     output_dir: Optional[str] = typer.Option(None, help="Run directory (default runs/<timestamp>)."),
     save_every_steps: Optional[int] = typer.Option(None, help="Also save a resumable checkpoint every N steps (one is saved at each epoch end)."),
     keep_checkpoints: Optional[int] = typer.Option(None, help="Keep the newest K checkpoints in DIR/checkpoints (default 2)."),
@@ -78,7 +80,8 @@ def train(
             recipe, progress=progress, resume=resume, model=model, data=data, train=train_file, validation=validation_file,
             test=test_file, max_train_sentences=max_train_sentences, max_eval_sentences=max_eval_sentences, epochs=epochs,
             learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum, seed=seed, accumulation=accumulation,
-            mixed_precision=mixed_precision, warmup_ratio=warmup_ratio, dropout=dropout, casing=casing, context_pieces=context_pieces, crf=crf, output_dir=output_dir,
+            mixed_precision=mixed_precision, warmup_ratio=warmup_ratio, dropout=dropout, casing=casing, context_pieces=context_pieces, crf=crf, pack=pack,
+            group_by_length=group_by_length, output_dir=output_dir,
             save_every_steps=save_every_steps, keep_checkpoints=keep_checkpoints, patience=patience,
         )
     except TrainingInterrupted as stop:

@@ -2,7 +2,10 @@
 
 A file (or stdin) is one text per line, read and tagged a chunk of lines at a
 time and written as it goes, so a file of any size streams through in constant
-memory. Data alone goes to stdout; the progress bar (files only) to stderr.
+memory. A line longer than --max-line-chars is read and tagged in pieces cut
+between sentences (or at whitespace), one record each, so even a file with no
+line breaks never sits in memory whole. Data alone goes to stdout; notices and
+the progress bar (files only) to stderr.
 
     jsonl  one {"text", "entities"} object per input line (blank lines included)
     json   the same objects as one JSON array, written as they come
@@ -11,6 +14,7 @@ memory. Data alone goes to stdout; the progress bar (files only) to stderr.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import sys
@@ -25,17 +29,54 @@ from nertune.errors import NertuneError
 FORMATS = ("jsonl", "json", "conll")
 
 
-def read_lines(handle: IO[bytes], name: str) -> Iterator[str]:
-    """UTF-8 lines without their line ends; a bad byte is an error naming its line."""
-    for number, raw in enumerate(handle, start=1):
+def read_lines(handle: IO[bytes], name: str, max_chars: int = 100_000, notice=None) -> Iterator[str]:
+    """UTF-8 lines without their line ends; a bad byte is an error naming its line.
+
+    A line longer than `max_chars` comes in pieces of at most that many characters (`cut`):
+    never more than about twice that is held, and joined the pieces are the line."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    number, pending, pieces, start = 1, "", 0, True
+    while raw := handle.readline(max_chars):  # at most max_chars bytes, so at most max_chars characters
+        ended = raw.endswith(b"\n")
         try:
-            line = raw.decode("utf-8")
+            pending += decoder.decode(raw, final=ended)
         except UnicodeDecodeError as error:
-            raise NertuneError(f"byte 0x{raw[error.start]:02x} is not UTF-8", path=name, line=number,
+            raise NertuneError(f"byte 0x{error.object[error.start]:02x} is not UTF-8", path=name, line=number,
                                fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
-        if number == 1:
-            line = line.removeprefix("\ufeff")
-        yield line.rstrip("\n").removesuffix("\r")
+        if start:
+            pending, start = pending.removeprefix("\ufeff"), False
+        if ended:
+            pending = pending.rstrip("\n").removesuffix("\r")
+        while len(pending) > max_chars:
+            if pieces == 0 and notice:
+                notice(f"{name}:{number} is longer than {max_chars:,} characters (--max-line-chars): tagged in pieces cut between "
+                       "sentences, one record each; joined, their texts are the line")
+            end = cut(pending, max_chars)
+            yield pending[:end]
+            pending, pieces = pending[end:], pieces + 1
+        if ended:
+            yield pending
+            number, pending, pieces = number + 1, "", 0
+    try:
+        pending += decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise NertuneError("the file ends inside a UTF-8 character", path=name, line=number,
+                           fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    if pending:  # a last line with no line end
+        yield pending.removesuffix("\r")
+
+
+def cut(text: str, limit: int) -> int:
+    """Where to end a piece of at most `limit` characters: before its last sentence, else after its last
+    whitespace, else at the limit (an entity is only split in the last case)."""
+    from nertune.tag.words import split_sentences
+
+    window = text[:limit]
+    sentences = split_sentences(window)
+    if len(sentences) > 1:  # the last one may go on past the window: it starts the next piece
+        return sentences[-1][0]
+    space = max(window.rfind(" "), window.rfind("\t"))
+    return space + 1 if space > 0 else limit
 
 
 def chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -92,6 +133,7 @@ def predict(
     constrain: bool = typer.Option(True, "--constrain/--no-constrain", help="Decode valid IOB2 only (Viterbi; default), or show the raw per-word argmax."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when available)."),
     batch_lines: int = typer.Option(256, help="Lines read and tagged together."),
+    max_line_chars: int = typer.Option(100_000, help="Longer lines are tagged in pieces of at most this many characters, one record each."),
     progress: bool = typer.Option(True, help="Progress bar on stderr when reading a file."),
 ):
     """Tag raw text: entities with character offsets (json, jsonl) or one tag per word (conll)."""
@@ -102,6 +144,8 @@ def predict(
                            fix='nertune predict MODEL_DIR --text "…"  or  nertune predict MODEL_DIR input.txt')
     if batch_lines < 1:
         raise NertuneError("--batch-lines must be at least 1")
+    if max_line_chars < 1_000:
+        raise NertuneError("--max-line-chars must be at least 1,000", fix="a piece should hold whole sentences")
     handle = None
     if file not in (None, "-"):
         path = Path(file)
@@ -119,11 +163,11 @@ def predict(
         if text is not None:
             writer.write(tagger, [text], constrain)
         elif handle is None:
-            for chunk in chunks(read_lines(sys.stdin.buffer, "<stdin>"), batch_lines):
+            for chunk in chunks(read_lines(sys.stdin.buffer, "<stdin>", max_line_chars, _notice), batch_lines):
                 writer.write(tagger, chunk, constrain)
         else:
             with handle, _progress(file, progress) as advance:
-                for chunk in chunks(read_lines(handle, file), batch_lines):
+                for chunk in chunks(read_lines(handle, file, max_line_chars, _notice), batch_lines):
                     writer.write(tagger, chunk, constrain)
                     advance(handle.tell(), len(chunk))
         writer.close()
@@ -131,6 +175,14 @@ def predict(
         # The reader went away (`| head`): stop quietly, as Python's docs recommend.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+
+
+def _notice(message: str) -> None:
+    from rich.markup import escape
+
+    from nertune.train.report import console  # stderr
+
+    console.print(f"[yellow]notice:[/] {escape(message)}")
 
 
 class _progress:
