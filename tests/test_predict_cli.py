@@ -100,7 +100,7 @@ def test_a_line_over_the_limit_comes_in_pieces_that_join_to_it():
     """A file with no line breaks never sits in memory whole: long lines are cut between sentences."""
     import io
 
-    from nertune.cli_predict import read_lines
+    from nertune.cli_predict import chunks, read_lines
 
     line = "Peter Blackburn met Mr. Smith in Zürich on Monday . " * 100  # 5,200 characters
     notices: list[str] = []
@@ -112,6 +112,8 @@ def test_a_line_over_the_limit_comes_in_pieces_that_join_to_it():
     wide = "東京 " * 1000  # 3 bytes a character: readline's byte limit cuts inside characters
     pieces = list(read_lines(io.BytesIO(wide.encode()), "in.txt", 1000))
     assert "".join(pieces) == wide and len(pieces) >= 3 and all(len(p) <= 1000 for p in pieces)
+    # and the pieces are tagged a few at a time, not the whole line at once
+    assert [len(chunk) for chunk in chunks(iter(["x" * 600] * 5), 256, 1000)] == [2, 2, 1]
     bad = b"ok\n" + b"a " * 1500 + b"caf\xe9\n"
     with pytest.raises(NertuneError, match=r"in\.txt:2: byte 0xe9 is not UTF-8"):
         list(read_lines(io.BytesIO(bad), "in.txt", 1000))

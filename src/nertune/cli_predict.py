@@ -79,13 +79,16 @@ def cut(text: str, limit: int) -> int:
     return space + 1 if space > 0 else limit
 
 
-def chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+def chunks(lines: Iterator[str], size: int, max_chars: int) -> Iterator[list[str]]:
+    """Up to `size` lines at a time, fewer once they reach `max_chars` characters (pieces of one long line)."""
     chunk: list[str] = []
+    chars = 0
     for line in lines:
         chunk.append(line)
-        if len(chunk) >= size:
+        chars += len(line)
+        if len(chunk) >= size or chars >= max_chars:
             yield chunk
-            chunk = []
+            chunk, chars = [], 0
     if chunk:
         yield chunk
 
@@ -163,11 +166,11 @@ def predict(
         if text is not None:
             writer.write(tagger, [text], constrain)
         elif handle is None:
-            for chunk in chunks(read_lines(sys.stdin.buffer, "<stdin>", max_line_chars, _notice), batch_lines):
+            for chunk in chunks(read_lines(sys.stdin.buffer, "<stdin>", max_line_chars, _notice), batch_lines, max_line_chars):
                 writer.write(tagger, chunk, constrain)
         else:
             with handle, _progress(file, progress) as advance:
-                for chunk in chunks(read_lines(handle, file, max_line_chars, _notice), batch_lines):
+                for chunk in chunks(read_lines(handle, file, max_line_chars, _notice), batch_lines, max_line_chars):
                     writer.write(tagger, chunk, constrain)
                     advance(handle.tell(), len(chunk))
         writer.close()
