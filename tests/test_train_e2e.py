@@ -10,7 +10,8 @@ from tests.conftest import run_cli
 def test_cli_help_lists_the_train_flags():
     result = run_cli("train", "--help")
     assert result.returncode == 0
-    for flag in ("--epochs", "--learning-rate", "--batch-size", "--grad-accum", "--seed", "--max-train-sentences", "--max-eval-sentences", "--recipe"):
+    for flag in ("--epochs", "--learning-rate", "--batch-size", "--grad-accum", "--seed", "--max-train-sentences", "--max-eval-sentences", "--recipe",
+                 "--no-pack", "--group-by-length", "--ungrouped"):
         assert flag in result.stdout
 
 

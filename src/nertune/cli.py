@@ -61,7 +61,7 @@ def train(
     context_pieces: Optional[int] = typer.Option(None, help="Wordpieces of neighbouring sentences of the same document on each side (seed: 0, off)."),
     crf: Optional[bool] = typer.Option(None, "--crf/--no-crf", help="A CRF head over the word scores instead of a plain softmax (seed: off; docs/features.md)."),
     pack: Optional[bool] = typer.Option(None, "--pack/--no-pack", help="Several windows per row of a forward pass, each masked to itself: the same gradient, less padding (default: on where exact; BENCHMARKS.md)."),
-    group_by_length: Optional[bool] = typer.Option(None, "--group-by-length/--no-group-by-length", help="Steps of similar-length sentences (default: only where windows are not packed)."),
+    group_by_length: Optional[bool] = typer.Option(None, "--group-by-length/--ungrouped", help="Steps of similar-length sentences, or random ones as the Trainer draws them (default: grouped only where windows are not packed)."),
     output_dir: Optional[str] = typer.Option(None, help="Run directory (default runs/<timestamp>)."),
     save_every_steps: Optional[int] = typer.Option(None, help="Also save a resumable checkpoint every N steps (one is saved at each epoch end)."),
     keep_checkpoints: Optional[int] = typer.Option(None, help="Keep the newest K checkpoints in DIR/checkpoints (default 2)."),
