@@ -21,9 +21,9 @@ SPLITS = ("train", "validation", "test")
 
 
 def _notice(text: str) -> None:
-    from nertune.train.report import console
+    from nertune.train.report import notice
 
-    console.print(f"[yellow]notice:[/] {text}", highlight=False)
+    notice(text)
 
 
 def _out():

@@ -181,11 +181,9 @@ def predict(
 
 
 def _notice(message: str) -> None:
-    from rich.markup import escape
+    from nertune.train.report import notice  # stderr
 
-    from nertune.train.report import console  # stderr
-
-    console.print(f"[yellow]notice:[/] {escape(message)}")
+    notice(message)
 
 
 class _progress:

@@ -17,6 +17,13 @@ from nertune.atomic import write_json, write_text
 console = Console(stderr=True, soft_wrap=True)  # progress and notices on stderr; stdout is for data
 
 
+def notice(text: str) -> None:
+    """A yellow `notice:` line on stderr; the text is printed as written (file names may hold [brackets])."""
+    from rich.markup import escape
+
+    console.print(f"[yellow]notice:[/] {escape(text)}", highlight=False)
+
+
 class _Bar:
     def __init__(self, description: str, total: int):
         self.progress = Progress(
