@@ -39,3 +39,22 @@ def test_gpu_speed_smoke_measures_both_systems(tmp_path):
     assert abs(results["nertune"]["train_loss"] - results["trainer"]["train_loss"]) < 0.05
     assert results["speedup_vs_trainer"] == pytest.approx(
         results["nertune"]["sentences_per_second"] / results["trainer"]["sentences_per_second"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_gpu_step_smoke_times_both_modes(tmp_path):
+    """benchmarks/gpu_step.py --smoke: eager and graphed steps (capture left out on a CPU) from the same start."""
+    out = tmp_path / "gpu_step.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env.pop("OUT", None)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_step.py"), "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert "error" not in results["graphed"], results["graphed"]
+    assert results["graphed"]["shapes_captured"] >= 1
+    for mode in ("eager", "graphed"):
+        assert results[mode]["ms_per_step"] > 0 and math.isfinite(results[mode]["mean_loss_last_100"]), mode
+    # The same random steps from the same saved start, with bucketed (wider) rows: the same losses up to dropout.
+    assert abs(results["eager"]["mean_loss_last_100"] - results["graphed"]["mean_loss_last_100"]) < 0.05

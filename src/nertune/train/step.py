@@ -44,7 +44,8 @@ def forward_backward(
         else:  # only the labels in collate's layout: the inputs are the packed rows
             inputs, unpack = pack(windows, pad_id, position_offset, pad_multiple)
             batch = {"labels": collate_labels(windows, unpack.shape[1])}
-        row_weights = torch.tensor([weights[i] for i in chunk], device=device)
+        # Built on the host and sent without waiting: torch.tensor(..., device=cuda) would sync every step.
+        row_weights = torch.tensor([weights[i] for i in chunk], dtype=torch.float32).to(device, non_blocking=True)
         # Data parallel: all-reduce gradients once, after the step's last pass.
         context = no_sync() if (no_sync is not None and index < len(chunks) - 1) else nullcontext()
         with context, autocast():

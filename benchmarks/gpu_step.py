@@ -1,0 +1,186 @@
+"""What CUDA graphs buy a bert-base training step on a GPU (issue 6, point 7: ≤ 30 s for 3 epochs).
+
+The seed recipe is 878 optimizer steps an epoch of 16 sentences (~370 wordpieces): on a GPU that is
+launch-bound, not arithmetic-bound (bert-base's ~1,000 kernels a step take longer to launch than to
+run). So this times the same random steps, from the same saved weights, two ways:
+
+  eager    nertune's step as the loop runs it: packed rows at `row_width`, `forward_backward`,
+           clip, fused AdamW (bf16 autocast, no host sync in the step)
+  graphed  the model's forward and backward captured once per packed shape with
+           `torch.cuda.make_graphed_callables`: rows 64-wide buckets, so few shapes; the loss,
+           clip and fused AdamW stay eager. Capture time is reported apart.
+
+Both print ms a step and the mean training loss of the last steps (the same numbers of the same data
+from the same start, so the two losses should agree within dropout noise). Here, on a CPU,
+`--smoke` runs the same code with the capture left out (a tiny model): it tests the script only.
+
+    PYTHONPATH=/tmp/site:src python3 benchmarks/gpu_step.py            # on the GPU machine, after gpu.sh
+    .venv/bin/python benchmarks/gpu_step.py --smoke                    # here
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from gpu_speed import card_name, data_files  # noqa: E402
+from nertune.atomic import write_json  # noqa: E402
+from nertune.data.features import collate_labels, length_grouped_steps  # noqa: E402
+from nertune.data.packing import pack, row_width  # noqa: E402
+from nertune.data.splits import load_splits  # noqa: E402
+from nertune.evaluate.predict import build_windows  # noqa: E402
+from nertune.train.loss import weighted_token_loss, window_weights  # noqa: E402
+from nertune.train.report import versions  # noqa: E402
+from nertune.train.step import forward_backward  # noqa: E402
+
+BUCKET = 64  # graphed rows are a multiple of this wide: a handful of shapes to capture
+STEPS_PER_EPOCH = 878  # CoNLL-2003 train, 16 sentences a step
+
+
+class Logits(torch.nn.Module):
+    """The model as a function of tensors alone, which is what a captured graph replays."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, position_ids, attention_mask):
+        return self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask).logits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny model, no capture: tests the script")
+    parser.add_argument("--data", type=Path, default=HERE.parent / ".gpu_bench")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per mode (default 400; smoke 6)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    on_gpu = torch.cuda.is_available() and not args.smoke
+    if not on_gpu and not args.smoke:
+        sys.exit("error: no CUDA device — fix: run on a GPU machine, or pass --smoke to test the script on a CPU")
+    device = torch.device("cuda" if on_gpu else "cpu")
+    n_steps = args.steps or (6 if args.smoke else 400)
+    warm = 2 if args.smoke else 20  # steps before the clock starts (kernels, allocator)
+    out = args.out or (Path(os.environ["OUT"]) / "gpu_step.json" if os.environ.get("OUT") else HERE / "results" / "gpu_step-smoke.json")
+
+    from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
+
+    train_path, valid_path, tokenizer_dir = data_files(args.data)
+    splits = load_splits("files", train_path, valid_path, max_train_sentences=None, max_eval_sentences=16)
+    sentences, labels = splits.train.sentences, splits.labels
+    label2id = {label: i for i, label in enumerate(labels)}
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tiny = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=2, intermediate_size=128) if args.smoke else {}
+    torch.manual_seed(0)
+    model = BertForTokenClassification(BertConfig(**tiny, num_labels=len(labels))).to(device).train()
+    initial = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    windows = build_windows(tokenizer, [s.words for s in sentences], 510, [[label2id[t] for t in s.tags] for s in sentences])
+    words = [len(s.words) for s in sentences]
+    steps = length_grouped_steps([len(w.input_ids) for w in windows], 16, random.Random(42), group_by_length=False)
+    steps = steps[: warm + n_steps]
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)) if on_gpu else (lambda: torch.autocast("cpu", enabled=False))
+
+    def sync() -> None:
+        if on_gpu:
+            torch.cuda.synchronize()
+
+    def optimizer_for() -> torch.optim.Optimizer:
+        model.load_state_dict(initial)  # in place: the captured graphs keep pointing at these parameters
+        return torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.0, fused=True)
+
+    def run(step_fn, optimizer) -> dict:
+        losses, started = [], None
+        for index, step in enumerate(steps):
+            if index == warm:
+                sync()
+                started = time.perf_counter()
+            step_windows = [windows[s] for s in step]
+            weights = window_weights(step_windows, words, "sentence", 16, sum(words[s] for s in step))
+            losses.append(step_fn(step_windows, weights))
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        sync()
+        seconds = time.perf_counter() - started
+        last = torch.stack(losses[-100:]).float().mean().item()
+        ms = 1000 * seconds / n_steps
+        return {"ms_per_step": ms, "sentences_per_second": 16 * n_steps / seconds, "mean_loss_last_100": last,
+                "three_epochs_seconds_projected": 3 * STEPS_PER_EPOCH * ms / 1000}
+
+    results: dict = {"card": card_name(), "smoke": args.smoke, "model": "bert-base random init" if not args.smoke else "tiny BERT",
+                     "timed_steps": n_steps, "warm_up_steps": warm, "versions": versions()}
+
+    # -- host work alone: what the CPU spends preparing a packed step ------------------------------
+    started = time.perf_counter()
+    for step in steps:
+        step_windows = [windows[s] for s in step]
+        pack(step_windows, tokenizer.pad_token_id, 0, 8)
+    results["host_pack_ms_per_step"] = 1000 * (time.perf_counter() - started) / len(steps)
+
+    # -- eager: nertune's step ----------------------------------------------------------------------
+    def eager_step(step_windows, weights):
+        return forward_backward(model, step_windows, weights, tokenizer.pad_token_id, device, 8192, autocast=autocast, position_offset=0)
+
+    results["eager"] = run(eager_step, optimizer_for())
+    write_json(out, results)
+    print(f"eager: {results['eager']}", flush=True)
+
+    # -- graphed: forward + backward replayed per packed shape --------------------------------------
+    graphs: dict[tuple[int, int], torch.nn.Module] = {}
+
+    def packed(step_windows):
+        lengths = [len(w.input_ids) for w in step_windows]
+        width = -(-row_width(lengths, 8) // BUCKET) * BUCKET
+        inputs, unpack = pack(step_windows, tokenizer.pad_token_id, 0, 8, width=width)
+        moved = [inputs[name].to(device, non_blocking=True) for name in ("input_ids", "position_ids", "attention_mask")]
+        return tuple(inputs["input_ids"].shape), moved, unpack
+
+    def capture_all() -> float:
+        """Every shape the steps will need, captured before the clock starts (warm-up runs use autograd.grad:
+        no parameter's .grad is touched)."""
+        sync()
+        began = time.perf_counter()
+        for step in steps:
+            key, moved, _ = packed([windows[s] for s in step])
+            if key not in graphs:
+                with autocast():  # captured under the autocast it replays under (cache off, as capture needs)
+                    graphs[key] = (torch.cuda.make_graphed_callables(Logits(model), tuple(moved), allow_unused_input=True)
+                                   if on_gpu else Logits(model))
+        sync()
+        return time.perf_counter() - began
+
+    def graphed_step(step_windows, weights):
+        key, moved, unpack = packed(step_windows)
+        row_weights = torch.tensor(weights, dtype=torch.float32).to(device, non_blocking=True)
+        labels_ = collate_labels(step_windows, unpack.shape[1]).to(device, non_blocking=True)
+        with autocast():
+            logits = graphs[key](*moved).flatten(0, 1)[unpack.to(device, non_blocking=True)]
+            loss = weighted_token_loss(logits, labels_, row_weights)
+        loss.backward()
+        return loss.detach()
+
+    try:
+        optimizer = optimizer_for()
+        capture_seconds = capture_all()
+        graphed = run(graphed_step, optimizer)
+        graphed.update(shapes_captured=len(graphs), capture_seconds=capture_seconds)
+        results["graphed"] = graphed
+        results["graphed_speedup_vs_eager"] = results["eager"]["ms_per_step"] / graphed["ms_per_step"]
+    except Exception as error:  # a failed capture is a result too: say what broke
+        results["graphed"] = {"error": f"{type(error).__name__}: {error}"}
+    write_json(out, results)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
