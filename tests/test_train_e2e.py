@@ -11,7 +11,7 @@ def test_cli_help_lists_the_train_flags():
     result = run_cli("train", "--help")
     assert result.returncode == 0
     for flag in ("--epochs", "--learning-rate", "--batch-size", "--grad-accum", "--seed", "--max-train-sentences", "--max-eval-sentences", "--recipe",
-                 "--no-pack", "--group-by-length", "--ungrouped"):
+                 "--no-pack", "--group-by-length", "--ungrouped", "--cuda-graphs", "--eager"):
         assert flag in result.stdout
 
 

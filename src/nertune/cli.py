@@ -62,6 +62,7 @@ def train(
     crf: Optional[bool] = typer.Option(None, "--crf/--no-crf", help="A CRF head over the word scores instead of a plain softmax (seed: off; docs/features.md)."),
     pack: Optional[bool] = typer.Option(None, "--pack/--no-pack", help="Several windows per row of a forward pass, each masked to itself: the same gradient, less padding (default: on where exact; BENCHMARKS.md)."),
     group_by_length: Optional[bool] = typer.Option(None, "--group-by-length/--ungrouped", help="Steps of similar-length sentences, or random ones as the Trainer draws them (default: grouped only where windows are not packed)."),
+    cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--eager", help="On a GPU, replay each packed step shape's forward and backward from a CUDA graph (default: on where it applies: one GPU, packed rows)."),
     output_dir: Optional[str] = typer.Option(None, help="Run directory (default runs/<timestamp>)."),
     save_every_steps: Optional[int] = typer.Option(None, help="Also save a resumable checkpoint every N steps (one is saved at each epoch end)."),
     keep_checkpoints: Optional[int] = typer.Option(None, help="Keep the newest K checkpoints in DIR/checkpoints (default 2)."),
@@ -81,7 +82,7 @@ def train(
             test=test_file, max_train_sentences=max_train_sentences, max_eval_sentences=max_eval_sentences, epochs=epochs,
             learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum, seed=seed, accumulation=accumulation,
             mixed_precision=mixed_precision, warmup_ratio=warmup_ratio, dropout=dropout, casing=casing, context_pieces=context_pieces, crf=crf, pack=pack,
-            group_by_length=group_by_length, output_dir=output_dir,
+            group_by_length=group_by_length, cuda_graphs=cuda_graphs, output_dir=output_dir,
             save_every_steps=save_every_steps, keep_checkpoints=keep_checkpoints, patience=patience,
         )
     except TrainingInterrupted as stop:

@@ -38,6 +38,7 @@ from nertune.train.checkpoint import (
 )
 from nertune.train.embedding_grad import KeptEmbeddingGradient
 from nertune.train.embedding_rows import train_used_rows_only
+from nertune.train.graphs import GraphedForward, graphs_unavailable
 from nertune.train.loss import window_weights
 from nertune.train.precision import choose_precision
 from nertune.train.recipe import Recipe
@@ -49,7 +50,7 @@ from nertune.train.report import RunLog, console, git_sha, run_info, write_run_f
 def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> dict:
     """Train as `recipe` says; `resume` continues the run in recipe.output_dir from its latest checkpoint."""
     from accelerate import Accelerator
-    from accelerate.utils import broadcast_object_list, set_seed
+    from accelerate.utils import AutocastKwargs, broadcast_object_list, set_seed
     from rich.markup import escape
 
     # ---- data first: a bad file fails before anything heavy loads ----
@@ -71,7 +72,10 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
     on_gpu = torch.cuda.is_available()
     precision, precision_notice = choose_precision(recipe.mixed_precision, on_gpu)
     # Under torchrun on a CPU machine Accelerate only distributes when told to use the CPU.
-    accelerator = Accelerator(mixed_precision=precision, cpu=not on_gpu)
+    # Autocast's weight-cast cache off on a GPU: CUDA graph capture requires it (train/graphs.py), and a
+    # weight is cast once a forward pass anyway.
+    accelerator = Accelerator(mixed_precision=precision, cpu=not on_gpu,
+                              kwargs_handlers=[AutocastKwargs(cache_enabled=False)] if on_gpu else None)
     main = accelerator.is_main_process
     world = accelerator.num_processes
     say = console.print if main else (lambda *a, **k: None)
@@ -136,6 +140,13 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     model, optimizer = accelerator.prepare(model, optimizer)
     kept_embedding_grad = KeptEmbeddingGradient(model) if (not on_gpu and world == 1) else None
+    graphs = None
+    if recipe.cuda_graphs is not False:
+        why_not = graphs_unavailable(accelerator.device, world, position_offset, precision)
+        if why_not is None:
+            graphs = GraphedForward(model)
+        elif recipe.cuda_graphs:
+            say(f"[yellow]notice:[/] cuda_graphs: {why_not}; the steps run eagerly")
     device = accelerator.device
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
@@ -169,7 +180,8 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
     with StopRequests() as stop:  # installed before the first line a user (or a test) may react to
         split = f" = {per_step // world}{'-' + str(-(-per_step // world)) if per_step % world else ''} on each of {world} processes" if world > 1 else ""
         say(f"training {recipe.model} on {len(train_sentences):,} sentences, {per_step} sentences per optimizer step{split}, "
-            f"{recipe.epochs} epochs ({total_steps:,} steps), {precision if precision != 'no' else 'fp32'} on {device}")
+            f"{recipe.epochs} epochs ({total_steps:,} steps), {precision if precision != 'no' else 'fp32'} on {device}"
+            + (", CUDA graphs (each new packed shape captured once, its time reported apart)" if graphs else ""))
         if resume_from:
             say(f"resumed from step {state.global_step} (epoch {state.epoch}, step {state.steps_done} of {steps_per_epoch}) of {resume_from[0]}")
         for epoch in range(state.epoch, recipe.epochs + 1):
@@ -195,11 +207,14 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
                 step_windows = [windows[i] for s in mine for i in windows_of[s]]
                 step_words = sum(words_in_sentence[s] for s in step_sentences)
                 weights = window_weights(step_windows, words_in_sentence, recipe.accumulation, per_step, step_words, world)
+                captured = graphs.capture_seconds if graphs else 0.0
                 step_loss = forward_backward(
                     model, step_windows, weights, tokenizer.pad_token_id, device, recipe.max_tokens_per_forward,
                     backward=accelerator.backward, no_sync=(lambda: accelerator.no_sync(model)) if world > 1 else None,
-                    autocast=accelerator.autocast, position_offset=position_offset,
+                    autocast=accelerator.autocast, position_offset=position_offset, graphs=graphs,
                 )
+                if graphs and graphs.capture_seconds > captured:
+                    started += graphs.capture_seconds - captured  # a capture is reported apart, not as training time
                 if not step_windows:  # a process with no sentences this step still joins the all-reduce
                     accelerator.backward(sum(p.sum() * 0 for p in model.parameters()))
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm) if recipe.max_grad_norm else None
@@ -306,6 +321,7 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
             "train_sentences": len(train_sentences),
             "train_seconds": state.train_seconds,
             "precision": precision,
+            "cuda_graphs": graphs.report() if graphs else None,
             **run_info(world, splits.md5, code_version),
         }
         if len(state.history) < recipe.epochs:

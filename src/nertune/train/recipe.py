@@ -57,6 +57,8 @@ class Recipe(BaseModel):
     pack: bool = True  # several windows per row of a forward pass, each masked to itself (data/packing.py)
     group_by_length: Optional[bool] = None  # steps of similar-length sentences; None: only where windows are not packed
     max_tokens_per_forward: int = Field(8192, ge=64)
+    # Replay the packed forward and backward from CUDA graphs (train/graphs.py); None: wherever they apply (one GPU).
+    cuda_graphs: Optional[bool] = None
     eval_max_tokens: int = Field(16384, ge=64)
     # stopping early, and never losing a run (train/checkpoint.py)
     patience: Optional[int] = Field(None, ge=1)  # stop when validation F1 has not improved for this many evaluations

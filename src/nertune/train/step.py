@@ -14,6 +14,7 @@ import torch
 
 from nertune.data.features import Window, collate, collate_labels, model_inputs, pad_multiple_for, token_budget_batches
 from nertune.data.packing import pack, packed_logits
+from nertune.train.graphs import GraphedForward
 from nertune.train.loss import weighted_crf_loss, weighted_token_loss
 
 
@@ -28,11 +29,13 @@ def forward_backward(
     no_sync: Callable[[], object] | None = None,
     autocast: Callable[[], object] = nullcontext,
     position_offset: int | None = None,
+    graphs: GraphedForward | None = None,
 ) -> torch.Tensor:
     """Accumulate the step's gradient into model parameters; return the step loss (detached).
 
     `position_offset` (data/packing.py's `packing_offset`): pack each pass's windows into shared
-    rows instead of padding each to the longest; None: one window a row."""
+    rows instead of padding each to the longest; None: one window a row. `graphs` (train/graphs.py):
+    replay the packed forward and backward from CUDA graphs, rows bucketed to few widths."""
     chunks = token_budget_batches([len(w.input_ids) for w in step_windows], max_tokens, 4096) if step_windows else []
     step_loss = torch.zeros((), device=device)
     pad_multiple = pad_multiple_for(device)
@@ -42,7 +45,8 @@ def forward_backward(
         if position_offset is None:
             batch = collate(windows, pad_id, multiple=pad_multiple)
         else:  # only the labels in collate's layout: the inputs are the packed rows
-            inputs, unpack = pack(windows, pad_id, position_offset, pad_multiple)
+            width = graphs.width([len(w.input_ids) for w in windows], pad_multiple) if graphs else None
+            inputs, unpack = pack(windows, pad_id, position_offset, pad_multiple, width=width)
             batch = {"labels": collate_labels(windows, unpack.shape[1])}
         # Built on the host and sent without waiting: torch.tensor(..., device=cuda) would sync every step.
         row_weights = torch.tensor([weights[i] for i in chunk], dtype=torch.float32).to(device, non_blocking=True)
@@ -51,6 +55,8 @@ def forward_backward(
         with context, autocast():
             if position_offset is None:
                 logits = model(**model_inputs(batch, device)).logits  # token_type_ids too when the model has casing
+            elif graphs is not None:
+                logits = graphs.logits(inputs, unpack, device)
             else:  # same logits, laid out as `batch` is
                 logits = packed_logits(model, inputs, unpack, device)
             if crf is None:
