@@ -123,6 +123,18 @@ def run_trainer(model_dir, sentences, labels, out_dir, batch, accum, on_gpu) -> 
             "sentences_per_second": len(sentences) / seconds, "train_loss": loss.loss}
 
 
+def choose_device(smoke: bool) -> torch.device:
+    """The GPU; with --smoke the CPU, one thread. No GPU and no --smoke: a clear exit."""
+    if smoke:
+        # One thread: a 64-wide model gains nothing from two, and on a shared machine idle OpenMP threads
+        # waiting at barriers for a descheduled partner made each tiny op many times slower.
+        torch.set_num_threads(1)
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        sys.exit("error: no CUDA device — fix: run on a GPU machine (bash benchmarks/gpu.sh), or pass --smoke to test the script on a CPU")
+    return torch.device("cuda")
+
+
 def card_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu-{platform.machine()}"
 
@@ -139,14 +151,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    on_gpu = torch.cuda.is_available() and not args.smoke
-    if not on_gpu and not args.smoke:
-        sys.exit("error: no CUDA device — fix: run on a GPU machine (bash benchmarks/gpu.sh), or pass --smoke to test the script on a CPU")
-    device = torch.device("cuda" if on_gpu else "cpu")
-    if args.smoke:
-        # One thread: a 64-wide model gains nothing from two, and on a shared machine idle OpenMP threads
-        # waiting at barriers for a descheduled partner made each tiny op many times slower.
-        torch.set_num_threads(1)
+    device = choose_device(args.smoke)
+    on_gpu = device.type == "cuda"
     n_train = args.sentences or (64 if args.smoke else None)
     n_eval = args.eval_sentences or (16 if args.smoke else 500)
     n_literal = args.literal_sentences if args.literal_sentences is not None else (32 if args.smoke else 2000)

@@ -6,9 +6,12 @@ run). So this times the same random steps, from the same saved weights, two ways
 
   eager    nertune's step as the loop runs it: packed rows at `row_width`, `forward_backward`,
            clip, fused AdamW (bf16 autocast, no host sync in the step)
-  graphed  the model's forward and backward captured once per packed shape with
-           `torch.cuda.make_graphed_callables`: rows 64-wide buckets, so few shapes; the loss,
+  graphed  the same step with nertune's CUDA graphs (train/graphs.py): forward and backward
+           captured once per packed shape (rows in 64-token widths, so few shapes); the loss,
            clip and fused AdamW stay eager. Capture time is reported apart.
+
+(The results of d657c12 and 4c1586a came from this script's first version, which did the same
+capture inline, before the loop had it.)
 
 Both print ms a step and the mean training loss of the last steps (the same numbers of the same data
 from the same start, so the two losses should agree within dropout noise). Here, on a CPU,
@@ -33,29 +36,18 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from gpu_speed import card_name, data_files  # noqa: E402
+from gpu_speed import card_name, choose_device, data_files  # noqa: E402
 from nertune.atomic import write_json  # noqa: E402
-from nertune.data.features import collate_labels, length_grouped_steps  # noqa: E402
-from nertune.data.packing import pack, row_width  # noqa: E402
+from nertune.data.features import length_grouped_steps  # noqa: E402
+from nertune.data.packing import pack, pack_rows  # noqa: E402
 from nertune.data.splits import load_splits  # noqa: E402
 from nertune.evaluate.predict import build_windows  # noqa: E402
-from nertune.train.loss import weighted_token_loss, window_weights  # noqa: E402
+from nertune.train.graphs import GraphedForward  # noqa: E402
+from nertune.train.loss import window_weights  # noqa: E402
 from nertune.train.report import versions  # noqa: E402
 from nertune.train.step import forward_backward  # noqa: E402
 
-BUCKET = 64  # graphed rows are a multiple of this wide: a handful of shapes to capture
 STEPS_PER_EPOCH = 878  # CoNLL-2003 train, 16 sentences a step
-
-
-class Logits(torch.nn.Module):
-    """The model as a function of tensors alone, which is what a captured graph replays."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, position_ids, attention_mask):
-        return self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask).logits
 
 
 def main() -> None:
@@ -65,10 +57,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per mode (default 400; smoke 6)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    on_gpu = torch.cuda.is_available() and not args.smoke
-    if not on_gpu and not args.smoke:
-        sys.exit("error: no CUDA device — fix: run on a GPU machine, or pass --smoke to test the script on a CPU")
-    device = torch.device("cuda" if on_gpu else "cpu")
+    device = choose_device(args.smoke)
+    on_gpu = device.type == "cuda"
     n_steps = args.steps or (6 if args.smoke else 400)
     warm = 2 if args.smoke else 20  # steps before the clock starts (kernels, allocator)
     out = args.out or (Path(os.environ["OUT"]) / "gpu_step.json" if os.environ.get("OUT") else HERE / "results" / "gpu_step-smoke.json")
@@ -135,45 +125,33 @@ def main() -> None:
     write_json(out, results)
     print(f"eager: {results['eager']}", flush=True)
 
-    # -- graphed: forward + backward replayed per packed shape --------------------------------------
-    graphs: dict[tuple[int, int], torch.nn.Module] = {}
-
-    def packed(step_windows):
-        lengths = [len(w.input_ids) for w in step_windows]
-        width = -(-row_width(lengths, 8) // BUCKET) * BUCKET
-        inputs, unpack = pack(step_windows, tokenizer.pad_token_id, 0, 8, width=width)
-        moved = [inputs[name].to(device, non_blocking=True) for name in ("input_ids", "position_ids", "attention_mask")]
-        return tuple(inputs["input_ids"].shape), moved, unpack
-
-    def capture_all() -> float:
-        """Every shape the steps will need, captured before the clock starts (warm-up runs use autograd.grad:
-        no parameter's .grad is touched)."""
-        sync()
-        began = time.perf_counter()
-        for step in steps:
-            key, moved, _ = packed([windows[s] for s in step])
-            if key not in graphs:
-                with autocast():  # captured under the autocast it replays under (cache off, as capture needs)
-                    graphs[key] = (torch.cuda.make_graphed_callables(Logits(model), tuple(moved), allow_unused_input=True)
-                                   if on_gpu else Logits(model))
-        sync()
-        return time.perf_counter() - began
+    # -- graphed: nertune's step with train/graphs.py, as the loop runs it on one GPU ------------------
+    capture = torch.cuda.make_graphed_callables if on_gpu else (lambda module, args, **_: module)
+    graphs = GraphedForward(model, capture=capture)
 
     def graphed_step(step_windows, weights):
-        key, moved, unpack = packed(step_windows)
-        row_weights = torch.tensor(weights, dtype=torch.float32).to(device, non_blocking=True)
-        labels_ = collate_labels(step_windows, unpack.shape[1]).to(device, non_blocking=True)
-        with autocast():
-            logits = graphs[key](*moved).flatten(0, 1)[unpack.to(device, non_blocking=True)]
-            loss = weighted_token_loss(logits, labels_, row_weights)
-        loss.backward()
-        return loss.detach()
+        return forward_backward(model, step_windows, weights, tokenizer.pad_token_id, device, 8192, autocast=autocast,
+                                position_offset=0, graphs=graphs)
+
+    def capture_all() -> float:
+        """Every shape the timed steps will need, captured before the clock starts: one step of each, its
+        gradient thrown away (the captures' own warm-up runs use autograd.grad and touch no .grad)."""
+        seen = set()
+        for step in steps:
+            step_windows = [windows[s] for s in step]
+            lengths = [len(w.input_ids) for w in step_windows]
+            width = GraphedForward.width(lengths, 8)
+            if (len(pack_rows(lengths, width)), width) not in seen:
+                seen.add((len(pack_rows(lengths, width)), width))
+                graphed_step(step_windows, [0.0] * len(step_windows))
+        model.zero_grad(set_to_none=True)
+        return graphs.capture_seconds
 
     try:
         optimizer = optimizer_for()
         capture_seconds = capture_all()
         graphed = run(graphed_step, optimizer)
-        graphed.update(shapes_captured=len(graphs), capture_seconds=capture_seconds)
+        graphed.update(shapes_captured=graphs.report()["shapes"], capture_seconds=capture_seconds)
         results["graphed"] = graphed
         results["graphed_speedup_vs_eager"] = results["eager"]["ms_per_step"] / graphed["ms_per_step"]
     except Exception as error:  # a failed capture is a result too: say what broke

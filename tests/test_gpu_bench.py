@@ -17,16 +17,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_smoke(script: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """benchmarks/SCRIPT --smoke in a child process (as on the GPU machine: no $OUT here); its exit and JSON."""
+    out = tmp_path / "result.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env.pop("OUT", None)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done, json.loads(out.read_text())
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_gpu_speed_smoke_measures_both_systems(tmp_path):
-    out = tmp_path / "gpu_speed.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    env.pop("OUT", None)
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_speed.py"), "--smoke", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=280)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(out.read_text())
+    done, results = run_smoke("gpu_speed.py", tmp_path)
     assert json.loads(done.stdout) == results  # the JSON alone on stdout, notices on stderr
     assert results["smoke"] is True and results["train_sentences"] == 64
     for system in ("trainer", "nertune", "trainer_literal"):
@@ -45,13 +50,7 @@ def test_gpu_speed_smoke_measures_both_systems(tmp_path):
 @pytest.mark.timeout(300)
 def test_gpu_step_smoke_times_both_modes(tmp_path):
     """benchmarks/gpu_step.py --smoke: eager and graphed steps (capture left out on a CPU) from the same start."""
-    out = tmp_path / "gpu_step.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    env.pop("OUT", None)
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_step.py"), "--smoke", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=280)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(out.read_text())
+    _, results = run_smoke("gpu_step.py", tmp_path)
     assert "error" not in results["graphed"], results["graphed"]
     assert results["graphed"]["shapes_captured"] >= 1
     for mode in ("eager", "graphed"):

@@ -5,7 +5,9 @@
 
 Accelerate handles the device, mixed precision and data parallelism; the
 accumulation is ours (see train/loss.py), so the gradient of each step is the
-seed recipe's whatever the physical batching.
+seed recipe's whatever the physical batching. Speed without changing what is computed: on one
+GPU the packed forward and backward replay from CUDA graphs (train/graphs.py); on a
+CPU the same dropout draws its masks from fewer random bits (train/dropout.py).
 
 A run is never lost: checkpoints every N steps and at each epoch end
 (train/checkpoint.py), --resume continues bit for bit, Ctrl-C / SIGTERM save
@@ -16,7 +18,6 @@ and stop (train/signals.py), and the numbers are watched as they come
 from __future__ import annotations
 
 import math
-import os
 import random
 import signal
 import time

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import platform
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
