@@ -141,8 +141,9 @@ def main() -> None:
             step_windows = [windows[s] for s in step]
             lengths = [len(w.input_ids) for w in step_windows]
             width = GraphedForward.width(lengths, 8)
-            if (len(pack_rows(lengths, width)), width) not in seen:
-                seen.add((len(pack_rows(lengths, width)), width))
+            shape = (len(pack_rows(lengths, width)), width)
+            if shape not in seen:
+                seen.add(shape)
                 graphed_step(step_windows, [0.0] * len(step_windows))
         model.zero_grad(set_to_none=True)
         return graphs.capture_seconds

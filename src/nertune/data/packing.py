@@ -32,7 +32,9 @@ def packing_offset(model) -> int | None:
     config = getattr(model, "config", None)
     if config is None or getattr(config, "position_embedding_type", "absolute") not in (None, "absolute"):
         return None  # relative positions: nothing to restart
-    if getattr(config, "_attn_implementation", "sdpa") not in ("sdpa", "eager", "nertune_cheap_dropout"):  # the last: train/dropout.py
+    from nertune.train.dropout import ATTENTION as CHEAP_DROPOUT_ATTENTION  # SDPA's math, a cheaper dropout mask
+
+    if getattr(config, "_attn_implementation", "sdpa") not in ("sdpa", "eager", CHEAP_DROPOUT_ATTENTION):
         return None  # flash / flex kernels take other mask formats
     if config.model_type in _ZERO_BASED:
         return 0

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from nertune.data.packing import row_width
+from nertune.data.packing import packed_logits, row_width
 
 BUCKET = 64  # rows are a multiple of this many tokens wide
 MAX_SHAPES = 64  # beyond this many captured shapes, new ones run eagerly (each holds its own GPU memory)
@@ -74,10 +74,13 @@ class GraphedForward:
     def logits(self, inputs: dict[str, torch.Tensor], unpack: torch.Tensor, device) -> torch.Tensor:
         """`packed_logits` (data/packing.py), through a graph: call under the step's autocast, with grad on."""
         names = tuple(inputs)
-        moved = tuple(inputs[name].to(device, non_blocking=True) for name in names)
-        key = (names, *(tuple(t.shape) for t in moved))
+        key = (names, *(tuple(t.shape) for t in inputs.values()))
         graphed = self.graphs.get(key)
-        if graphed is None and len(self.graphs) < self.max_shapes:
+        if graphed is None and len(self.graphs) >= self.max_shapes:
+            self.eager_passes += 1
+            return packed_logits(self.model, inputs, unpack, device)
+        moved = tuple(inputs[name].to(device, non_blocking=True) for name in names)
+        if graphed is None:
             on_cuda = torch.device(device).type == "cuda"
             if on_cuda:
                 torch.cuda.synchronize()
@@ -86,12 +89,7 @@ class GraphedForward:
             if on_cuda:
                 torch.cuda.synchronize()
             self.capture_seconds += time.perf_counter() - started
-        if graphed is None:
-            self.eager_passes += 1
-            logits = self.model(**dict(zip(names, moved))).logits
-        else:
-            logits = graphed(*moved)
-        return logits.flatten(0, 1)[unpack.to(device, non_blocking=True)]
+        return graphed(*moved).flatten(0, 1)[unpack.to(device, non_blocking=True)]
 
     def report(self) -> dict:
         return {"shapes": len(self.graphs), "capture_seconds": self.capture_seconds, "eager_passes": self.eager_passes}
