@@ -209,12 +209,15 @@ def main() -> None:
             metrics = train_run(recipe, progress=False)
             seconds = metrics["train_seconds"]
             graphs = metrics.get("cuda_graphs") or {}
+            whole = graphs.get("whole_step") or {}
             return {
                 "epochs": epochs, "sentences": len(train) * epochs, "train_seconds": seconds,
                 "sentences_per_second": len(train) * epochs / seconds,
                 "train_loss": metrics["epochs"][-1]["train_loss"], "validation_f1": metrics["validation"]["f1"], "precision": metrics["precision"],
                 # CUDA graph capture, reported apart from the loop's time (which leaves it out)
-                "cuda_graphs": bool(graphs), "shapes_captured": graphs.get("shapes"), "capture_seconds": graphs.get("capture_seconds"),
+                "cuda_graphs": bool(graphs), "shapes_captured": graphs.get("shapes", 0) + whole.get("shapes", 0),
+                "capture_seconds": graphs.get("capture_seconds", 0.0) + whole.get("capture_seconds", 0.0),
+                "whole_step_graphs": whole or None,  # train/graphed_step.py: replays, eager steps, a failure's message
             }
 
         def report(key: str, label: str) -> None:

@@ -9,6 +9,9 @@ run). So this times the same random steps, from the same saved weights, two ways
   graphed  the same step with nertune's CUDA graphs (train/graphs.py): forward and backward
            captured once per packed shape (rows in 64-token widths, so few shapes); the loss,
            clip and fused AdamW stay eager. Capture time is reported apart.
+  whole_step  the whole optimizer step (forward, loss, backward, clip, AdamW) from one graph per
+           shape (train/graphed_step.py), what the loop runs now; captures inside the timed steps
+           are taken off the time.
 
 (The results of d657c12 and 4c1586a came from this script's first version, which did the same
 capture inline, before the loop had it.)
@@ -42,6 +45,7 @@ from nertune.data.features import length_grouped_steps  # noqa: E402
 from nertune.data.packing import pack, pack_rows  # noqa: E402
 from nertune.data.splits import load_splits  # noqa: E402
 from nertune.evaluate.predict import build_windows  # noqa: E402
+from nertune.train.graphed_step import GraphedStep, capture_cuda_graph  # noqa: E402
 from nertune.train.graphs import GraphedForward  # noqa: E402
 from nertune.train.loss import window_weights  # noqa: E402
 from nertune.train.report import versions  # noqa: E402
@@ -88,24 +92,33 @@ def main() -> None:
         model.load_state_dict(initial)  # in place: the captured graphs keep pointing at these parameters
         return torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.0, fused=True)
 
-    def run(step_fn, optimizer) -> dict:
+    def run(step_fn, optimizer, captures=lambda: 0.0) -> dict:
+        """`step_fn(windows, weights)`: one whole optimizer step, its loss. Captures inside the timed steps
+        (`captures()`: seconds so far) are taken off the time, as the loop does."""
         losses, started = [], None
         for index, step in enumerate(steps):
             if index == warm:
                 sync()
-                started = time.perf_counter()
+                started, captured = time.perf_counter(), captures()
             step_windows = [windows[s] for s in step]
             weights = window_weights(step_windows, words, "sentence", 16, sum(words[s] for s in step))
             losses.append(step_fn(step_windows, weights))
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         sync()
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started - (captures() - captured)
         last = torch.stack(losses[-100:]).float().mean().item()
         ms = 1000 * seconds / n_steps
         return {"ms_per_step": ms, "sentences_per_second": 16 * n_steps / seconds, "mean_loss_last_100": last,
                 "three_epochs_seconds_projected": 3 * STEPS_PER_EPOCH * ms / 1000}
+
+    def eager_update(forward_backward_fn, optimizer):
+        """forward_backward_fn's gradient, then what the loop does eagerly: clip and the fused AdamW step."""
+        def step_fn(step_windows, weights):
+            loss = forward_backward_fn(step_windows, weights)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            return loss
+        return step_fn
 
     results: dict = {"card": card_name(), "smoke": args.smoke, "model": "bert-base random init" if not args.smoke else "tiny BERT",
                      "timed_steps": n_steps, "warm_up_steps": warm, "versions": versions()}
@@ -121,7 +134,8 @@ def main() -> None:
     def eager_step(step_windows, weights):
         return forward_backward(model, step_windows, weights, tokenizer.pad_token_id, device, 8192, autocast=autocast, position_offset=0)
 
-    results["eager"] = run(eager_step, optimizer_for())
+    optimizer = optimizer_for()
+    results["eager"] = run(eager_update(eager_step, optimizer), optimizer)
     write_json(out, results)
     print(f"eager: {results['eager']}", flush=True)
 
@@ -151,12 +165,34 @@ def main() -> None:
     try:
         optimizer = optimizer_for()
         capture_seconds = capture_all()
-        graphed = run(graphed_step, optimizer)
+        graphed = run(eager_update(graphed_step, optimizer), optimizer)
         graphed.update(shapes_captured=graphs.report()["shapes"], capture_seconds=capture_seconds)
         results["graphed"] = graphed
         results["graphed_speedup_vs_eager"] = results["eager"]["ms_per_step"] / graphed["ms_per_step"]
     except Exception as error:  # a failed capture is a result too: say what broke
         results["graphed"] = {"error": f"{type(error).__name__}: {error}"}
+    write_json(out, results)
+    print(f"graphed: {results['graphed']}", flush=True)
+
+    # -- the whole step graphed: train/graphed_step.py, what the loop runs on one GPU (softmax head) ---------
+    optimizer = optimizer_for()
+    model.zero_grad(set_to_none=True)
+    whole_capture = capture_cuda_graph if on_gpu else (lambda warm_up, step, pool: step)
+    whole = GraphedStep(model, optimizer, 1.0, autocast, device, tokenizer.pad_token_id, 0, 8192, capture=whole_capture)
+
+    def whole_step(step_windows, weights):
+        done = whole.step(step_windows, weights)
+        if done is None:  # the first step (it makes AdamW's moments), as in the loop
+            return eager_update(eager_step, optimizer)(step_windows, weights)
+        return done[0]
+
+    try:
+        result = run(whole_step, optimizer, captures=lambda: whole.capture_seconds)
+        result.update(whole.report())
+        results["whole_step"] = result
+        results["whole_step_speedup_vs_eager"] = results["eager"]["ms_per_step"] / result["ms_per_step"]
+    except Exception as error:
+        results["whole_step"] = {"error": f"{type(error).__name__}: {error}"}
     write_json(out, results)
     print(json.dumps(results, indent=2))
 

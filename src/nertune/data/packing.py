@@ -16,7 +16,7 @@ says which.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -82,22 +82,25 @@ def row_width(lengths: Sequence[int], multiple: int = 1, attention_tokens: float
     return best_width
 
 
-def pack(windows: Sequence[Window], pad_id: int, position_offset: int, multiple: int = 1, width: int | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Model inputs for the windows packed in rows, and the index that unpacks the logits.
+class Packed(NamedTuple):
+    """Windows laid out in rows: per token its piece id, position, window (-1: padding) and casing class."""
 
-    Rows are `width` tokens wide (default: `row_width`'s choice). Returns (inputs, unpack):
-    `model(**inputs).logits.flatten(0, 1)[unpack]` has the [windows, longest, labels] layout
-    of `collate(windows)` (`unpack.shape[1]`: the longest window rounded up to `multiple`, as
-    collate pads); padding positions point at row 0, token 0 and are ignored by the loss as
-    collate's are.
-    """
+    input_ids: torch.Tensor  # [rows, width]
+    positions: torch.Tensor
+    segment: torch.Tensor
+    types: torch.Tensor | None
+    unpack: torch.Tensor  # [windows, longest]: each window's tokens as flat indices into the rows
+
+
+def pack_layout(windows: Sequence[Window], pad_id: int, position_offset: int, multiple: int = 1, width: int | None = None) -> Packed:
+    """Where each window goes: `pack` without the attention mask (which `block_attention_mask` makes, on any device)."""
     lengths = [len(w.input_ids) for w in windows]
     longest = -(-max(lengths) // multiple) * multiple  # collate's width, the layout `unpack` gives back
     width = row_width(lengths, multiple) if width is None else width
     rows = pack_rows(lengths, width)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     positions = torch.zeros((len(rows), width), dtype=torch.long)
-    segment = torch.full((len(rows), width), -1, dtype=torch.long)  # which window each token is; -1 padding
+    segment = torch.full((len(rows), width), -1, dtype=torch.long)
     types = torch.zeros((len(rows), width), dtype=torch.long) if any(w.type_ids for w in windows) else None
     unpack = torch.zeros((len(windows), longest), dtype=torch.long)
     for row, members in enumerate(rows):
@@ -111,16 +114,34 @@ def pack(windows: Sequence[Window], pad_id: int, position_offset: int, multiple:
                 types[row, start : start + n] = torch.tensor(window.type_ids)
             unpack[index, :n] = torch.arange(row * width + start, row * width + start + n)
             start += n
-    # Token i attends to token j only within one window; a padding token attends to itself alone
-    # (a row of the mask with nothing allowed would make softmax NaN).
+    return Packed(input_ids, positions, segment, types, unpack)
+
+
+def block_attention_mask(segment: torch.Tensor) -> torch.Tensor:
+    """[rows, 1, width, width] additive float mask: token i attends to token j only within one window.
+
+    A padding token attends to itself alone (a row of the mask with nothing allowed would make softmax
+    NaN). Additive float: what both the SDPA and eager attention paths add to their scores."""
     same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
-    same |= torch.eye(width, dtype=torch.bool)[None]
-    # Additive float mask: what both the SDPA and eager attention paths add to their scores.
-    mask = torch.zeros(same.shape, dtype=torch.float32).masked_fill_(~same, torch.finfo(torch.float32).min)
-    inputs = {"input_ids": input_ids, "position_ids": positions, "attention_mask": mask[:, None]}
-    if types is not None:
-        inputs["token_type_ids"] = types
-    return inputs, unpack
+    same |= torch.eye(segment.shape[1], dtype=torch.bool, device=segment.device)[None]
+    mask = torch.zeros(same.shape, dtype=torch.float32, device=segment.device).masked_fill_(~same, torch.finfo(torch.float32).min)
+    return mask[:, None]
+
+
+def pack(windows: Sequence[Window], pad_id: int, position_offset: int, multiple: int = 1, width: int | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Model inputs for the windows packed in rows, and the index that unpacks the logits.
+
+    Rows are `width` tokens wide (default: `row_width`'s choice). Returns (inputs, unpack):
+    `model(**inputs).logits.flatten(0, 1)[unpack]` has the [windows, longest, labels] layout
+    of `collate(windows)` (`unpack.shape[1]`: the longest window rounded up to `multiple`, as
+    collate pads); padding positions point at row 0, token 0 and are ignored by the loss as
+    collate's are.
+    """
+    packed = pack_layout(windows, pad_id, position_offset, multiple, width)
+    inputs = {"input_ids": packed.input_ids, "position_ids": packed.positions, "attention_mask": block_attention_mask(packed.segment)}
+    if packed.types is not None:
+        inputs["token_type_ids"] = packed.types
+    return inputs, packed.unpack
 
 
 def packed_logits(model, inputs: dict[str, torch.Tensor], unpack: torch.Tensor, device) -> torch.Tensor:

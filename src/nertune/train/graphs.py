@@ -8,7 +8,9 @@ of CoNLL needs about a dozen (rows, width) shapes, each captured the first time 
 (~0.35 s each for bert-base), at the cost of ~11% more padding than `row_width`'s exact rows.
 
 What stays eager: packing on the host, the loss (and a CRF), clipping and the fused AdamW step.
-The windows still see only themselves, so the logits are those of the eager packed forward.
+The windows still see only themselves, so the logits are those of the eager packed forward. For a
+softmax head the loop graphs the whole step instead (train/graphed_step.py); this one serves a CRF,
+and steps too big for one pass.
 Capture needs autocast's weight-cast cache off (the loop's Accelerator is set so on a GPU): a cast
 cached outside the graph would be replayed stale after every optimizer step.
 """

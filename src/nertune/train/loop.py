@@ -6,7 +6,8 @@
 Accelerate handles the device, mixed precision and data parallelism; the
 accumulation is ours (see train/loss.py), so the gradient of each step is the
 seed recipe's whatever the physical batching. Speed without changing what is computed: on one
-GPU the packed forward and backward replay from CUDA graphs (train/graphs.py); on a
+GPU each packed shape's whole step (forward, loss, backward, clip, AdamW) replays from a CUDA graph
+(train/graphed_step.py; with a CRF head the forward and backward alone, train/graphs.py); on a
 CPU the same dropout draws its masks from fewer random bits (train/dropout.py).
 
 A run is never lost: checkpoints every N steps and at each epoch end
@@ -40,6 +41,7 @@ from nertune.train.checkpoint import (
 from nertune.train.dropout import use_cheap_dropout
 from nertune.train.embedding_grad import KeptEmbeddingGradient
 from nertune.train.embedding_rows import train_used_rows_only
+from nertune.train.graphed_step import GraphedStep
 from nertune.train.graphs import GraphedForward, graphs_unavailable
 from nertune.train.loss import window_weights
 from nertune.train.precision import choose_precision
@@ -152,6 +154,16 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
         elif recipe.cuda_graphs:
             say(f"[yellow]notice:[/] cuda_graphs: {why_not}; the steps run eagerly")
     device = accelerator.device
+    # Softmax heads: the whole step in one graph (train/graphed_step.py); a CRF keeps the graphed forward alone.
+    whole_step = None
+    if graphs and not recipe.crf:
+        whole_step = GraphedStep(model, optimizer, recipe.max_grad_norm, accelerator.autocast, device, tokenizer.pad_token_id,
+                                 position_offset, recipe.max_tokens_per_forward)
+    whole_step_failure_said = False
+
+    def capture_seconds() -> float:
+        return (graphs.capture_seconds if graphs else 0.0) + (whole_step.capture_seconds if whole_step else 0.0)
+
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     # ---- where the run is: fresh, or the latest checkpoint's state ---------
@@ -185,7 +197,7 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
         split = f" = {per_step // world}{'-' + str(-(-per_step // world)) if per_step % world else ''} on each of {world} processes" if world > 1 else ""
         say(f"training {recipe.model} on {len(train_sentences):,} sentences, {per_step} sentences per optimizer step{split}, "
             f"{recipe.epochs} epochs ({total_steps:,} steps), {precision if precision != 'no' else 'fp32'} on {device}"
-            + (", CUDA graphs (each new packed shape captured once, its time reported apart)" if graphs else ""))
+            + (f", CUDA graphs ({'the whole step' if whole_step else 'forward and backward'}: each new packed shape captured once, its time reported apart)" if graphs else ""))
         if resume_from:
             say(f"resumed from step {state.global_step} (epoch {state.epoch}, step {state.steps_done} of {steps_per_epoch}) of {resume_from[0]}")
         for epoch in range(state.epoch, recipe.epochs + 1):
@@ -211,18 +223,25 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
                 step_windows = [windows[i] for s in mine for i in windows_of[s]]
                 step_words = sum(words_in_sentence[s] for s in step_sentences)
                 weights = window_weights(step_windows, words_in_sentence, recipe.accumulation, per_step, step_words, world)
-                captured = graphs.capture_seconds if graphs else 0.0
-                step_loss = forward_backward(
-                    model, step_windows, weights, tokenizer.pad_token_id, device, recipe.max_tokens_per_forward,
-                    backward=accelerator.backward, no_sync=(lambda: accelerator.no_sync(model)) if world > 1 else None,
-                    autocast=accelerator.autocast, position_offset=position_offset, graphs=graphs,
-                )
-                if graphs and graphs.capture_seconds > captured:
-                    started += graphs.capture_seconds - captured  # a capture is reported apart, not as training time
-                if not step_windows:  # a process with no sentences this step still joins the all-reduce
-                    accelerator.backward(sum(p.sum() * 0 for p in model.parameters()))
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm) if recipe.max_grad_norm else None
-                optimizer.step()
+                captured = capture_seconds()
+                graphed = whole_step.step(step_windows, weights) if whole_step else None
+                if graphed is not None:  # forward, loss, backward, clip and AdamW replayed from one graph
+                    step_loss, grad_norm = graphed
+                else:
+                    step_loss = forward_backward(
+                        model, step_windows, weights, tokenizer.pad_token_id, device, recipe.max_tokens_per_forward,
+                        backward=accelerator.backward, no_sync=(lambda: accelerator.no_sync(model)) if world > 1 else None,
+                        autocast=accelerator.autocast, position_offset=position_offset, graphs=graphs,
+                    )
+                    if not step_windows:  # a process with no sentences this step still joins the all-reduce
+                        accelerator.backward(sum(p.sum() * 0 for p in model.parameters()))
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm) if recipe.max_grad_norm else None
+                    optimizer.step()
+                    if whole_step and whole_step.failed and not whole_step_failure_said:
+                        say(f"[yellow]notice:[/] CUDA graph of the whole step failed ({escape(whole_step.failed)}); "
+                            "the forward and backward stay graphed, the rest runs eagerly")
+                        whole_step_failure_said = True
+                started += capture_seconds() - captured  # a capture is reported apart, not as training time
                 if not accelerator.optimizer_step_was_skipped:
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -325,7 +344,7 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
             "train_sentences": len(train_sentences),
             "train_seconds": state.train_seconds,
             "precision": precision,
-            "cuda_graphs": graphs.report() if graphs else None,
+            "cuda_graphs": {**graphs.report(), "whole_step": whole_step.report() if whole_step else None} if graphs else None,
             **run_info(world, splits.md5, code_version),
         }
         if len(state.history) < recipe.epochs:

@@ -66,3 +66,22 @@ def weighted_crf_loss(crf, logits: torch.Tensor, labels: torch.Tensor, row_weigh
     emissions = logits[keep].float().gather(1, order.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
     log_likelihood = crf(emissions, tags.to(device, non_blocking=True), mask.to(device, non_blocking=True), reduction="none")
     return (-log_likelihood * row_weights[keep]).sum()
+
+
+def packed_targets(windows: Sequence[Window], weights: Sequence[float], unpack: torch.Tensor, rows: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels and loss weights laid out as the packed rows (data/packing.py): each window's label ids and
+    weight at its labelled pieces, -100 and 0 elsewhere. With them the loss needs no unpacking (train/graphed_step.py)."""
+    labels = torch.full((rows * width,), -100, dtype=torch.long)
+    token_weights = torch.zeros(rows * width, dtype=torch.float32)
+    for index, window in enumerate(windows):
+        if window.labels:
+            where = unpack[index, window.positions]
+            labels[where] = torch.tensor(window.labels)
+            token_weights[where] = weights[index]
+    return labels.view(rows, width), token_weights.view(rows, width)
+
+
+def weighted_packed_token_loss(logits: torch.Tensor, labels: torch.Tensor, token_weights: torch.Tensor) -> torch.Tensor:
+    """`weighted_token_loss` on the packed rows: sum over labelled pieces of weight x cross-entropy."""
+    per_token = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
+    return (per_token * token_weights.flatten()).sum()

@@ -1,0 +1,156 @@
+"""The whole optimizer step from one graph per shape (train/graphed_step.py), its bookkeeping on a CPU.
+
+The capture needs a GPU; here `capture` hands back the step itself, so the buffers, the packed loss,
+the learning rate read from a tensor and the fallbacks run as they do around a real graph.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from nertune.data.conll import read_conll
+from nertune.data.features import collate_labels
+from nertune.data.packing import pack, pack_layout
+from nertune.data.splits import build_labels
+from nertune.evaluate.predict import build_windows
+from nertune.model.load import load_for_training, load_tokenizer
+from nertune.train.graphed_step import GraphedStep
+from nertune.train.graphs import GraphedForward
+from nertune.train.loss import packed_targets, weighted_packed_token_loss, weighted_token_loss, window_weights
+from nertune.train.step import forward_backward
+
+
+class Capture:
+    """Stands where capture_cuda_graph stands: runs the warm-up once, returns the step uncaptured."""
+
+    def __init__(self, fail: bool = False):
+        self.calls, self.fail = 0, fail
+
+    def __call__(self, warm_up, step, pool):
+        self.calls += 1
+        warm_up()
+        if self.fail:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        return step
+
+
+@pytest.fixture(scope="module")
+def setup(conll_files):
+    train = read_conll(conll_files["train"])
+    labels = build_labels([train])
+    tokenizer = load_tokenizer("embedded-minilm")
+    model = load_for_training("embedded-minilm", labels).eval()  # eval: no dropout, so the two paths compare
+    sentences = train.sentences[300:364]
+    label2id = {label: i for i, label in enumerate(labels)}
+    windows = build_windows(tokenizer, [s.words for s in sentences], 510, [[label2id[t] for t in s.tags] for s in sentences], model.config)
+    words = [len(s.words) for s in sentences]
+    return model, tokenizer, windows, words
+
+
+def optimizer_and_schedule(model, steps: int):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0, fused=True)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, (steps - step) / steps))
+    return optimizer, schedule
+
+
+def step_weights(step, words):
+    return window_weights(step, words, "sentence", 16, sum(words[w.sequence] for w in step))
+
+
+def test_the_packed_loss_is_the_unpacked_one(setup):
+    model, tokenizer, windows, words = setup
+    step = windows[:16]
+    weights = step_weights(step, words)
+    inputs, unpack = pack(step, tokenizer.pad_token_id, 0, 8, width=GraphedForward.width([len(w.input_ids) for w in step], 8))
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    rows, width = inputs["input_ids"].shape
+    labels, token_weights = packed_targets(step, weights, unpack, rows, width)
+    assert (labels != -100).sum() == sum(len(w.labels) for w in step) == (token_weights > 0).sum()
+    unpacked = weighted_token_loss(logits.flatten(0, 1)[unpack], collate_labels(step, unpack.shape[1]), torch.tensor(weights))
+    torch.testing.assert_close(weighted_packed_token_loss(logits, labels, token_weights), unpacked, rtol=1e-5, atol=1e-6)
+
+
+def test_graphed_steps_train_as_the_eager_steps_do(setup):
+    """Six steps, the first eager (it makes AdamW's moments), shapes recurring: same losses, norms and weights."""
+    model, tokenizer, windows, words = setup
+    steps = [windows[0:16], windows[16:32], windows[0:16], windows[32:48], windows[16:32], windows[48:64]]
+    eager_model, graphed_model = copy.deepcopy(model), copy.deepcopy(model)
+    eager_optimizer, eager_schedule = optimizer_and_schedule(eager_model, len(steps))
+    optimizer, schedule = optimizer_and_schedule(graphed_model, len(steps))
+    capture = Capture()
+    graphed = GraphedStep(graphed_model, optimizer, 1.0, lambda: torch.autocast("cpu", enabled=False),
+                          "cpu", tokenizer.pad_token_id, 0, 8192, capture=capture)
+    eager_losses, eager_norms, losses, norms = [], [], [], []
+    for step in steps:
+        weights = step_weights(step, words)
+        eager_losses.append(forward_backward(eager_model, step, weights, tokenizer.pad_token_id, torch.device("cpu"), 8192, position_offset=0))
+        eager_norms.append(torch.nn.utils.clip_grad_norm_(eager_model.parameters(), 1.0))
+        eager_optimizer.step()
+        eager_schedule.step()
+        eager_optimizer.zero_grad(set_to_none=True)
+
+        result = graphed.step(step, weights)
+        if result is None:  # the loop's eager step
+            loss = forward_backward(graphed_model, step, weights, tokenizer.pad_token_id, torch.device("cpu"), 8192, position_offset=0)
+            norm = torch.nn.utils.clip_grad_norm_(graphed_model.parameters(), 1.0)
+            optimizer.step()
+        else:
+            loss, norm = result
+        losses.append(loss)
+        norms.append(norm)
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        assert all(isinstance(group["lr"], float) and not group["capturable"] for group in optimizer.param_groups)
+
+    report = graphed.report()
+    shapes = {tuple(pack_layout(s, 0, 0, 8, GraphedForward.width([len(w.input_ids) for w in s], 8)).input_ids.shape) for s in steps[1:]}
+    assert report["eager_steps"] == 1 and report["replays"] == 5 and report["failed"] is None
+    assert report["shapes"] == capture.calls == len(shapes) < 5  # each shape captured once, the recurring ones replayed
+    torch.testing.assert_close(torch.stack(losses), torch.stack(eager_losses), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(torch.stack(norms), torch.stack(eager_norms), rtol=1e-4, atol=1e-6)
+    moved = 0.0
+    for (name, eager), graphed_param, start in zip(eager_model.named_parameters(), graphed_model.parameters(), model.parameters()):
+        torch.testing.assert_close(graphed_param, eager, rtol=0, atol=2e-6, msg=name)
+        moved = max(moved, float((eager - start).detach().abs().max()))
+    assert moved > 1e-4  # the steps did train (lr 1e-4, six steps)
+
+
+def test_steps_the_graph_cannot_take_fall_back(setup):
+    model, tokenizer, windows, words = setup
+    model = copy.deepcopy(model)
+    optimizer, _ = optimizer_and_schedule(model, 4)
+    graphed = GraphedStep(model, optimizer, None, lambda: torch.autocast("cpu", enabled=False), "cpu", tokenizer.pad_token_id, 0, 256,
+                          capture=Capture(), max_shapes=1)
+    step = windows[:4]
+    assert graphed.step(step, step_weights(step, words)) is None  # no AdamW moments yet
+    model(**pack(step, tokenizer.pad_token_id, 0)[0]).logits.sum().backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    loss, norm = graphed.step(step, step_weights(step, words))
+    assert norm is None and torch.isfinite(loss)  # no clipping asked for
+    assert graphed.step(windows[:40], step_weights(windows[:40], words)) is None  # past 256 tokens: several passes
+    assert graphed.step(windows[4:20], step_weights(windows[4:20], words)) is None  # a second shape, past max_shapes=1
+    assert graphed.report()["eager_steps"] == 3 and graphed.report()["shapes"] == 1
+
+
+def test_a_failed_capture_leaves_the_weights_and_the_run_goes_on_eagerly(setup):
+    model, tokenizer, windows, words = setup
+    model = copy.deepcopy(model)
+    optimizer, _ = optimizer_and_schedule(model, 4)
+    model(**pack(windows[:4], tokenizer.pad_token_id, 0)[0]).logits.sum().backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    before = [p.detach().clone() for p in model.parameters()]
+    capture = Capture(fail=True)
+    graphed = GraphedStep(model, optimizer, 1.0, lambda: torch.autocast("cpu", enabled=False), "cpu", tokenizer.pad_token_id, 0, 8192,
+                          capture=capture)
+    step = windows[:16]
+    assert graphed.step(step, step_weights(step, words)) is None
+    assert "stream is capturing" in graphed.failed and graphed.report()["shapes"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the warm-up moved nothing
+    assert all(p.grad is None for p in model.parameters()) and all(isinstance(g["lr"], float) for g in optimizer.param_groups)
+    assert graphed.step(step, step_weights(step, words)) is None and capture.calls == 1  # not tried again
