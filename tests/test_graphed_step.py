@@ -114,6 +114,8 @@ def test_graphed_steps_train_as_the_eager_steps_do(setup):
     torch.testing.assert_close(torch.stack(norms), torch.stack(eager_norms), rtol=1e-4, atol=1e-6)
     moved = 0.0
     for (name, eager), graphed_param, start in zip(eager_model.named_parameters(), graphed_model.parameters(), model.parameters()):
+        if name.endswith("attention.self.key.bias"):
+            continue  # softmax ignores it: its gradient is rounding noise, which Adam scales up to +-lr either way
         torch.testing.assert_close(graphed_param, eager, rtol=0, atol=2e-6, msg=name)
         moved = max(moved, float((eager - start).detach().abs().max()))
     assert moved > 1e-4  # the steps did train (lr 1e-4, six steps)

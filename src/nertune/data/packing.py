@@ -16,8 +16,10 @@ says which.
 
 from __future__ import annotations
 
+from itertools import chain, repeat
 from typing import NamedTuple, Sequence
 
+import numpy as np
 import torch
 
 from nertune.data.features import Window
@@ -93,28 +95,37 @@ class Packed(NamedTuple):
 
 
 def pack_layout(windows: Sequence[Window], pad_id: int, position_offset: int, multiple: int = 1, width: int | None = None) -> Packed:
-    """Where each window goes: `pack` without the attention mask (which `block_attention_mask` makes, on any device)."""
-    lengths = [len(w.input_ids) for w in windows]
-    longest = -(-max(lengths) // multiple) * multiple  # collate's width, the layout `unpack` gives back
-    width = row_width(lengths, multiple) if width is None else width
-    rows = pack_rows(lengths, width)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    positions = torch.zeros((len(rows), width), dtype=torch.long)
-    segment = torch.full((len(rows), width), -1, dtype=torch.long)
-    types = torch.zeros((len(rows), width), dtype=torch.long) if any(w.type_ids for w in windows) else None
-    unpack = torch.zeros((len(windows), longest), dtype=torch.long)
+    """Where each window goes: `pack` without the attention mask (which `block_attention_mask` makes, on any device).
+
+    Built from the windows' tokens concatenated, with numpy scatters: a GPU step waits on this host
+    work (~0.3 ms a 16-sentence step, against 1.7 ms writing window by window into tensors)."""
+    lengths = np.array([len(w.input_ids) for w in windows], dtype=np.int64)
+    longest = -(-int(lengths.max()) // multiple) * multiple  # collate's width, the layout `unpack` gives back
+    width = row_width(lengths.tolist(), multiple) if width is None else width
+    rows = pack_rows(lengths.tolist(), width)
+    starts = np.empty(len(windows), dtype=np.int64)  # each window's first token, as a flat index into the rows
     for row, members in enumerate(rows):
-        start = 0
+        offset = row * width
         for index in members:
-            window, n = windows[index], lengths[index]
-            input_ids[row, start : start + n] = torch.tensor(window.input_ids)
-            positions[row, start : start + n] = torch.arange(position_offset, position_offset + n)
-            segment[row, start : start + n] = index
-            if types is not None and window.type_ids:
-                types[row, start : start + n] = torch.tensor(window.type_ids)
-            unpack[index, :n] = torch.arange(row * width + start, row * width + start + n)
-            start += n
-    return Packed(input_ids, positions, segment, types, unpack)
+            starts[index] = offset
+            offset += lengths[index]
+    total = int(lengths.sum())
+    owner = np.repeat(np.arange(len(windows)), lengths)  # each token's window, in window order
+    within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # its index inside the window
+    flat = starts[owner] + within
+
+    def laid_out(values, fill: int) -> torch.Tensor:
+        grid = np.full(len(rows) * width, fill, dtype=np.int64)
+        grid[flat] = values
+        return torch.from_numpy(grid.reshape(len(rows), width))
+
+    input_ids = laid_out(np.fromiter(chain.from_iterable(w.input_ids for w in windows), np.int64, total), pad_id)
+    types = None
+    if any(w.type_ids for w in windows):  # casing classes; a window without them is all type 0
+        types = laid_out(np.fromiter(chain.from_iterable(w.type_ids or repeat(0, len(w.input_ids)) for w in windows), np.int64, total), 0)
+    unpack = np.zeros((len(windows), longest), dtype=np.int64)
+    unpack[owner, within] = flat
+    return Packed(input_ids, laid_out(within + position_offset, 0), laid_out(owner, -1), types, torch.from_numpy(unpack))
 
 
 def block_attention_mask(segment: torch.Tensor) -> torch.Tensor:

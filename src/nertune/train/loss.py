@@ -13,8 +13,10 @@ number of forward passes and the gradient stays the same. (Accelerate's
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from nertune.data.features import Window
@@ -71,14 +73,15 @@ def weighted_crf_loss(crf, logits: torch.Tensor, labels: torch.Tensor, row_weigh
 def packed_targets(windows: Sequence[Window], weights: Sequence[float], unpack: torch.Tensor, rows: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels and loss weights laid out as the packed rows (data/packing.py): each window's label ids and
     weight at its labelled pieces, -100 and 0 elsewhere. With them the loss needs no unpacking (train/graphed_step.py)."""
-    labels = torch.full((rows * width,), -100, dtype=torch.long)
-    token_weights = torch.zeros(rows * width, dtype=torch.float32)
-    for index, window in enumerate(windows):
-        if window.labels:
-            where = unpack[index, window.positions]
-            labels[where] = torch.tensor(window.labels)
-            token_weights[where] = weights[index]
-    return labels.view(rows, width), token_weights.view(rows, width)
+    counts = np.array([len(w.labels) if w.labels else 0 for w in windows], dtype=np.int64)
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(len(windows)), counts)
+    where = unpack.numpy()[owner, np.fromiter(chain.from_iterable(w.positions for w in windows if w.labels), np.int64, total)]
+    labels = np.full(rows * width, -100, dtype=np.int64)
+    labels[where] = np.fromiter(chain.from_iterable(w.labels for w in windows if w.labels), np.int64, total)
+    token_weights = np.zeros(rows * width, dtype=np.float32)
+    token_weights[where] = np.asarray(weights, dtype=np.float32)[owner]
+    return torch.from_numpy(labels.reshape(rows, width)), torch.from_numpy(token_weights.reshape(rows, width))
 
 
 def weighted_packed_token_loss(logits: torch.Tensor, labels: torch.Tensor, token_weights: torch.Tensor) -> torch.Tensor:
