@@ -97,8 +97,9 @@ class Packed(NamedTuple):
 def pack_layout(windows: Sequence[Window], pad_id: int, position_offset: int, multiple: int = 1, width: int | None = None) -> Packed:
     """Where each window goes: `pack` without the attention mask (which `block_attention_mask` makes, on any device).
 
-    Built from the windows' tokens concatenated, with numpy scatters: a GPU step waits on this host
-    work (~0.3 ms a 16-sentence step, against 1.7 ms writing window by window into tensors)."""
+    Built from the windows' tokens concatenated, with numpy scatters: a graphed GPU step waits on this
+    host work (with train/loss.py's packed_targets, 0.5 ms a 16-sentence CoNLL step on this project's
+    CPU, against 2.1 ms writing window by window into tensors)."""
     lengths = np.array([len(w.input_ids) for w in windows], dtype=np.int64)
     longest = -(-int(lengths.max()) // multiple) * multiple  # collate's width, the layout `unpack` gives back
     width = row_width(lengths.tolist(), multiple) if width is None else width
