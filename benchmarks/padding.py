@@ -3,8 +3,9 @@
 grouped-50 / grouped-8: length-grouped steps (mega-batches of 50 or 8 steps), one window a row, padded to the
 longest; random: the Trainer's random steps, padded the same way; random-packed-longest: random steps with the
 windows packed into shared rows as wide as the longest (data/packing.py until row_width); random-packed: the same
-at `row_width`'s width (a little wider where that saves a row), what training uses. No model runs: this is arithmetic on the
-real wordpiece lengths. Output recorded in benchmarks/results/padding.txt:
+at `row_width`'s width (a little wider where that saves a row), what training on a CPU uses; random-packed-8: widths
+a multiple of 8 (a GPU's eager step); random-packed-bucketed: widths rounded up to 64 tokens, the few shapes a GPU's
+CUDA graphs replay (train/graphs.py). No model runs: this is arithmetic on the real wordpiece lengths. Output recorded in benchmarks/results/padding.txt:
 
     .venv/bin/python benchmarks/padding.py
 """
@@ -15,6 +16,7 @@ from nertune.data.packing import pack_rows, row_width
 from nertune.data.splits import load_splits
 from nertune.evaluate.predict import build_windows
 from nertune.model.load import load_tokenizer
+from nertune.train.graphs import GraphedForward
 
 train = load_splits("conll2003").train.sentences
 tokenizer = load_tokenizer("embedded-minilm")
@@ -28,12 +30,18 @@ def carried(steps, packed):
     total = 0
     for step in steps:
         step_lengths = [lengths[i] for i in step]
-        width = row_width(step_lengths) if packed == "row_width" else max(step_lengths)
+        if packed == "bucketed":
+            width = GraphedForward.width(step_lengths, 8)
+        elif packed in ("row_width", "row_width-8"):
+            width = row_width(step_lengths, 8 if packed == "row_width-8" else 1)
+        else:
+            width = max(step_lengths)
         total += width * (len(pack_rows(step_lengths, width)) if packed else len(step))
     return total
 
 
 for name, group, mega, packed in (("grouped-50", True, 50, None), ("grouped-8", True, 8, None), ("random", False, 50, None),
-                                  ("random-packed-longest", False, 50, "longest"), ("random-packed", False, 50, "row_width")):
+                                  ("random-packed-longest", False, 50, "longest"), ("random-packed", False, 50, "row_width"),
+                                  ("random-packed-8", False, 50, "row_width-8"), ("random-packed-bucketed", False, 50, "bucketed")):
     steps = length_grouped_steps(lengths, 16, random.Random(42), group, mega)
     print(f"{name:22s} {carried(steps, packed) / real:.3f} tokens carried per real token")
