@@ -5,7 +5,7 @@ kernels a step take longer to launch from Python than to run. A captured graph r
 one launch: 8.7 ms a step instead of 50 on an H200 (benchmarks/gpu_step.py). Graphs need fixed
 shapes, and packed rows make them few: rows are rounded up to a multiple of 64 tokens, so an epoch
 of CoNLL needs about a dozen (rows, width) shapes, each captured the first time it shows up
-(~0.35 s each for bert-base), at the cost of ~11% more padding than `row_width`'s exact rows.
+(~0.35 s each for bert-base), at the cost of 9% more tokens than rows a multiple of 8 wide (benchmarks/results/padding.txt).
 
 What stays eager: packing on the host, the loss (and a CRF), clipping and the fused AdamW step.
 The windows still see only themselves, so the logits are those of the eager packed forward. For a
