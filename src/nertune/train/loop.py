@@ -231,7 +231,9 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
                     step_loss = forward_backward(
                         model, step_windows, weights, tokenizer.pad_token_id, device, recipe.max_tokens_per_forward,
                         backward=accelerator.backward, no_sync=(lambda: accelerator.no_sync(model)) if world > 1 else None,
-                        autocast=accelerator.autocast, position_offset=position_offset, graphs=graphs,
+                        autocast=accelerator.autocast, position_offset=position_offset,
+                        # with the whole step graphed, its few eager steps (the first, any too big) capture nothing more
+                        graphs=graphs if not whole_step or whole_step.failed else None,
                     )
                     if not step_windows:  # a process with no sentences this step still joins the all-reduce
                         accelerator.backward(sum(p.sum() * 0 for p in model.parameters()))
