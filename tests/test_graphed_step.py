@@ -7,6 +7,7 @@ the learning rate read from a tensor and the fallbacks run as they do around a r
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -156,3 +157,33 @@ def test_a_failed_capture_leaves_the_weights_and_the_run_goes_on_eagerly(setup):
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the warm-up moved nothing
     assert all(p.grad is None for p in model.parameters()) and all(isinstance(g["lr"], float) for g in optimizer.param_groups)
     assert graphed.step(step, step_weights(step, words)) is None and capture.calls == 1  # not tried again
+
+
+@pytest.mark.parametrize("capture_fails", [False, True])
+def test_the_loop_trains_through_the_graphed_step(monkeypatch, tmp_path, capsys, capture_fails):
+    """train_run as on one GPU (the CUDA captures left out): steps after the first replay the whole step; a failed
+    capture says so and the run finishes with the forward graphs."""
+    from nertune.train import loop
+    from nertune.train.recipe import load_recipe
+
+    made = []
+
+    def graphed_step(*args, **kwargs):
+        made.append(GraphedStep(*args, **kwargs, capture=Capture(fail=capture_fails)))
+        return made[-1]
+
+    monkeypatch.setattr(loop, "graphs_unavailable", lambda *args: None)
+    monkeypatch.setattr(loop, "KeptEmbeddingGradient", lambda model: None)  # CPU-only (a sparse embedding gradient), not on a GPU
+    monkeypatch.setattr(loop, "GraphedStep", graphed_step)
+    monkeypatch.setattr(loop, "GraphedForward", lambda model: GraphedForward(model, capture=lambda module, args, **_: module))
+    recipe = load_recipe("seed", {"max_train_sentences": 64, "max_eval_sentences": 16, "epochs": 1, "output_dir": str(tmp_path / "run")})
+    metrics = loop.train_run(recipe, progress=False)
+    graphs = metrics["cuda_graphs"]
+    assert math.isfinite(metrics["epochs"][0]["train_loss"]) and (tmp_path / "run" / "model.safetensors").is_file()
+    if capture_fails:
+        assert graphs["whole_step"]["replays"] == 0 and "stream is capturing" in graphs["whole_step"]["failed"]
+        assert graphs["shapes"] >= 1  # the forward and backward graphed instead
+        assert "CUDA graph of the whole step failed" in " ".join(capsys.readouterr().err.split())
+    else:
+        assert graphs["whole_step"] == {**graphs["whole_step"], "replays": 3, "eager_steps": 1, "failed": None}
+        assert graphs["shapes"] == 0  # the first, eager step captured no forward graph
