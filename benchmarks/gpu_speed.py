@@ -26,12 +26,14 @@ import re
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
+from rich.markup import escape  # noqa: E402
 
 from hf_baseline import train_trainer  # noqa: E402
 from nertune.atomic import write_json  # noqa: E402
@@ -169,17 +171,20 @@ def main() -> None:
     out = args.out or (Path(os.environ["OUT"]) / "gpu_speed.json" if os.environ.get("OUT") else HERE / "results" / f"gpu_speed-{slug}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
 
+    def measured(key: str) -> bool:
+        return "sentences_per_second" in (results.get(key) or {})
+
     def save() -> None:
         """Results so far, after every phase: a run stopped at its time limit still leaves what it measured."""
-        if "trainer" in results and "nertune" in results:
+        if measured("trainer") and measured("nertune"):
             rate = results["nertune"]["sentences_per_second"]
             results["speedup_vs_trainer"] = rate / results["trainer"]["sentences_per_second"]
-            if results.get("trainer_literal"):
+            if measured("trainer_literal"):
                 results["speedup_vs_trainer_literal"] = rate / results["trainer_literal"]["sentences_per_second"]
             results["seed_recipe_3_epochs_seconds"] = 3 * FULL_TRAIN / rate  # the whole corpus, whatever the slice
-            if results.get("nertune_3_epochs") and results["train_sentences"] == FULL_TRAIN:
+            if measured("nertune_3_epochs") and results["train_sentences"] == FULL_TRAIN:
                 results["seed_recipe_3_epochs_seconds_measured"] = results["nertune_3_epochs"]["train_seconds"]
-            if results.get("nertune_eager"):
+            if measured("nertune_eager"):
                 results["cuda_graphs_speedup_in_the_loop"] = rate / results["nertune_eager"]["sentences_per_second"]
             results["goal_3_epochs_seconds"] = GOAL_SECONDS_3_EPOCHS
         results["script_seconds"] = time.perf_counter() - STARTED
@@ -193,11 +198,23 @@ def main() -> None:
         if on_gpu:
             results["warm_up_seconds"] = warm_up(model_dir, device)
 
+        def phase(key: str, label: str, run) -> None:
+            """One measured phase. One GPU session is all a run gets: a phase that raises is recorded
+            (with its traceback) and the next phases still run."""
+            try:
+                results[key] = run()
+            except Exception as error:
+                results[key] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()[-4000:]}
+                console.print(f"[red]{label} failed:[/] {escape(results[key]['error'])}")
+            save()
+            if measured(key) and key.startswith("nertune"):
+                report(key, label)
+
         # -- Hugging Face Trainer, run_ner style: batch 16 x accumulation 1 ------------------------
-        results["trainer"] = run_trainer(model_dir, train, labels, f"{tmp}/hf", 16, 1, on_gpu)
-        save()
-        console.print(f"Trainer (16 x 1): {results['trainer']['sentences_per_second']:.1f} sentences/s, "
-                      f"{results['trainer']['train_seconds']:.1f} s, train loss {results['trainer']['train_loss']:.4f}")
+        phase("trainer", "Trainer (16 x 1)", lambda: run_trainer(model_dir, train, labels, f"{tmp}/hf", 16, 1, on_gpu))
+        if measured("trainer"):
+            console.print(f"Trainer (16 x 1): {results['trainer']['sentences_per_second']:.1f} sentences/s, "
+                          f"{results['trainer']['train_seconds']:.1f} s, train loss {results['trainer']['train_loss']:.4f}")
 
         # -- nertune: the seed recipe (its gradient, nertune's batching), precision "auto" -> bf16 on a GPU --
         def run_nertune(epochs: int, cuda_graphs: bool | None, name: str) -> dict:
@@ -226,32 +243,30 @@ def main() -> None:
             console.print(f"{label}: {r['sentences_per_second']:.1f} sentences/s, {r['train_seconds']:.1f} s, "
                           f"train loss {r['train_loss']:.4f} ({r['precision']}){capture}")
 
-        results["nertune"] = run_nertune(1, None, "nertune")  # the default: CUDA graphs wherever they apply
-        save()
-        report("nertune", "nertune")
+        phase("nertune", "nertune", lambda: run_nertune(1, None, "nertune"))  # the default: CUDA graphs wherever they apply
         if on_gpu and time.perf_counter() - STARTED < args.extra_after:
-            results["nertune_eager"] = run_nertune(1, False, "nertune-eager")  # the same without graphs
-            save()
-            report("nertune_eager", "nertune eager (--eager)")
+            phase("nertune_eager", "nertune eager (--eager)", lambda: run_nertune(1, False, "nertune-eager"))  # the same without graphs
         if time.perf_counter() - STARTED < args.extra_after:
-            results["nertune_3_epochs"] = run_nertune(3, None, "nertune-3")  # the seed recipe's 3 epochs, measured
-            save()
-            report("nertune_3_epochs", "nertune, 3 epochs")
+            phase("nertune_3_epochs", "nertune, 3 epochs", lambda: run_nertune(3, None, "nertune-3"))  # the seed recipe's 3 epochs
 
         # -- the literal recipe in the Trainer on a slice, if the 6 minutes allow -------------------
         elapsed = time.perf_counter() - STARTED
         if n_literal and elapsed < args.literal_after:
-            results["trainer_literal"] = run_trainer(model_dir, train[:n_literal], labels, f"{tmp}/hf1", 1, 16, on_gpu)
-            console.print(f"Trainer literal (1 x 16) on {n_literal:,} sentences: "
-                          f"{results['trainer_literal']['sentences_per_second']:.1f} sentences/s")
+            phase("trainer_literal", "Trainer literal", lambda: run_trainer(model_dir, train[:n_literal], labels, f"{tmp}/hf1", 1, 16, on_gpu))
+            if measured("trainer_literal"):
+                console.print(f"Trainer literal (1 x 16) on {n_literal:,} sentences: "
+                              f"{results['trainer_literal']['sentences_per_second']:.1f} sentences/s")
         else:
             results["trainer_literal"] = None
             console.print(f"literal recipe skipped ({elapsed:.0f} s gone, limit {args.literal_after:.0f} s)" if n_literal else "literal recipe skipped")
 
     save()
-    literal = f", {results['speedup_vs_trainer_literal']:.1f}x the literal recipe" if results["trainer_literal"] else ""
-    console.print(f"nertune {results['speedup_vs_trainer']:.2f}x the Trainer{literal}; 3 epochs of the seed recipe "
-                  f"≈ {results['seed_recipe_3_epochs_seconds']:.0f} s (goal ≤ {GOAL_SECONDS_3_EPOCHS:.0f} s) -> {out}")
+    if "speedup_vs_trainer" in results:
+        literal = f", {results['speedup_vs_trainer_literal']:.1f}x the literal recipe" if "speedup_vs_trainer_literal" in results else ""
+        console.print(f"nertune {results['speedup_vs_trainer']:.2f}x the Trainer{literal}; 3 epochs of the seed recipe "
+                      f"≈ {results['seed_recipe_3_epochs_seconds']:.0f} s (goal ≤ {GOAL_SECONDS_3_EPOCHS:.0f} s) -> {out}")
+    else:
+        console.print(f"no ratio: a phase failed (its error is in {out})")
     print(json.dumps(results, indent=2))
 
 

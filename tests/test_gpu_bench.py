@@ -51,9 +51,31 @@ def test_gpu_speed_smoke_measures_both_systems(tmp_path):
 def test_gpu_step_smoke_times_both_modes(tmp_path):
     """benchmarks/gpu_step.py --smoke: eager and graphed steps (capture left out on a CPU) from the same start."""
     _, results = run_smoke("gpu_step.py", tmp_path)
-    assert "error" not in results["graphed"], results["graphed"]
+    assert "error" not in results["graphed"] and "error" not in results["whole_step"], (results["graphed"], results["whole_step"])
     assert results["graphed"]["shapes_captured"] >= 1
-    for mode in ("eager", "graphed"):
+    assert results["whole_step"]["shapes"] >= 1 and results["whole_step"]["replays"] >= 1 and results["whole_step"]["failed"] is None
+    for mode in ("eager", "graphed", "whole_step"):
         assert results[mode]["ms_per_step"] > 0 and math.isfinite(results[mode]["mean_loss_last_100"]), mode
     # The same random steps from the same saved start, with bucketed (wider) rows: the same losses up to dropout.
-    assert abs(results["eager"]["mean_loss_last_100"] - results["graphed"]["mean_loss_last_100"]) < 0.05
+    for mode in ("graphed", "whole_step"):
+        assert abs(results["eager"]["mean_loss_last_100"] - results[mode]["mean_loss_last_100"]) < 0.05, mode
+
+
+@pytest.mark.timeout(300)
+def test_a_failing_phase_is_recorded_and_the_others_still_run(tmp_path, monkeypatch):
+    """One GPU session is all a gpu.sh run gets: an exception in a phase must not cost the phases after it."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu_speed
+
+    def failing_train_run(*args, **kwargs):
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(gpu_speed, "train_run", failing_train_run)
+    monkeypatch.setattr(sys, "argv", ["gpu_speed.py", "--smoke", "--out", str(tmp_path / "result.json"), "--literal-sentences", "16"])
+    gpu_speed.main()
+    results = json.loads((tmp_path / "result.json").read_text())
+    for phase in ("nertune", "nertune_3_epochs"):
+        assert results[phase]["error"] == "RuntimeError: CUDA error: operation not permitted when stream is capturing"
+        assert "failing_train_run" in results[phase]["traceback"]
+    assert results["trainer"]["sentences_per_second"] > 0 and results["trainer_literal"]["sentences_per_second"] > 0
+    assert "speedup_vs_trainer" not in results  # no ratio from a phase that did not run
