@@ -98,8 +98,8 @@ def pack_layout(windows: Sequence[Window], pad_id: int, position_offset: int, mu
     """Where each window goes: `pack` without the attention mask (which `block_attention_mask` makes, on any device).
 
     Built from the windows' tokens concatenated, with numpy scatters: a graphed GPU step waits on this
-    host work (with train/loss.py's packed_targets, 0.5 ms a 16-sentence CoNLL step on this project's
-    CPU, against 2.1 ms writing window by window into tensors)."""
+    host work (with train/loss.py's packed_targets, 0.42 ms a 16-sentence CoNLL step on this project's
+    CPU, against 2.96 ms writing window by window into tensors: benchmarks/results/pack_host.txt)."""
     lengths = np.array([len(w.input_ids) for w in windows], dtype=np.int64)
     longest = -(-int(lengths.max()) // multiple) * multiple  # collate's width, the layout `unpack` gives back
     width = row_width(lengths.tolist(), multiple) if width is None else width
