@@ -27,6 +27,24 @@ def minilm() -> Path:
     return minilm_dir()
 
 
+def training_windows(conll_files: dict[str, Path], sentences: slice, **model_options):
+    """The embedded MiniLM built for CoNLL's labels, in eval mode (no dropout, so gradients compare), and the
+    labelled windows of a slice of CoNLL train: (model, tokenizer, sentences, windows)."""
+    from nertune.data.conll import read_conll
+    from nertune.data.splits import build_labels
+    from nertune.evaluate.predict import build_windows
+    from nertune.model.load import load_for_training, load_tokenizer
+
+    train = read_conll(conll_files["train"])
+    labels = build_labels([train])
+    tokenizer = load_tokenizer("embedded-minilm")
+    model = load_for_training("embedded-minilm", labels, **model_options).eval()
+    chosen = train.sentences[sentences]
+    label2id = {label: i for i, label in enumerate(labels)}
+    windows = build_windows(tokenizer, [s.words for s in chosen], 510, [[label2id[t] for t in s.tags] for s in chosen], model.config)
+    return model, tokenizer, chosen, windows
+
+
 def run_cli(*args: str, input: str | None = None, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `python -m nertune ARGS` as a user would."""
     return subprocess.run(

@@ -12,16 +12,13 @@ import math
 import pytest
 import torch
 
-from nertune.data.conll import read_conll
 from nertune.data.features import collate_labels
 from nertune.data.packing import pack, pack_layout
-from nertune.data.splits import build_labels
-from nertune.evaluate.predict import build_windows
-from nertune.model.load import load_for_training, load_tokenizer
 from nertune.train.graphed_step import GraphedStep
 from nertune.train.graphs import GraphedForward
 from nertune.train.loss import packed_targets, weighted_packed_token_loss, weighted_token_loss, window_weights
 from nertune.train.step import forward_backward
+from tests.conftest import training_windows
 
 
 class Capture:
@@ -40,15 +37,8 @@ class Capture:
 
 @pytest.fixture(scope="module")
 def setup(conll_files):
-    train = read_conll(conll_files["train"])
-    labels = build_labels([train])
-    tokenizer = load_tokenizer("embedded-minilm")
-    model = load_for_training("embedded-minilm", labels).eval()  # eval: no dropout, so the two paths compare
-    sentences = train.sentences[300:364]
-    label2id = {label: i for i, label in enumerate(labels)}
-    windows = build_windows(tokenizer, [s.words for s in sentences], 510, [[label2id[t] for t in s.tags] for s in sentences], model.config)
-    words = [len(s.words) for s in sentences]
-    return model, tokenizer, windows, words
+    model, tokenizer, sentences, windows = training_windows(conll_files, slice(300, 364))
+    return model, tokenizer, windows, [len(s.words) for s in sentences]
 
 
 def optimizer_and_schedule(model, steps: int):

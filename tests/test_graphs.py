@@ -9,16 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nertune.data.conll import read_conll
 from nertune.data.features import collate
 from nertune.data.packing import pack, packed_logits, row_width
-from nertune.data.splits import build_labels
-from nertune.evaluate.predict import build_windows
-from nertune.model.load import load_for_training, load_tokenizer
 from nertune.train.graphs import BUCKET, GraphedForward, graphs_unavailable
 from nertune.train.loss import window_weights
 from nertune.train.step import forward_backward
-from tests.conftest import run_cli
+from tests.conftest import run_cli, training_windows
 
 
 class Recorder:
@@ -34,14 +30,7 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def setup(conll_files):
-    train = read_conll(conll_files["train"])
-    labels = build_labels([train])
-    tokenizer = load_tokenizer("embedded-minilm")
-    model = load_for_training("embedded-minilm", labels, casing=True).eval()  # eval: no dropout, so gradients compare
-    sentences = train.sentences[200:232]
-    label2id = {label: i for i, label in enumerate(labels)}
-    windows = build_windows(tokenizer, [s.words for s in sentences], 510, [[label2id[t] for t in s.tags] for s in sentences], model.config)
-    return model, tokenizer, sentences, windows
+    return training_windows(conll_files, slice(200, 232), casing=True)
 
 
 def test_graphed_rows_are_bucketed_and_give_the_packed_logits(setup):
