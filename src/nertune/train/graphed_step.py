@@ -34,10 +34,11 @@ from typing import Callable, Sequence
 
 import torch
 
-from nertune.data.features import Window, token_budget_batches
+from nertune.data.features import Window
 from nertune.data.packing import block_attention_mask, pack_layout
 from nertune.train.graphs import MAX_SHAPES, GraphedForward
 from nertune.train.loss import packed_targets, weighted_packed_token_loss
+from nertune.train.step import forward_passes
 
 WARM_UP = 3  # eager passes on a side stream before a capture (cuBLAS workspaces, autograd's lazy set-up)
 
@@ -109,7 +110,7 @@ class GraphedStep:
     def step(self, windows: Sequence[Window], weights: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         """One optimizer step (gradient, clip, AdamW at each group's current lr); returns (loss, grad norm)."""
         lengths = [len(w.input_ids) for w in windows]
-        if self.failed or not windows or len(token_budget_batches(lengths, self.max_tokens, 4096)) > 1 or not self._moments_exist():
+        if self.failed or len(forward_passes(lengths, self.max_tokens)) != 1 or not self._moments_exist():
             self.eager_steps += 1
             return None
         packed = pack_layout(windows, self.pad_id, self.position_offset, 8, GraphedForward.width(lengths, 8))

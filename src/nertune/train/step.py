@@ -18,6 +18,11 @@ from nertune.train.graphs import GraphedForward
 from nertune.train.loss import weighted_crf_loss, weighted_token_loss
 
 
+def forward_passes(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """The step's windows (indices, by their lengths) in as few padded passes as fit `max_tokens` each."""
+    return token_budget_batches(lengths, max_tokens, 4096) if lengths else []
+
+
 def forward_backward(
     model,
     step_windows: Sequence[Window],
@@ -36,7 +41,7 @@ def forward_backward(
     `position_offset` (data/packing.py's `packing_offset`): pack each pass's windows into shared
     rows instead of padding each to the longest; None: one window a row. `graphs` (train/graphs.py):
     replay the packed forward and backward from CUDA graphs, rows bucketed to few widths."""
-    chunks = token_budget_batches([len(w.input_ids) for w in step_windows], max_tokens, 4096) if step_windows else []
+    chunks = forward_passes([len(w.input_ids) for w in step_windows], max_tokens)
     step_loss = torch.zeros((), device=device)
     pad_multiple = pad_multiple_for(device)
     crf = getattr(getattr(model, "module", model), "crf", None)  # the CRF head (model/crf.py), under a data-parallel wrapper too
