@@ -8,13 +8,15 @@ run). So this times the same random steps, from the same saved weights, two ways
            clip, fused AdamW (bf16 autocast, no host sync in the step)
   graphed  the same step with nertune's CUDA graphs (train/graphs.py): forward and backward
            captured once per packed shape (rows in 64-token widths, so few shapes); the loss,
-           clip and fused AdamW stay eager. Capture time is reported apart.
+           clip and fused AdamW stay eager.
   whole_step  the whole optimizer step (forward, loss, backward, clip, AdamW) from one graph per
-           shape (train/graphed_step.py), what the loop runs now; captures inside the timed steps
-           are taken off the time.
+           shape (train/graphed_step.py), what the loop runs now.
+
+In both graphed modes each shape is captured the first time it shows up, as in the loop, and the
+capture seconds are reported apart and taken off the timed steps' time.
 
 (The results of d657c12 and 4c1586a came from this script's first version, which did the same
-capture inline, before the loop had it.)
+capture inline, before the loop had it, and captured every shape before the clock started.)
 
 Both print ms a step and the mean training loss of the last steps (the same numbers of the same data
 from the same start, so the two losses should agree within dropout noise). Here, on a CPU,
@@ -42,7 +44,7 @@ sys.path.insert(0, str(HERE))
 from gpu_speed import card_name, choose_device, data_files  # noqa: E402
 from nertune.atomic import write_json  # noqa: E402
 from nertune.data.features import length_grouped_steps  # noqa: E402
-from nertune.data.packing import pack, pack_rows  # noqa: E402
+from nertune.data.packing import pack  # noqa: E402
 from nertune.data.splits import load_splits  # noqa: E402
 from nertune.evaluate.predict import build_windows  # noqa: E402
 from nertune.train.graphed_step import GraphedStep, capture_cuda_graph  # noqa: E402
@@ -147,26 +149,10 @@ def main() -> None:
         return forward_backward(model, step_windows, weights, tokenizer.pad_token_id, device, 8192, autocast=autocast,
                                 position_offset=0, graphs=graphs)
 
-    def capture_all() -> float:
-        """Every shape the timed steps will need, captured before the clock starts: one step of each, its
-        gradient thrown away (the captures' own warm-up runs use autograd.grad and touch no .grad)."""
-        seen = set()
-        for step in steps:
-            step_windows = [windows[s] for s in step]
-            lengths = [len(w.input_ids) for w in step_windows]
-            width = GraphedForward.width(lengths, 8)
-            shape = (len(pack_rows(lengths, width)), width)
-            if shape not in seen:
-                seen.add(shape)
-                graphed_step(step_windows, [0.0] * len(step_windows))
-        model.zero_grad(set_to_none=True)
-        return graphs.capture_seconds
-
     try:
         optimizer = optimizer_for()
-        capture_seconds = capture_all()
-        graphed = run(eager_update(graphed_step, optimizer), optimizer)
-        graphed.update(shapes_captured=graphs.report()["shapes"], capture_seconds=capture_seconds)
+        graphed = run(eager_update(graphed_step, optimizer), optimizer, captures=lambda: graphs.capture_seconds)
+        graphed.update(shapes_captured=graphs.report()["shapes"], capture_seconds=graphs.capture_seconds)
         results["graphed"] = graphed
         results["graphed_speedup_vs_eager"] = results["eager"]["ms_per_step"] / graphed["ms_per_step"]
     except Exception as error:  # a failed capture is a result too: say what broke
