@@ -34,6 +34,7 @@ import os
 import random
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -156,7 +157,7 @@ def main() -> None:
         results["graphed"] = graphed
         results["graphed_speedup_vs_eager"] = results["eager"]["ms_per_step"] / graphed["ms_per_step"]
     except Exception as error:  # a failed capture is a result too: say what broke
-        results["graphed"] = {"error": f"{type(error).__name__}: {error}"}
+        results["graphed"] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(limit=-8)}
     write_json(out, results)
     print(f"graphed: {results['graphed']}", flush=True)
 
@@ -178,7 +179,7 @@ def main() -> None:
         results["whole_step"] = result
         results["whole_step_speedup_vs_eager"] = results["eager"]["ms_per_step"] / result["ms_per_step"]
     except Exception as error:
-        results["whole_step"] = {"error": f"{type(error).__name__}: {error}"}
+        results["whole_step"] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(limit=-8)}
     write_json(out, results)
     print(json.dumps(results, indent=2))
 

@@ -6,11 +6,15 @@ the learning rate read from a tensor and the fallbacks run as they do around a r
 
 from __future__ import annotations
 
+import collections
 import copy
 import math
+from contextlib import nullcontext
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from nertune.data.features import collate_labels
 from nertune.data.packing import pack, pack_layout
@@ -22,17 +26,43 @@ from tests.conftest import training_windows
 
 
 class Capture:
-    """Stands where capture_cuda_graph stands: runs the warm-up once, returns the step uncaptured."""
+    """Stands where capture_cuda_graph stands: runs the warm-up once, returns the step uncaptured.
+    With `watch`, the step runs once more inside it, where the capture would record it."""
 
-    def __init__(self, fail: bool = False):
-        self.calls, self.fail = 0, fail
+    def __init__(self, fail: bool = False, watch=None):
+        self.calls, self.fail, self.watch = 0, fail, watch
 
     def __call__(self, warm_up, step, pool):
         self.calls += 1
         warm_up()
         if self.fail:
             raise RuntimeError("operation not permitted when stream is capturing")
+        if self.watch is not None:
+            with self.watch:
+                step()
         return step
+
+
+class HostReads(TorchDispatchMode):
+    """Every op run inside it, and those a CUDA graph cannot hold: an op that reads a tensor's value back to
+    the host (`.item()`, a data-dependent shape) fails the capture or bakes one step's value into every replay,
+    and a tensor made from host data is a constant the replays never update."""
+
+    READS = {"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select", "aten.unique", "aten._unique2",
+             "aten.unique_consecutive", "aten.is_nonzero", "aten.equal", "aten.lift_fresh", "aten.lift_fresh_copy"}
+
+    def __init__(self):
+        super().__init__()
+        self.ops, self.reads = collections.Counter(), []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func.overloadpacket)
+        self.ops[name] += 1
+        masks = name.startswith("aten.index") and any(isinstance(a, torch.Tensor) and a.dtype == torch.bool
+                                                      for a in tree_leaves(args))
+        if name in self.READS or masks:  # a boolean-mask index computes its nonzero inside, unseen here
+            self.reads.append(name)
+        return func(*args, **(kwargs or {}))
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +142,27 @@ def test_graphed_steps_train_as_the_eager_steps_do(setup):
     assert moved > 1e-4  # the steps did train (lr 1e-4, six steps)
 
 
+def test_what_the_graph_captures_never_reads_back_to_the_host(setup):
+    """The CUDA-only failure CI can still catch: the captured step (dropout on, as in training) lists its ops,
+    and none waits on the device or bakes in host data."""
+    model, tokenizer, windows, words = setup
+    model = copy.deepcopy(model).train()
+    optimizer, _ = optimizer_and_schedule(model, 2)
+    watched = HostReads()
+    graphed = GraphedStep(model, optimizer, 1.0, nullcontext, "cpu", tokenizer.pad_token_id, 0, 8192, capture=Capture(watch=watched))
+    step = windows[:16]
+    assert graphed.step(step, step_weights(step, words)) is None  # the first step is the loop's eager one
+    forward_backward(model, step, step_weights(step, words), tokenizer.pad_token_id, torch.device("cpu"), 8192, position_offset=0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    assert graphed.step(step, step_weights(step, words)) is not None
+    assert watched.ops["aten._fused_adamw_"] == watched.ops["aten._foreach_norm"] == 1 and watched.ops["aten.bernoulli_"] > 0
+    assert watched.reads == []
+    with HostReads() as probe:  # and the probe does see a read back
+        torch.ones(3)[torch.tensor([True, False, True])].sum().item()
+    assert probe.reads == ["aten.lift_fresh", "aten.index", "aten._local_scalar_dense"]
+
+
 def test_steps_the_graph_cannot_take_fall_back(setup):
     model, tokenizer, windows, words = setup
     model = copy.deepcopy(model)
@@ -144,6 +195,7 @@ def test_a_failed_capture_leaves_the_weights_and_the_run_goes_on_eagerly(setup):
     step = windows[:16]
     assert graphed.step(step, step_weights(step, words)) is None
     assert "stream is capturing" in graphed.failed and graphed.report()["shapes"] == 0
+    assert "in __call__" in graphed.report()["failed_at"]  # where it broke, for a GPU run's metrics.json
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the warm-up moved nothing
     assert all(p.grad is None for p in model.parameters()) and all(isinstance(g["lr"], float) for g in optimizer.param_groups)
     assert graphed.step(step, step_weights(step, words)) is None and capture.calls == 1  # not tried again

@@ -29,6 +29,7 @@ Three things make a captured optimizer step safe:
 from __future__ import annotations
 
 import time
+import traceback
 from contextlib import contextmanager
 from typing import Callable, Sequence
 
@@ -105,6 +106,7 @@ class GraphedStep:
         self.replays = 0
         self.eager_steps = 0
         self.failed: str | None = None  # why a capture failed: the run goes on with the eager step
+        self.failed_at: str | None = None  # the failure's innermost frames, for metrics.json (a GPU run may be the only one)
         self._ready = False  # AdamW's moments exist
 
     def step(self, windows: Sequence[Window], weights: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -173,6 +175,7 @@ class GraphedStep:
                 shape.replay = self.capture(lambda: self._warm_up(shape), lambda: self._whole_step(shape), self.pool)
         except Exception as error:  # nothing ran inside the capture: weights and moments are as they were
             self.failed = f"{type(error).__name__}: {error}"
+            self.failed_at = traceback.format_exc(limit=-6)
             self.optimizer.zero_grad(set_to_none=True)
             return False
         finally:
@@ -201,4 +204,4 @@ class GraphedStep:
 
     def report(self) -> dict:
         return {"shapes": len(self.shapes), "capture_seconds": self.capture_seconds, "replays": self.replays,
-                "eager_steps": self.eager_steps, "failed": self.failed}
+                "eager_steps": self.eager_steps, "failed": self.failed, "failed_at": self.failed_at}
