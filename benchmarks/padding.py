@@ -5,7 +5,8 @@ longest; random: the Trainer's random steps, padded the same way; random-packed-
 windows packed into shared rows as wide as the longest (data/packing.py until row_width); random-packed: the same
 at `row_width`'s width (a little wider where that saves a row), what training on a CPU uses; random-packed-8: widths
 a multiple of 8 (a GPU's eager step); random-packed-bucketed: widths rounded up to 64 tokens, the few shapes a GPU's
-CUDA graphs replay (train/graphs.py). No model runs: this is arithmetic on the real wordpiece lengths. Output recorded in benchmarks/results/padding.txt:
+CUDA graphs replay (train/graphs.py), and -bucketed-32 at 32 (benchmarks/gpu_step.py times both), each with how many
+(rows, width) shapes an epoch needs. No model runs: this is arithmetic on the real wordpiece lengths. Output recorded in benchmarks/results/padding.txt:
 
     .venv/bin/python benchmarks/padding.py
 """
@@ -27,21 +28,26 @@ real = sum(lengths)
 
 
 def carried(steps, packed):
-    total = 0
+    """(tokens carried, distinct (rows, width) shapes) for these steps."""
+    total, shapes = 0, set()
     for step in steps:
         step_lengths = [lengths[i] for i in step]
-        if packed == "bucketed":
-            width = GraphedForward.width(step_lengths, 8)
+        if packed and packed.startswith("bucketed"):
+            width = GraphedForward.width(step_lengths, 8, int(packed.split("-")[1]))
         elif packed in ("row_width", "row_width-8"):
             width = row_width(step_lengths, 8 if packed == "row_width-8" else 1)
         else:
             width = max(step_lengths)
-        total += width * (len(pack_rows(step_lengths, width)) if packed else len(step))
-    return total
+        rows = len(pack_rows(step_lengths, width)) if packed else len(step)
+        total += width * rows
+        shapes.add((rows, width))
+    return total, len(shapes)
 
 
 for name, group, mega, packed in (("grouped-50", True, 50, None), ("grouped-8", True, 8, None), ("random", False, 50, None),
                                   ("random-packed-longest", False, 50, "longest"), ("random-packed", False, 50, "row_width"),
-                                  ("random-packed-8", False, 50, "row_width-8"), ("random-packed-bucketed", False, 50, "bucketed")):
+                                  ("random-packed-8", False, 50, "row_width-8"), ("random-packed-bucketed", False, 50, "bucketed-64"),
+                                  ("random-packed-bucketed-32", False, 50, "bucketed-32")):
     steps = length_grouped_steps(lengths, 16, random.Random(42), group, mega)
-    print(f"{name:22s} {carried(steps, packed) / real:.3f} tokens carried per real token")
+    tokens, shapes = carried(steps, packed)
+    print(f"{name:25s} {tokens / real:.3f} tokens carried per real token, {shapes} shapes")
