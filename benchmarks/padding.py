@@ -5,7 +5,7 @@ longest; random: the Trainer's random steps, padded the same way; random-packed-
 windows packed into shared rows as wide as the longest (data/packing.py until row_width); random-packed: the same
 at `row_width`'s width (a little wider where that saves a row), what training on a CPU uses; random-packed-8: widths
 a multiple of 8 (a GPU's eager step); random-packed-bucketed: widths rounded up to 64 tokens, the few shapes a GPU's
-CUDA graphs replay (train/graphs.py), and -bucketed-32 at 32 (benchmarks/gpu_step.py times both), each with how many
+CUDA graphs replay (train/graphs.py), and -bucketed-32 at 32 (not used: it saves 2% for 50% more shapes), each with how many
 (rows, width) shapes an epoch needs. No model runs: this is arithmetic on the real wordpiece lengths. Output recorded in benchmarks/results/padding.txt:
 
     .venv/bin/python benchmarks/padding.py

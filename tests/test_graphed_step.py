@@ -27,7 +27,7 @@ from tests.conftest import training_windows
 
 class Capture:
     """Stands where capture_cuda_graph stands: runs the warm-up once, returns the step uncaptured.
-    With `watch`, the step runs once more inside it, where the capture would record it."""
+    With `watch`, each replay runs the step inside it (the ops a capture would record)."""
 
     def __init__(self, fail: bool = False, watch=None):
         self.calls, self.fail, self.watch = 0, fail, watch
@@ -37,10 +37,13 @@ class Capture:
         warm_up()
         if self.fail:
             raise RuntimeError("operation not permitted when stream is capturing")
-        if self.watch is not None:
+        if self.watch is None:
+            return step
+
+        def watched():
             with self.watch:
                 step()
-        return step
+        return watched
 
 
 class HostReads(TorchDispatchMode):
