@@ -137,6 +137,11 @@ def choose_device(smoke: bool) -> torch.device:
     return torch.device("cuda")
 
 
+def failure(error: Exception) -> dict:
+    """A phase that raised, as a result: one GPU session is all a run gets, so what broke and where is kept."""
+    return {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()[-4000:]}
+
+
 def card_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu-{platform.machine()}"
 
@@ -204,7 +209,7 @@ def main() -> None:
             try:
                 results[key] = run()
             except Exception as error:
-                results[key] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()[-4000:]}
+                results[key] = failure(error)
                 console.print(f"[red]{label} failed:[/] {escape(results[key]['error'])}")
             save()
             if measured(key) and key.startswith("nertune"):

@@ -34,7 +34,6 @@ import os
 import random
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import torch
@@ -42,7 +41,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from gpu_speed import card_name, choose_device, data_files  # noqa: E402
+from gpu_speed import card_name, choose_device, data_files, failure  # noqa: E402
 from nertune.atomic import write_json  # noqa: E402
 from nertune.data.features import length_grouped_steps  # noqa: E402
 from nertune.data.packing import pack  # noqa: E402
@@ -157,7 +156,7 @@ def main() -> None:
         results["graphed"] = graphed
         results["graphed_speedup_vs_eager"] = results["eager"]["ms_per_step"] / graphed["ms_per_step"]
     except Exception as error:  # a failed capture is a result too: say what broke
-        results["graphed"] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(limit=-8)}
+        results["graphed"] = failure(error)
     write_json(out, results)
     print(f"graphed: {results['graphed']}", flush=True)
 
@@ -179,7 +178,7 @@ def main() -> None:
         results["whole_step"] = result
         results["whole_step_speedup_vs_eager"] = results["eager"]["ms_per_step"] / result["ms_per_step"]
     except Exception as error:
-        results["whole_step"] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(limit=-8)}
+        results["whole_step"] = failure(error)
     write_json(out, results)
     print(json.dumps(results, indent=2))
 
