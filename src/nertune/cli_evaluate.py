@@ -156,6 +156,9 @@ def evaluate(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when available)."),
 ):
     """Evaluate a trained model on every word of every sentence: loss, P/R/F1, accuracy, errors."""
+    from nertune.model.load import require_model_dir
+
+    require_model_dir(model_dir)
     gold = _load_gold(data, split, file, max_sentences)
     result = _run_model(model_dir, gold, device, strict, constrain, details=True)
     metrics = result["metrics"]

@@ -26,6 +26,9 @@ def export(
     """Export a trained model for fast CPU inference with ONNX Runtime (fp32, or int8 with --quantize int8)."""
     if onnx is None:
         raise NertuneError("nothing to export to", fix="nertune export MODEL_DIR --onnx OUT_DIR [--quantize int8]")
+    from nertune.model.load import require_model_dir
+
+    require_model_dir(model_dir)
     from nertune.export.onnx import QUANTIZATIONS
 
     if quantize is not None and quantize not in QUANTIZATIONS:

@@ -149,6 +149,9 @@ def predict(
         raise NertuneError("--batch-lines must be at least 1")
     if max_line_chars < 1_000:
         raise NertuneError("--max-line-chars must be at least 1,000", fix="a piece should hold whole sentences")
+    from nertune.model.load import require_model_dir
+
+    require_model_dir(model_dir)
     handle = None
     if file not in (None, "-"):
         path = Path(file)

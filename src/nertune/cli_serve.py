@@ -35,11 +35,9 @@ def _log_config() -> dict:
 
 def _check_model_dir(model_dir: str) -> None:
     """What can go wrong with the directory, found before any worker starts."""
-    from nertune.model.load import verify_manifest
+    from nertune.model.load import require_model_dir, verify_manifest
 
-    folder = Path(model_dir)
-    if not folder.is_dir():
-        raise NertuneError("model directory not found", path=model_dir, fix="pass the --output-dir of a training run")
+    folder = require_model_dir(model_dir)
     if not (folder / "config.json").is_file():
         raise NertuneError("no config.json in the model directory", path=model_dir, fix="pass the --output-dir of a training run")
     verify_manifest(folder)
@@ -62,6 +60,9 @@ def serve(
     access_log: bool = typer.Option(True, help="Log one line per request on stderr."),
 ):
     """Serve the tagger over HTTP: POST /v1/entities, GET /healthz, GET /v1/model, docs at /docs."""
+    from nertune.model.load import require_model_dir
+
+    require_model_dir(model_dir)
     import uvicorn
 
     from nertune.serve.limits import Limits

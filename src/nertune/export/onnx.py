@@ -25,8 +25,6 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-
 from nertune.atomic import _umask, atomic_dir, write_json
 from nertune.errors import NertuneError
 from nertune.model.crf import CRF_FILE, has_crf
@@ -122,6 +120,8 @@ def _check_out(model_dir: Path, out: Path) -> None:
 def _torch_export(model, path: Path) -> None:
     import warnings
 
+    import torch
+
     from nertune.data.casing import SCHEMES, casing_scheme
 
     # Two rows, one padded: the traced graph must keep the mask path general.
@@ -176,9 +176,10 @@ def _quantize_int8(source: Path, target: Path) -> None:
         root.setLevel(level)
 
 
-@torch.no_grad()
 def compare_with_torch(model, tokenizer, onnx_path: Path) -> dict:
     """Logits of the ONNX model vs PyTorch's on a padded batch of CHECK_TEXTS (real positions only)."""
+    import torch
+
     from nertune.data.features import collate, model_inputs
     from nertune.evaluate.predict import build_windows, max_pieces_for
     from nertune.export.onnx_model import session
@@ -186,7 +187,8 @@ def compare_with_torch(model, tokenizer, onnx_path: Path) -> dict:
     # The windows every other path builds (casing types included), padded like a real batch.
     windows = build_windows(tokenizer, [t.split() for t in CHECK_TEXTS], max_pieces_for(model, tokenizer), config=model.config)
     batch = model_inputs(collate(windows, tokenizer.pad_token_id), "cpu")
-    expected = model(**batch).logits
+    with torch.no_grad():
+        expected = model(**batch).logits
     (got,) = session(onnx_path).run(["logits"], {name: tensor.numpy() for name, tensor in batch.items()})
     real = batch["attention_mask"].bool()
     got = torch.from_numpy(got)
@@ -200,6 +202,7 @@ def compare_with_torch(model, tokenizer, onnx_path: Path) -> dict:
 def _versions() -> dict:
     import onnx
     import onnxruntime
+    import torch
     import transformers
 
     return {"torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}

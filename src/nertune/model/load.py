@@ -107,14 +107,20 @@ def _source_labels(path: str) -> list[str]:
     return [label for _, label in sorted((int(i), label) for i, label in config.get("id2label", {}).items())]
 
 
+def require_model_dir(directory: str | Path) -> Path:
+    """The directory, or a one-line error: the commands call this before importing torch, so a typo costs no 5 s."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise NertuneError("model directory not found", path=str(directory), fix="pass the --output-dir of a training run")
+    return folder
+
+
 def load_trained(directory: str | Path, verify: bool = True):
     """A model nertune (or anyone) fine-tuned for token classification."""
+    directory = require_model_dir(directory)
     from transformers import AutoModelForTokenClassification
 
     _quiet_transformers()
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise NertuneError("model directory not found", path=str(directory), fix="pass the --output-dir of a training run")
     if verify:
         verify_manifest(directory)
     _refuse_pickles(str(directory))
