@@ -1,8 +1,9 @@
 """Run by tests/test_distributed.py under torchrun (or plain python for one process).
 
 Computes the accumulated gradient of the first optimizer step — the loop's own sampler,
-weights and forward/backward, through Accelerate's DDP — with dropout off, and
-writes it (rank 0) to a safetensors file.
+weights and forward/backward, through Accelerate's DDP — with dropout off, under both
+loss semantics (one process start pays for both), and writes them (rank 0) to one
+safetensors file, each name prefixed by its semantics: "sentence/bert.embeddings…".
 """
 
 import random
@@ -30,14 +31,17 @@ model = load_for_training("embedded-minilm", splits.labels)
 windows = build_windows(tokenizer, [s.words for s in sentences], max_pieces_for(model, tokenizer), [[label2id[t] for t in s.tags] for s in sentences])
 model = accelerator.prepare(model)
 model.eval()  # dropout off: the comparison is exact up to float rounding
-semantics = sys.argv[2]
 step = length_grouped_steps([len(w.input_ids) for w in windows], 16, random.Random(42))[0]
 mine = step[rank::world]
 words = [len(s.words) for s in sentences]
 step_windows = [windows[i] for i in mine]
-weights = window_weights(step_windows, words, semantics, 16, sum(words[i] for i in step), world)
-forward_backward(model, step_windows, weights, tokenizer.pad_token_id, accelerator.device, 8192, backward=accelerator.backward)
+grads = {}
+for semantics in ("sentence", "token"):
+    model.zero_grad(set_to_none=True)
+    weights = window_weights(step_windows, words, semantics, 16, sum(words[i] for i in step), world)
+    forward_backward(model, step_windows, weights, tokenizer.pad_token_id, accelerator.device, 8192, backward=accelerator.backward)
+    grads.update({f"{semantics}/{n}": p.grad.detach().clone().contiguous()
+                  for n, p in accelerator.unwrap_model(model).named_parameters() if p.grad is not None})
 if accelerator.is_main_process:
-    grads = {n: p.grad.detach().clone().contiguous() for n, p in accelerator.unwrap_model(model).named_parameters() if p.grad is not None}
     save_file(grads, sys.argv[1], metadata={"world_size": str(world), "step": ",".join(map(str, step))})
 accelerator.wait_for_everyone()
