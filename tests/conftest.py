@@ -66,3 +66,23 @@ def tiny_model(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def featured_model(tmp_path_factory) -> Path:
+    """`make train`'s recipe, minilm-context-crf (casing classes, 16 pieces of document context, a CRF head),
+    cut by flags to one epoch on 64 real sentences: shared by the casing, context and CRF tests."""
+    out = tmp_path_factory.mktemp("featured") / "run"
+    result = run_cli("train", "--recipe", "minilm-context-crf", "--epochs", "1", "--max-train-sentences", "64",
+                     "--max-eval-sentences", "16", "--output-dir", str(out), "--no-progress", "--sample", "")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def featured_onnx(featured_model, tmp_path_factory) -> Path:
+    """featured_model exported by `nertune export --onnx` (fp32)."""
+    out = tmp_path_factory.mktemp("featured-onnx") / "onnx"
+    result = run_cli("export", str(featured_model), "--onnx", str(out))
+    assert result.returncode == 0, result.stderr
+    return out

@@ -17,7 +17,6 @@ from nertune.evaluate.predict import build_windows
 from nertune.evaluate.run import evaluate_sentences
 from nertune.model.load import load_for_training, load_tokenizer, load_trained
 from nertune.tag.tagger import Tagger
-from tests.conftest import run_cli
 
 LABELS = ["O", "B-ORG", "I-ORG", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 
@@ -87,17 +86,8 @@ def test_casing_needs_token_type_embeddings():
     assert "casing: false" in error.value.fix
 
 
-@pytest.fixture(scope="module")
-def casing_model(tmp_path_factory):
-    """The minilm-casing recipe, cut to one epoch on 64 real sentences by flags."""
-    out = tmp_path_factory.mktemp("casing") / "run"
-    result = run_cli("train", "--recipe", "minilm-casing", "--epochs", "1", "--max-train-sentences", "64", "--max-eval-sentences", "16",
-                     "--output-dir", str(out), "--no-progress", "--sample", "")
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-def test_trained_casing_model_tells_apple_from_apple(casing_model):
+def test_trained_casing_model_tells_apple_from_apple(featured_model):
+    casing_model = featured_model  # minilm-context-crf: casing classes with context and a CRF
     recorded = yaml.safe_load((casing_model / "recipe.yaml").read_text())
     assert (recorded["casing"], recorded["learning_rate"], recorded["epochs"]) == (True, 1e-4, 1)
     config = json.loads((casing_model / "config.json").read_text())
@@ -109,21 +99,18 @@ def test_trained_casing_model_tells_apple_from_apple(casing_model):
     assert not torch.allclose(rows[1], rows[2])  # the rows moved apart in training
 
 
-def test_evaluate_tagger_and_onnx_give_the_same_tags(casing_model, conll_files, tmp_path, tokenizer):
+def test_evaluate_tagger_and_onnx_give_the_same_tags(featured_model, featured_onnx, conll_files, tokenizer):
     sentences = read_conll(conll_files["validation"]).sentences[:60]
-    words = [s.words for s in sentences]
-    model = load_trained(casing_model)
+    words, documents = [s.words for s in sentences], [s.document for s in sentences]
+    model = load_trained(featured_model)
     evaluated = evaluate_sentences(model, tokenizer, sentences, constrain=True)["predictions"]
-    tagger = Tagger.load(casing_model, device="cpu")
-    assert tagger.tag_words_batch(words, constrain=True) == evaluated
+    tagger = Tagger.load(featured_model, device="cpu")
+    assert tagger.tag_words_batch(words, constrain=True, documents=documents) == evaluated
 
-    out = tmp_path / "onnx"
-    result = run_cli("export", str(casing_model), "--onnx", str(out))
-    assert result.returncode == 0, result.stderr
-    onnx_tagger = Tagger.load(out)
+    onnx_tagger = Tagger.load(featured_onnx)
     assert "token_type_ids" in onnx_tagger.model.inputs
-    assert json.loads((out / "config.json").read_text())[CONFIG_FIELD] == "shape6"
-    ours, theirs = onnx_tagger.word_logits(words), tagger.word_logits(words)
+    assert json.loads((featured_onnx / "config.json").read_text())[CONFIG_FIELD] == "shape6"
+    ours, theirs = onnx_tagger.word_logits(words, documents), tagger.word_logits(words, documents)
     assert max(float((a - b).abs().max()) for a, b in zip(ours, theirs)) < 1e-3
-    assert onnx_tagger.tag_words_batch(words, constrain=True) == evaluated
-    assert onnx_tagger.tag_words_batch(words, constrain=False) == tagger.tag_words_batch(words, constrain=False)
+    assert onnx_tagger.tag_words_batch(words, constrain=True, documents=documents) == evaluated
+    assert onnx_tagger.tag_words_batch(words, constrain=False, documents=documents) == tagger.tag_words_batch(words, constrain=False, documents=documents)

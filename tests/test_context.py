@@ -16,7 +16,6 @@ from nertune.evaluate.predict import build_windows
 from nertune.evaluate.run import evaluate_sentences
 from nertune.model.load import load_tokenizer, load_trained
 from nertune.tag.tagger import Tagger
-from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -103,17 +102,8 @@ def test_a_sentence_too_long_for_one_window_gets_no_context(tokenizer, documents
     assert len(of_longest) == 2 and of_longest[0].positions[0] == 1  # overlapping windows, no context
 
 
-@pytest.fixture(scope="module")
-def context_model(tmp_path_factory):
-    """One epoch on 64 real sentences with casing and 16 pieces of context each side (the flags on the seed recipe)."""
-    out = tmp_path_factory.mktemp("context") / "run"
-    result = run_cli("train", "--casing", "--context-pieces", "16", "--learning-rate", "1e-4", "--epochs", "1", "--max-train-sentences", "64",
-                     "--max-eval-sentences", "16", "--output-dir", str(out), "--no-progress", "--sample", "")
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-def test_evaluate_tagger_and_onnx_use_the_same_context(context_model, documents_slice, tokenizer, tmp_path):
+def test_evaluate_tagger_and_onnx_use_the_same_context(featured_model, featured_onnx, documents_slice, tokenizer):
+    context_model = featured_model  # minilm-context-crf: context with casing classes and a CRF
     assert json.loads((context_model / "config.json").read_text())[CONFIG_FIELD] == 16
     sentences, words = documents_slice, [s.words for s in documents_slice]
     documents = [s.document for s in sentences]
@@ -130,11 +120,8 @@ def test_evaluate_tagger_and_onnx_use_the_same_context(context_model, documents_
     split_words = [[w.text for w in sentence] for sentence in tagged]
     assert [[w.tag for w in sentence] for sentence in tagged] == tagger.tag_words_batch(split_words, documents=[0] * len(split_words))
 
-    out = tmp_path / "onnx"
-    result = run_cli("export", str(context_model), "--onnx", str(out))
-    assert result.returncode == 0, result.stderr
-    onnx_tagger = Tagger.load(out)
-    assert json.loads((out / "config.json").read_text())[CONFIG_FIELD] == 16
+    onnx_tagger = Tagger.load(featured_onnx)
+    assert json.loads((featured_onnx / "config.json").read_text())[CONFIG_FIELD] == 16
     ours = onnx_tagger.word_logits(words, documents)
     assert max(float((a - b).abs().max()) for a, b in zip(ours, with_context)) < 1e-3
     assert onnx_tagger.tag_words_batch(words, constrain=True, documents=documents) == evaluated

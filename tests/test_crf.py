@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 import torch
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
@@ -125,14 +126,8 @@ def test_crf_gradient_equals_the_literal_sentence_by_sentence_recipe(conll_files
 # ---- a real CRF run: saved, loaded, exported, the same tags everywhere ------------------
 
 @pytest.fixture(scope="module")
-def crf_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("crf") / "run"
-    result = run_cli(
-        "train", "--crf", "--max-train-sentences", "64", "--max-eval-sentences", "32", "--epochs", "1",
-        "--learning-rate", "1e-4", "--output-dir", str(out), "--no-progress", "--sample", "",
-    )
-    assert result.returncode == 0, result.stderr
-    return out
+def crf_model(featured_model):
+    return featured_model  # minilm-context-crf: the CRF with casing classes and context, as `make train` runs it
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +148,9 @@ def test_the_crf_is_saved_beside_the_model_and_was_trained(crf_model):
 
     id2label = json.loads((crf_model / "config.json").read_text())["id2label"]
     labels = [id2label[str(i)] for i in range(len(id2label))]
+    recorded = yaml.safe_load((crf_model / "recipe.yaml").read_text())
     set_seed(42)
-    initial = crf_scores(load_for_training("embedded-minilm", labels, crf=True))
+    initial = crf_scores(load_for_training("embedded-minilm", labels, casing=recorded["casing"], context_pieces=recorded["context_pieces"], crf=True))
     trained = crf_scores(load_trained(crf_model))
     # ... moved by the 4 Adam steps, each at most about the CRF's own learning rate (5e-3, decaying).
     for before, after in zip(initial, trained):
