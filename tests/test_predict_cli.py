@@ -132,3 +132,16 @@ def test_predict_tags_a_long_line_in_pieces_with_exact_offsets(tiny_model, tmp_p
         for e in row["entities"]:
             assert row["text"][e["start"] : e["end"]] == e["text"]
     assert "one-line.txt:1 is longer than 1,000 characters" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("command", [["predict", "--text", "x"], ["export", "--onnx", "out"], ["evaluate"], ["serve"]])
+def test_a_missing_model_directory_fails_before_torch_loads(command, tmp_path):
+    """A typo in the path costs a fraction of a second, not the 5 s of importing torch and transformers."""
+    name, *rest = command
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "nertune", name, str(tmp_path / "typo"), *rest],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert errors == [f"error: {tmp_path / 'typo'}: model directory not found — fix: pass the --output-dir of a training run"]
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "nertune.cli" in imported and not imported & {"torch", "transformers"}

@@ -124,3 +124,24 @@ def test_reproduces_conll_test_words_where_the_model_pre_tokenizer_does_not(conl
     assert ours / total > 0.995
     assert theirs / total < 0.96
     assert entity_words_cut <= 2
+
+
+def test_the_treebank_tokenizer_loads_without_the_rest_of_nltk():
+    """nltk's package __init__ imports all of nltk and scipy.stats (3.5 s of every `nertune predict`): the words
+    come from the tokenizer's own modules, and a later `import nltk` still gets the whole, real package."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from nertune.tag.words import split_words\n"
+        "assert [w.text for w in split_words(\"U.S. isn't here.\")] == ['U.S.', 'is', \"n't\", 'here', '.']\n"
+        "print(sorted(m for m in sys.modules if m == 'nltk' or m.startswith(('nltk.', 'scipy'))))\n"
+        "import nltk\n"
+        "print(nltk.word_tokenize(\"I can't.\", preserve_line=True), nltk.tokenize.destructive.__name__, hasattr(nltk, 'corpus'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    after_tagging, after_import = result.stdout.splitlines()
+    assert after_tagging == "[]"  # nothing of nltk left behind, and scipy never loaded
+    assert after_import == "['I', 'ca', \"n't\", '.'] nltk.tokenize.destructive True"
