@@ -52,11 +52,12 @@ def tiny_distilbert(tmp_path_factory, minilm):
 
 
 def test_casing_on_an_encoder_without_token_types_is_refused(tiny_distilbert, tmp_path):
-    result = run_cli("train", "--model", str(tiny_distilbert), "--casing", "--max-train-sentences", "16", "--epochs", "1",
-                     "--output-dir", str(tmp_path / "run"), "--no-progress", "--sample", "")
-    assert result.returncode == 2, result.stderr
-    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
-    assert "has no token type embeddings" in line and "--no-casing" in line
+    from nertune.api import train
+    from nertune.errors import NertuneError
+
+    with pytest.raises(NertuneError, match="has no token type embeddings") as error:
+        train(model=str(tiny_distilbert), casing=True, max_train_sentences=16, epochs=1, output_dir=str(tmp_path / "run"), progress=False)
+    assert "--no-casing" in str(error.value) and not (tmp_path / "run" / "model.safetensors").exists()
 
 
 def test_no_casing_flag_turns_a_recipes_casing_off(tiny_distilbert, tmp_path):

@@ -14,7 +14,7 @@ from nertune.data.packing import pack, packed_logits, row_width
 from nertune.train.graphs import BUCKET, GraphedForward, graphs_unavailable
 from nertune.train.loss import window_weights
 from nertune.train.step import forward_backward
-from tests.conftest import run_cli, training_windows
+from tests.conftest import training_windows
 
 
 class Recorder:
@@ -94,11 +94,12 @@ def test_graphs_apply_only_to_one_gpu_with_packed_rows():
     assert "fp16" in graphs_unavailable(cuda, 1, 0, "fp16")
 
 
-def test_asking_for_cuda_graphs_on_a_cpu_says_why_and_trains_eagerly(tmp_path):
+def test_asking_for_cuda_graphs_on_a_cpu_says_why_and_trains_eagerly(tmp_path, capsys):
+    from nertune.api import train
+
     out = tmp_path / "run"
-    result = run_cli("train", "--max-train-sentences", "32", "--max-eval-sentences", "16", "--epochs", "1", "--cuda-graphs",
-                     "--output-dir", str(out), "--no-progress", "--sample", "")
-    assert result.returncode == 0, result.stderr
-    text = " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
+    metrics = train(max_train_sentences=32, max_eval_sentences=16, epochs=1, cuda_graphs=True, output_dir=str(out), progress=False)
+    captured = capsys.readouterr()
+    text = " ".join((captured.out + captured.err).split())  # rich wraps long lines
     assert "cuda_graphs: CUDA graphs need a CUDA device; the steps run eagerly" in text
-    assert (out / "model.safetensors").is_file()
+    assert (out / "model.safetensors").is_file() and metrics["train_sentences"] == 32 and metrics["cuda_graphs"] is None  # none ran
