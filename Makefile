@@ -28,8 +28,10 @@ RECIPE ?= minilm-context-crf
 train: setup
 	$(VENV)/bin/nertune train --recipe $(RECIPE) $(ARGS)
 
+# Two workers, one per core of the CI machine (tests/conftest.py says why); TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

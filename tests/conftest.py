@@ -1,4 +1,10 @@
-"""Shared fixtures: real CoNLL-2003 slices and the real embedded MiniLM."""
+"""Shared fixtures: real CoNLL-2003 slices and the real embedded MiniLM.
+
+`make test` runs the suite in two pytest-xdist workers (one per core of the CI machine): most of a test's
+time is single-threaded Python (interpreter starts, imports, tokenizing), so a second process keeps the
+second core busy. Each worker then runs torch on one thread, and the models several test files share are
+trained once per session, not once per worker (`shared_dir`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1"; None when pytest runs alone
+if WORKER:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # read when torch loads (here and in the CLI runs): two workers, two cores
 
 from nertune.data.embedded import conll2003_files, minilm_dir  # noqa: E402
 
@@ -53,36 +62,51 @@ def run_cli(*args: str, input: str | None = None, timeout: int = 600, env: dict 
     )
 
 
+def shared_dir(tmp_path_factory, name: str, build) -> Path:
+    """`build(path)` once per test session, even across xdist workers: the first worker to ask builds it
+    under a file lock; the others wait for it, then reuse it."""
+    if not WORKER:
+        path = tmp_path_factory.mktemp(name) / "out"
+        build(path)
+        return path
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent / "shared"  # the session's folder, above each worker's own
+    root.mkdir(exist_ok=True)
+    path, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            build(path)  # a failed build leaves no .done: the next worker to ask tries again and fails alike
+            done.touch()
+    return path
+
+
+def _cli_ok(*args: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A model trained for one epoch on 256 real sentences: shared by every test that needs one.
 
     (16 steps at 3e-4: enough that it tags the names in the tests' sentences, as a few random
     steps at 1e-4 are not.)"""
-    out = tmp_path_factory.mktemp("tiny") / "run"
-    result = run_cli(
+    return shared_dir(tmp_path_factory, "tiny", lambda out: _cli_ok(
         "train", "--max-train-sentences", "256", "--max-eval-sentences", "48", "--epochs", "1",
-        "--learning-rate", "3e-4", "--output-dir", str(out), "--no-progress", "--sample", "",
-    )
-    assert result.returncode == 0, result.stderr
-    return out
+        "--learning-rate", "3e-4", "--output-dir", str(out), "--no-progress", "--sample", ""))
 
 
 @pytest.fixture(scope="session")
 def featured_model(tmp_path_factory) -> Path:
     """`make train`'s recipe, minilm-context-crf (casing classes, 16 pieces of document context, a CRF head),
     cut by flags to one epoch on 64 real sentences: shared by the casing, context and CRF tests."""
-    out = tmp_path_factory.mktemp("featured") / "run"
-    result = run_cli("train", "--recipe", "minilm-context-crf", "--epochs", "1", "--max-train-sentences", "64",
-                     "--max-eval-sentences", "16", "--output-dir", str(out), "--no-progress", "--sample", "")
-    assert result.returncode == 0, result.stderr
-    return out
+    return shared_dir(tmp_path_factory, "featured", lambda out: _cli_ok(
+        "train", "--recipe", "minilm-context-crf", "--epochs", "1", "--max-train-sentences", "64",
+        "--max-eval-sentences", "16", "--output-dir", str(out), "--no-progress", "--sample", ""))
 
 
 @pytest.fixture(scope="session")
 def featured_onnx(featured_model, tmp_path_factory) -> Path:
     """featured_model exported by `nertune export --onnx` (fp32)."""
-    out = tmp_path_factory.mktemp("featured-onnx") / "onnx"
-    result = run_cli("export", str(featured_model), "--onnx", str(out))
-    assert result.returncode == 0, result.stderr
-    return out
+    return shared_dir(tmp_path_factory, "featured-onnx", lambda out: _cli_ok("export", str(featured_model), "--onnx", str(out)))
