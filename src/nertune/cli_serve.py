@@ -34,10 +34,10 @@ def _log_config() -> dict:
 
 
 def _check_model_dir(model_dir: str) -> None:
-    """What can go wrong with the directory, found before any worker starts."""
-    from nertune.model.load import require_model_dir, verify_manifest
+    """What else can go wrong with the directory (serve checked first that it exists), found before any worker starts."""
+    from nertune.model.load import verify_manifest
 
-    folder = require_model_dir(model_dir)
+    folder = Path(model_dir)
     if not (folder / "config.json").is_file():
         raise NertuneError("no config.json in the model directory", path=model_dir, fix="pass the --output-dir of a training run")
     verify_manifest(folder)
