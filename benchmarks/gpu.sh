@@ -18,4 +18,5 @@ export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_P
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "nvidia-smi: not available"
 "$PY" -c 'import sys, torch, transformers; print(f"python {sys.version.split()[0]}, torch {torch.__version__} (CUDA {torch.version.cuda}), transformers {transformers.__version__}")'
-exec "$PY" benchmarks/gpu_speed.py "$@"
+# BENCH=gpu_minilm.py runs the pretrained MiniLM benchmark instead (gpu_prepare.sh --minilm first).
+exec "$PY" "benchmarks/${BENCH:-gpu_speed.py}" "$@"

@@ -61,6 +61,43 @@ def test_gpu_step_smoke_times_both_modes(tmp_path):
         assert abs(results["eager"]["mean_loss_last_100"] - results[mode]["mean_loss_last_100"]) < 0.05, mode
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_gpu_minilm_smoke_trains_the_three_runs(tmp_path):
+    """benchmarks/gpu_minilm.py --smoke: the pretrained MiniLM through its fp16 round trip, three recipes scored."""
+    _, results = run_smoke("gpu_minilm.py", tmp_path)
+    for run, recipe in (("seed_graphed", "seed"), ("seed_eager", "seed"), ("context_crf", "minilm-context-crf")):
+        assert "error" not in results[run], results[run].get("traceback")
+        assert results[run]["recipe"] == recipe and results[run]["train_sentences"] == 16
+        assert results[run]["validation"]["sentences"] == 8 and results[run]["test"]["sentences"] == 8
+        assert 0 < results[run]["train_seconds"] < results[run]["wall_seconds"]
+    # No graph applies on a CPU: the two seed runs are one computation from one seed, so the same scores.
+    assert results["seed_graphed"]["cuda_graphs"] is None
+    assert results["seed_graphed"]["test"] == results["seed_eager"]["test"]
+
+
+def test_the_fp16_copy_that_travels_moves_each_weight_by_at_most_one_part_in_2048(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    from nertune.data.embedded import minilm_dir
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from gpu_minilm import copy_in_dtype
+
+    copy_in_dtype(minilm_dir(), tmp_path / "fp16", torch.float16)
+    copy_in_dtype(tmp_path / "fp16", tmp_path / "fp32", torch.float32)
+    original, widened = load_file(minilm_dir() / "model.safetensors"), load_file(tmp_path / "fp32" / "model.safetensors")
+    assert original.keys() == widened.keys() and (tmp_path / "fp16" / "model.safetensors").stat().st_size < 0.51 * (minilm_dir() / "model.safetensors").stat().st_size
+    for name, weight in original.items():
+        assert widened[name].dtype == weight.dtype and widened[name].shape == weight.shape, name
+        if weight.is_floating_point():
+            error = (widened[name] - weight).abs()
+            normal = weight.abs() >= torch.finfo(torch.float16).tiny
+            assert (error[normal] <= weight.abs()[normal] * 2**-11).all(), name
+            assert (error[~normal] <= 2**-25).all(), name  # below fp16's normal range: half its subnormal spacing
+
+
 @pytest.mark.timeout(300)
 def test_a_failing_phase_is_recorded_and_the_others_still_run(tmp_path, monkeypatch):
     """One GPU session is all a gpu.sh run gets: an exception in a phase must not cost the phases after it."""
