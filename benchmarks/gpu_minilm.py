@@ -34,9 +34,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from gpu_speed import card_name, choose_device, failure  # noqa: E402
-from nertune.atomic import write_json  # noqa: E402
-from nertune.data.embedded import conll2003_files, minilm_dir  # noqa: E402
+from gpu_speed import card_name, choose_device, conll_files, failure  # noqa: E402
+from nertune.atomic import atomic_dir, write_json  # noqa: E402
+from nertune.data.embedded import minilm_dir  # noqa: E402
 from nertune.train.loop import train_run  # noqa: E402
 from nertune.train.recipe import load_recipe  # noqa: E402
 from nertune.train.report import console, versions  # noqa: E402
@@ -51,22 +51,14 @@ RUNS = (  # name, recipe, cuda_graphs (None: wherever they apply)
 
 
 def copy_in_dtype(source: Path, target: Path, dtype) -> None:
-    """The model folder with its float weights cast to dtype (fp16 to travel, fp32 to train)."""
+    """The model folder with its float weights cast to dtype (fp16 to travel, fp32 to train), written whole or not at all."""
     from safetensors.torch import load_file, save_file
 
-    target.mkdir(parents=True, exist_ok=True)
-    for name in MODEL_FILES:
-        (target / name).write_bytes((source / name).read_bytes())
     weights = load_file(source / "model.safetensors")
-    save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}, target / "model.safetensors")
-
-
-def data_files(folder: Path) -> dict[str, str]:
-    """train / validation / test: gpu_prepare.sh's copies, else the embedded package (here)."""
-    conll = folder / "conll"
-    if (conll / "test.txt").is_file():
-        return {"train": str(conll / "train.txt"), "validation": str(conll / "valid.txt"), "test": str(conll / "test.txt")}
-    return {k: str(v) for k, v in conll2003_files().items()}
+    with atomic_dir(target) as tmp:
+        for name in MODEL_FILES:
+            (tmp / name).write_bytes((source / name).read_bytes())
+        save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}, tmp / "model.safetensors")
 
 
 def one_run(recipe_name: str, cuda_graphs, model_dir: str, files: dict, output_dir: str, smoke: bool) -> dict:
@@ -76,7 +68,6 @@ def one_run(recipe_name: str, cuda_graphs, model_dir: str, files: dict, output_d
     recipe = load_recipe(recipe_name, fields)
     started = time.perf_counter()
     metrics = train_run(recipe, progress=False)
-    graphs = metrics.get("cuda_graphs") or {}
     return {
         "recipe": recipe_name, "epochs": recipe.epochs, "train_sentences": metrics["train_sentences"],
         "train_seconds": metrics["train_seconds"],  # the loop alone; capture is reported apart
@@ -85,7 +76,7 @@ def one_run(recipe_name: str, cuda_graphs, model_dir: str, files: dict, output_d
         "epochs_log": [{k: e.get(k) for k in ("epoch", "train_loss", "sentences_per_second")} | {"validation_f1": (e.get("validation") or {}).get("f1")}
                        for e in metrics["epochs"]],
         "validation": metrics.get("validation"), "test": metrics.get("test"),
-        "cuda_graphs": graphs or None,
+        "cuda_graphs": metrics["cuda_graphs"],  # None where no graph applied
     }
 
 
@@ -107,7 +98,7 @@ def main() -> None:
     out = args.out or (Path(os.environ["OUT"]) / "gpu_minilm.json" if os.environ.get("OUT") else HERE / "results" / "gpu_minilm-smoke.json")
     results: dict = {"card": card_name(), "smoke": args.smoke, "model": "embedded MiniLM-L6 (pretrained; fp16 in transit, fp32 here)",
                      "versions": versions()}
-    files = data_files(args.data)
+    files = conll_files(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         carried = args.data / "minilm-fp16"
         if not carried.is_dir():  # here (--smoke): the same round trip from the embedded package

@@ -49,12 +49,19 @@ GOAL_SECONDS_3_EPOCHS = 30.0  # issue 6, point 7: three epochs of the seed recip
 FULL_TRAIN = 14041  # CoNLL-2003 train sentences
 
 
+def conll_files(folder: Path) -> dict[str, str]:
+    """train / validation / test: gpu_prepare.sh's copies, else the embedded package (here)."""
+    conll = folder / "conll"
+    if (conll / "train.txt").is_file():
+        return {"train": str(conll / "train.txt"), "validation": str(conll / "valid.txt"), "test": str(conll / "test.txt")}
+    return {name: str(path) for name, path in conll2003_files().items()}
+
+
 def data_files(folder: Path) -> tuple[str, str, str]:
     """train, validation, tokenizer folder: gpu_prepare.sh's copies, else the embedded packages (here)."""
-    if (folder / "conll" / "train.txt").is_file():
-        return str(folder / "conll" / "train.txt"), str(folder / "conll" / "valid.txt"), str(folder / "tokenizer")
-    files = conll2003_files()
-    return str(files["train"]), str(files["validation"]), str(minilm_dir())
+    files = conll_files(folder)
+    tokenizer = folder / "tokenizer" if (folder / "tokenizer" / "vocab.txt").is_file() else minilm_dir()
+    return files["train"], files["validation"], str(tokenizer)
 
 
 def random_bert(labels: list[str], tokenizer_dir: str, out_dir: str, smoke: bool) -> None:
