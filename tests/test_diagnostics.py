@@ -133,7 +133,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_too_high_learning_rate_is_diagnosed_in_a_run(tmp_path, capsys):
-    train(max_train_sentences=20, max_eval_sentences=8, epochs=1, grad_accum=2, learning_rate=1e3,
+    # fp32 pinned: in bf16 the loss turns NaN within 10 steps and the divergence stop comes first
+    train(max_train_sentences=20, max_eval_sentences=8, epochs=1, grad_accum=2, learning_rate=1e3, mixed_precision="no",
           output_dir=str(tmp_path / "run"), progress=False)
     err = capsys.readouterr().err
     assert "diagnosis: train loss" in err and "at step 10 is above ln(9 labels) = 2.20" in err

@@ -43,8 +43,9 @@ def test_first_step_gradient_two_processes_equals_one(tmp_path):
 
 
 def test_torchrun_nertune_train_matches_single_process(tmp_path):
+    # fp32 pinned: the bound below is for fp32 rounding (bf16 runs were 5e-2 of the movement apart)
     args = ["train", "--max-train-sentences", "64", "--max-eval-sentences", "32", "--epochs", "1", "--learning-rate", "1e-4", "--dropout", "0",
-            "--no-progress", "--sample", ""]
+            "--mixed-precision", "no", "--no-progress", "--sample", ""]
     ddp = subprocess.run([*TORCHRUN, "-m", "nertune", *args, "--output-dir", str(tmp_path / "ddp")],
                          capture_output=True, text=True, env=_env(), timeout=600)
     assert ddp.returncode == 0, ddp.stderr[-3000:]

@@ -2,7 +2,8 @@
 
 Real runs in subprocesses (the way a user's run dies), tiny settings: 32
 sentences, 4 per step, 2 epochs = 16 steps. Every run uses one CPU thread, so
-float sums happen in the same order and the weights can be compared bitwise.
+float sums happen in the same order and the weights can be compared bitwise — in fp32 and in
+bf16 alike (NERTUNE_CPU_BF16 forces either path on any CPU).
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TIMINGS = ("train_seconds", "sentences_per_second")
 
 
-def start(*args: str, stderr_path: Path) -> subprocess.Popen:
+def start(*args: str, stderr_path: Path, env: dict = ENV) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "nertune", *RUN, *args], stdout=subprocess.DEVNULL, stderr=open(stderr_path, "w"),
-        env={**os.environ, **ENV},
+        env={**os.environ, **env},
     )
 
 
@@ -51,22 +52,24 @@ def without_timings(epochs: list[dict]) -> list[dict]:
     return [{k: v for k, v in e.items() if k not in TIMINGS} for e in epochs]
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
+@pytest.fixture(scope="module", params=["off", "on"], ids=["fp32", "bf16"])
+def uninterrupted(tmp_path_factory, request) -> tuple[Path, dict, dict]:
+    env = {**ENV, "NERTUNE_CPU_BF16": request.param}
     out = tmp_path_factory.mktemp("whole") / "run"
-    result = run_cli(*RUN, "--output-dir", str(out), "--json", env=ENV)
+    result = run_cli(*RUN, "--output-dir", str(out), "--json", env=env)
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["best_epoch"] == 2, "the comparison needs the final weights to come from after the resume"
-    return out, metrics
+    assert metrics["precision"] == {"off": "no", "on": "bf16"}[request.param]
+    return out, metrics, env
 
 
 def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(uninterrupted, tmp_path):
-    whole, whole_metrics = uninterrupted
+    whole, whole_metrics, env = uninterrupted
     out = tmp_path / "run"
     # A checkpoint every 3 steps: 3, 6, 8 (epoch end), 9, 12, 15, 16. Kill once step 9 (in epoch 2) is on disk
     # and step 6 pruned (the newest 2 are kept), which happens right after step 9 lands.
-    process = start("--save-every-steps", "3", "--output-dir", str(out), stderr_path=tmp_path / "killed.err")
+    process = start("--save-every-steps", "3", "--output-dir", str(out), stderr_path=tmp_path / "killed.err", env=env)
     try:
         wait_for(lambda: [p.name for p in checkpoint_dirs(out)] == ["step-8", "step-9"], process)
         process.send_signal(signal.SIGKILL)
@@ -75,7 +78,7 @@ def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(uninterrupte
     assert process.returncode == -signal.SIGKILL
     assert not (out / "metrics.json").exists()
 
-    result = run_cli(*RUN, "--save-every-steps", "3", "--output-dir", str(out), "--resume", "--json", env=ENV)
+    result = run_cli(*RUN, "--save-every-steps", "3", "--output-dir", str(out), "--resume", "--json", env=env)
     assert result.returncode == 0, result.stderr
     resumed_at = int(result.stderr.split("resumed from step ")[1].split()[0])
     assert resumed_at > STEPS_PER_EPOCH and resumed_at % STEPS_PER_EPOCH != 0  # mid-epoch, after an evaluation

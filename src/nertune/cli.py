@@ -41,7 +41,7 @@ def _console():
 @app.command()
 def train(
     recipe: Optional[str] = typer.Option(None, help="Recipe name in recipes/ (e.g. seed) or a YAML file. Default: the seed recipe."),
-    model: Optional[str] = typer.Option(None, help="Encoder: a local folder or a Hugging Face id. Default: the embedded MiniLM (embedded-minilm)."),
+    model: Optional[str] = typer.Option(None, help="Encoder: a local folder or a Hugging Face id, or a finished run's folder to train it further. Default: the embedded MiniLM (embedded-minilm)."),
     data: Optional[str] = typer.Option(None, help="'conll2003' (embedded, the default) — or give files with --train/--validation/--test."),
     train_file: Optional[str] = typer.Option(None, "--train", help="Training CoNLL file."),
     validation_file: Optional[str] = typer.Option(None, "--validation", help="Validation CoNLL file."),
@@ -67,6 +67,7 @@ def train(
     save_every_steps: Optional[int] = typer.Option(None, help="Also save a resumable checkpoint every N steps (one is saved at each epoch end)."),
     keep_checkpoints: Optional[int] = typer.Option(None, help="Keep the newest K checkpoints in DIR/checkpoints (default 2)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output-dir from its latest checkpoint (same other flags)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the earlier run in --output-dir (its files are removed once the new run starts)."),
     patience: Optional[int] = typer.Option(None, help="Stop early when validation F1 has not improved for N epochs."),
     sample: str = typer.Option(SAMPLE, help="Sentence to tag at the end."),
     json_out: bool = typer.Option(False, "--json", help="Print metrics.json to stdout."),
@@ -78,7 +79,7 @@ def train(
 
     try:
         metrics = run_training(
-            recipe, progress=progress, resume=resume, model=model, data=data, train=train_file, validation=validation_file,
+            recipe, progress=progress, resume=resume, overwrite=overwrite, model=model, data=data, train=train_file, validation=validation_file,
             test=test_file, max_train_sentences=max_train_sentences, max_eval_sentences=max_eval_sentences, epochs=epochs,
             learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum, seed=seed, accumulation=accumulation,
             mixed_precision=mixed_precision, warmup_ratio=warmup_ratio, dropout=dropout, casing=casing, context_pieces=context_pieces, crf=crf, pack=pack,

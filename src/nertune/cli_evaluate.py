@@ -97,28 +97,143 @@ def score(
 
 # ---- evaluate ------------------------------------------------------------------
 
-def _load_gold(data: Optional[str], split: str, file: Optional[str], max_sentences: Optional[int]):
-    """The labelled sentences to evaluate on: --file FILE, or an embedded split (conll2003)."""
-    from nertune.data.conll import read_conll
+def _run_record(model_dir: str) -> dict | None:
+    """The data fields of the run's recipe.yaml and the md5 of its files (metrics.json); None: not a nertune run."""
+    recipe = Path(model_dir) / "recipe.yaml"
+    if not recipe.is_file():
+        return None
+    import yaml
 
+    try:
+        fields = yaml.safe_load(recipe.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError):
+        fields = None
+    if not isinstance(fields, dict):
+        raise NertuneError("the run's recipe.yaml is unreadable, so its data is unknown", path=str(recipe),
+                           fix="name the data: --file FILE or --data conll2003")
+    try:
+        md5 = json.loads((Path(model_dir) / "metrics.json").read_text(encoding="utf-8")).get("data_md5") or {}
+    except (OSError, ValueError, AttributeError):
+        md5 = {}
+    return {"recipe": str(recipe), "fields": fields, "md5": md5 if isinstance(md5, dict) else {}}
+
+
+def _check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise NertuneError(f"unknown split {split!r}", fix="use --split validation or --split test (or train)")
+    return split
+
+
+def _run_data(model_dir: str, split: Optional[str]) -> tuple[str, str, str, str | None]:
+    """What a run was tested on: (path, split, what to say, md5 at training time or None).
+
+    Its test file, else its validation file (--split picks another), else the embedded split of the data
+    set it named. A model folder without recipe.yaml (not a nertune run) gets the embedded CoNLL-2003.
+    """
+    from nertune.data.embedded import conll2003_files
+
+    record = _run_record(model_dir)
+    if record is None:
+        split = _check_split(split or "test")
+        return (str(conll2003_files()[split]), split,
+                f"no --data or --file, and {model_dir} has no recipe.yaml (not a nertune run): "
+                f"evaluating on the embedded conll2003 {split} split", None)
+    fields, where = record["fields"], record["recipe"]
+    files = {name: fields.get(name) for name in SPLITS if isinstance(fields.get(name), str) and fields.get(name)}
+    if split is not None:
+        _check_split(split)
+        chosen = [split] if split in files or not files else []  # files recorded: only theirs
+    else:
+        chosen = [name for name in ("test", "validation") if name in files] if files else ["test"]
+    if chosen:
+        split = chosen[0]
+        if split in files:
+            path = files[split]
+            if not Path(path).is_file():
+                relative = "" if Path(path).is_absolute() else " (a relative path: from the folder the run was trained in)"
+                raise NertuneError(f"the run's {split} file (recorded in {where}) is not found{relative}", path=path,
+                                   fix="pass the data to evaluate on with --file FILE")
+            return (path, split, f"no --data or --file: evaluating on the run's {split} file {path} (recorded in {where})",
+                    record["md5"].get(split))
+        data = fields.get("data") or "conll2003"
+        if data != "conll2003":
+            raise NertuneError(f"the run's data set {data!r} (recorded in {where}) is not one nertune embeds",
+                               fix="pass the data to evaluate on with --file FILE")
+        return (str(conll2003_files()[split]), split,
+                f"no --data or --file: evaluating on the embedded conll2003 {split} split, the run's data (recorded in {where})", None)
+    named = ", ".join(f"{name} {path}" for name, path in files.items())
+    wanted = f"{split} file" if split else "test or validation file"
+    raise NertuneError(f"the run recorded no {wanted} ({where} names {named})", path=str(model_dir),
+                       fix="pass the data to evaluate on with --file FILE (or --data conll2003)")
+
+
+def _gold_source(data: Optional[str], split: Optional[str], file: Optional[str], model_dir: Optional[str]):
+    """Where the labelled sentences come from: (path, split or None, notice or None, training-time md5 or None).
+
+    --file FILE, or --data conll2003 (--split, default test); with neither, the data the run in
+    `model_dir` was tested on (_run_data), said on stderr.
+    """
     if file and data:
         raise NertuneError("give --data or --file, not both", fix="drop one of them")
-    if not file:
-        if (data or "conll2003") != "conll2003":
+    if file:
+        return file, None, None, None
+    if data:
+        if data != "conll2003":
             raise NertuneError(f"unknown data set {data!r}", fix="use --data conll2003 --split validation|test, or --file FILE")
-        if split not in SPLITS:
-            raise NertuneError(f"unknown split {split!r}", fix="use --split validation or --split test (or train)")
         from nertune.data.embedded import conll2003_files
 
-        file = str(conll2003_files()[split])
-    gold = read_conll(file)
+        split = _check_split(split or "test")
+        return str(conll2003_files()[split]), split, None, None
+    if model_dir is not None:
+        return _run_data(model_dir, split)
+    raise NertuneError("no data to evaluate on", fix="pass --file FILE or --data conll2003")
+
+
+def _read_gold(source: tuple, max_sentences: Optional[int]):
+    """The labelled sentences of a _gold_source; its notice (and any the file raises) go to stderr."""
+    from nertune.data.conll import read_conll
+    from nertune.data.splits import file_md5
+
+    path, _, said, md5 = source
+    if max_sentences is not None and max_sentences < 1:
+        raise NertuneError("--max-sentences must be at least 1")
+    if said:
+        _notice(said)
+    if md5 and Path(path).is_file() and file_md5(path) != md5:
+        _notice(f"{path} has changed since the run was trained (its md5 differs from the one in metrics.json)")
+    gold = read_conll(path)
     for notice in gold.notices:
         _notice(notice)
     if max_sentences is not None:
-        if max_sentences < 1:
-            raise NertuneError("--max-sentences must be at least 1")
         gold.sentences = gold.sentences[:max_sentences]
     return gold
+
+
+def _model_types(label2id) -> set[str]:
+    return {label[2:] for label in label2id if label != "O"}
+
+
+def _check_label_sets(model_types: set[str], gold, model_dir: str) -> None:
+    """Data with an entity type the model has no label for cannot be scored fairly: one line naming both sets."""
+    missing = sorted(gold.entity_types - model_types)
+    if missing:
+        def braces(types) -> str:
+            return "{" + ", ".join(sorted(types)) + "}"
+
+        raise NertuneError(
+            f"model labels {braces(model_types)} vs data labels {braces(gold.entity_types)}: "
+            f"the model in {model_dir} has no label for {', '.join(missing)}", path=gold.path,
+            fix="evaluate on data labelled with the model's entity types (--file FILE), or train a model on this data")
+
+
+def _check_labels_early(model_dir: str, gold) -> None:
+    """The label check from config.json, before torch loads; _run_model checks the loaded model's labels again."""
+    try:
+        label2id = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))["label2id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # loading the model will say what is wrong
+    if isinstance(label2id, dict):
+        _check_label_sets(_model_types(label2id), gold, model_dir)
 
 
 def _load_model(model_dir: str, device: Optional[str]):
@@ -134,18 +249,17 @@ def _load_model(model_dir: str, device: Optional[str]):
 def _run_model(model_dir: str, gold, device: Optional[str], strict: bool, constrain: bool, details: bool) -> dict:
     from nertune.evaluate.run import evaluate_sentences
 
+    _check_labels_early(model_dir, gold)
     model, tokenizer, device = _load_model(model_dir, device)
-    unknown = sorted(gold.entity_types - {label[2:] for label in model.config.label2id if label != "O"})
-    if unknown:
-        _notice(f"the model has no label for gold type(s) {', '.join(unknown)}: those entities count as missed")
+    _check_label_sets(_model_types(model.config.label2id), gold, model_dir)
     return evaluate_sentences(model, tokenizer, gold.sentences, device, strict=strict, constrain=constrain, details=details)
 
 
 @app.command()
 def evaluate(
     model_dir: str = typer.Argument(..., help="A model directory (the --output-dir of `nertune train`)."),
-    data: Optional[str] = typer.Option(None, help="'conll2003' (embedded; the default unless --file is given)."),
-    split: str = typer.Option("test", help="Split of --data: validation or test (or train)."),
+    data: Optional[str] = typer.Option(None, help="'conll2003' (embedded). Default, with no --file either: the data the run was tested on (recipe.yaml: its test file, else validation file, else its embedded split)."),
+    split: Optional[str] = typer.Option(None, help="Split of --data, or of the run's own files: validation or test (or train). Default: test (a run without a test file: validation)."),
     file: Optional[str] = typer.Option(None, help="A labelled CoNLL file instead of --data (IOB1/BIOES are detected and converted)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON to stdout."),
     predictions: Optional[str] = typer.Option(None, help="Write 'WORD GOLD PRED' lines here (for `nertune score` or conlleval.pl)."),
@@ -159,11 +273,12 @@ def evaluate(
     from nertune.model.load import require_model_dir
 
     require_model_dir(model_dir)
-    gold = _load_gold(data, split, file, max_sentences)
+    source = _gold_source(data, split, file, model_dir)
+    gold = _read_gold(source, max_sentences)
     result = _run_model(model_dir, gold, device, strict, constrain, details=True)
     metrics = result["metrics"]
     report = {
-        "model": str(model_dir), "data": gold.path, "split": None if file else split,
+        "model": str(model_dir), "data": gold.path, "split": source[1],
         "scheme": gold.scheme, "decoding": "constrained" if constrain else "argmax",
         "mode": "strict" if strict else "conlleval", **metrics,
     }
@@ -199,7 +314,7 @@ def _system(source: str, gold_loader, device, strict: bool, constrain: bool, sch
     from nertune.evaluate.conlleval_io import read_predictions
 
     if Path(source).is_dir():
-        gold = gold_loader()
+        gold = gold_loader(source)
         result = _run_model(source, gold, device, strict, constrain, details=False)
         return {"source": source, "words": [s.words for s in gold.sentences], "gold": [s.tags for s in gold.sentences],
                 "pred": result["predictions"], "lines": [s.line for s in gold.sentences], "path": gold.path}
@@ -223,8 +338,8 @@ def _check_same_data(a: dict, b: dict) -> None:
 def compare(
     a: str = typer.Argument(..., help="System A: a predictions file ('WORD GOLD PRED') or a model directory."),
     b: str = typer.Argument(..., help="System B: the same, on the same data."),
-    data: Optional[str] = typer.Option(None, help="For model directories: 'conll2003' (default unless --file)."),
-    split: str = typer.Option("test", help="For model directories: the split of --data."),
+    data: Optional[str] = typer.Option(None, help="For model directories: 'conll2003'. Default, with no --file either: the data the run(s) were tested on, as `evaluate` does."),
+    split: Optional[str] = typer.Option(None, help="For model directories: the split of --data or of the runs' own files (default: test)."),
     file: Optional[str] = typer.Option(None, help="For model directories: a labelled CoNLL file."),
     strict: bool = typer.Option(False, "--strict", help="IOB2 strict entity scores instead of conlleval's."),
     scheme: str = typer.Option("iob2", help="How to read prediction files: iob2 (as written) or iob1."),
@@ -242,10 +357,18 @@ def compare(
     if resamples < 100:
         raise NertuneError("--resamples must be at least 100", fix="use the default 1000 or more")
     loaded = {}
+    if not (data or file):  # each run's own data: both runs must name the same
+        sources = {side: _gold_source(data, split, file, side) for side in (a, b) if Path(side).is_dir()}
+        paths = {side: str(Path(source[0]).resolve()) for side, source in sources.items()}
+        if len(set(paths.values())) > 1:
+            raise NertuneError(f"A was tested on {sources[a][0]}, B on {sources[b][0]}: not the same data",
+                               fix="compare them on one file: --file FILE (or --data conll2003)")
+        if sources:
+            loaded["source"] = next(iter(sources.values()))
 
-    def gold_loader():
+    def gold_loader(model_dir: str):
         if "gold" not in loaded:
-            loaded["gold"] = _load_gold(data, split, file, max_sentences)
+            loaded["gold"] = _read_gold(loaded.get("source") or _gold_source(data, split, file, model_dir), max_sentences)
         return loaded["gold"]
 
     side_a = _system(a, gold_loader, device, strict, constrain, scheme)

@@ -7,6 +7,7 @@ heavy dependencies we never install).
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from nertune.errors import NertuneError
@@ -42,8 +43,116 @@ def minilm_dir() -> Path:
     return path
 
 
+HUB_PROBE_SECONDS = 2.5  # the whole reachability check of the hub, name lookup included
+_hub_ids: dict[str, str] = {}  # hub ids found usable in this process
+
+
 def resolve_model(name: str) -> str:
-    """'embedded-minilm' (the default) -> its folder; anything else is passed to transformers."""
+    """The model to load, checked before transformers tries anything (so a wrong name costs no minute of retries).
+
+    'embedded-minilm' (the default) -> its folder; an existing local folder -> itself; something that looks
+    like a path but is no folder -> a one-line error; otherwise a Hugging Face id, which must be in the
+    local cache, or the hub must answer (HF_ENDPOINT, default https://huggingface.co) for transformers
+    to download it. The hub is asked once per process and name.
+    """
     if name in (DEFAULT_MODEL, "", None):
         return str(minilm_dir())
-    return name
+    return _check_model(name)
+
+
+def _looks_like_path(name: str) -> bool:
+    if name.startswith(("/", "./", "../", "~")) or name in (".", "..") or Path(name).is_absolute():
+        return True
+    if name.count("/") > 1 or any(sep in name for sep in (os.sep, os.altsep) if sep and sep != "/"):
+        return True
+    return "/" in name and Path(name.split("/")[0]).is_dir()  # runs/tiny where runs/ is here: a folder meant
+
+
+def _check_model(name: str) -> str:
+    if Path(name).is_dir():
+        return name
+    expanded = Path(name).expanduser()
+    if expanded.is_dir():
+        return str(expanded)
+    if _looks_like_path(name):
+        raise NertuneError(
+            "model folder not found" if not expanded.exists() else "not a model folder (a file)", path=name,
+            fix="pass a folder holding config.json and model.safetensors (e.g. a training run's --output-dir), "
+            "or a Hugging Face model id such as bert-base-cased",
+        )
+    if name not in _hub_ids:
+        _hub_ids[name] = _check_hub_id(name)
+    return _hub_ids[name]
+
+
+def _check_hub_id(name: str) -> str:
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except HFValidationError:
+        raise NertuneError(
+            f"model {name!r} is neither a local folder nor a valid Hugging Face model id",
+            fix="pass a local model folder, or a hub id such as bert-base-cased or org/name",
+        ) from None
+    if isinstance(cached, str):
+        return name  # in the local cache: transformers loads it from there (and refreshes it when online)
+    offline = next((v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if _env_true(v)), None)
+    if offline:
+        raise NertuneError(
+            f"model {name!r} is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and {offline} is set",
+            fix=f"download it where there is a network (`hf download {name}`, then copy that cache here), "
+            f"pass a local model folder, or unset {offline} to download it now",
+        )
+    endpoint = constants.ENDPOINT
+    problem = _unreachable(endpoint)
+    if problem:
+        raise NertuneError(
+            f"model {name!r} is not in the local cache and the Hugging Face hub is unreachable ({endpoint}: {problem})",
+            fix="download it where there is a network, pass a local folder, or set HF_HUB_OFFLINE=1",
+        )
+    return name  # the hub answers: transformers downloads it
+
+
+def _env_true(variable: str) -> bool:
+    return os.environ.get(variable, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _unreachable(endpoint: str, seconds: float = HUB_PROBE_SECONDS) -> str | None:
+    """Why the hub at `endpoint` cannot be reached, or None when it answers.
+
+    One HEAD request (through the proxy the environment names, as the hub client would), run in a thread
+    given `seconds` in all: a name lookup or a connection that hangs counts as unreachable instead of
+    holding the command for the system's own timeouts. A TCP connection alone is not enough: some networks
+    accept every connection and answer none. Any HTTP answer below 500, or a TLS handshake our default
+    certificates cannot verify (a proxy with its own CA, which the hub client may be set up to trust),
+    counts as reachable.
+    """
+    import ssl
+    import threading
+    import urllib.error
+    import urllib.request
+
+    if not endpoint.startswith(("http://", "https://")):
+        return "not an http(s) address; check HF_ENDPOINT"
+    request = urllib.request.Request(endpoint.rstrip("/") + "/", method="HEAD", headers={"User-Agent": "nertune-probe"})
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(request, timeout=seconds).close()
+            outcome.append(None)
+        except urllib.error.HTTPError as error:
+            outcome.append(None if error.code < 500 else f"HTTP {error.code}")
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", error)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                outcome.append(None)
+            else:
+                outcome.append(getattr(reason, "strerror", None) or str(reason) or type(reason).__name__)
+
+    thread = threading.Thread(target=probe, name="nertune-hub-probe", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return (outcome[0] if outcome else f"no answer in {seconds:g} s")

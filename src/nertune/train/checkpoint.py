@@ -73,12 +73,51 @@ def checkpoint_dirs(output_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[5:]))
 
 
-def refuse_unfinished(output_dir: str | Path) -> None:
-    """A fresh run must not silently bury the checkpoints of an interrupted one."""
-    if checkpoint_dirs(output_dir):
-        root = Path(output_dir) / CHECKPOINTS
+# Files only a nertune run writes: a folder holding one of them is a run's, which --overwrite may clear.
+RUN_MARKERS = ("metrics.json", "manifest.json", "recipe.yaml", "train_log.csv", CHECKPOINTS)
+
+
+def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> None:
+    """A fresh run writes into a new or empty folder: it never silently buries another run, and never
+    deletes files nertune did not write. With `overwrite`, an earlier run's folder may be reused
+    (clear_output_dir empties it once the new run has started)."""
+    folder = Path(output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise NertuneError("the output directory is a file", path=str(folder), fix="choose another --output-dir")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    if not any((folder / marker).exists() for marker in RUN_MARKERS):
+        raise NertuneError("the output directory holds files nertune did not write, and nertune will not delete them",
+                           path=str(folder), fix="choose a new or empty --output-dir")
+    if overwrite:
+        return
+    if checkpoint_dirs(folder):
+        root = folder / CHECKPOINTS
         raise NertuneError("this directory holds checkpoints of an unfinished run", path=str(root),
-                           fix=f"add --resume to continue it, or delete {root} to start over")
+                           fix="add --resume to continue it, or --overwrite to start over")
+    what = "a finished run" if (folder / "metrics.json").exists() else "an earlier run's files"
+    raise NertuneError(f"the output directory holds {what}", path=str(folder),
+                       fix=f"add --overwrite to replace it, train it further with --model {folder} and a new --output-dir, "
+                           "or choose another --output-dir")
+
+
+def clear_output_dir(output_dir: str | Path) -> None:
+    """Empty a folder check_output_dir accepted: nothing of an earlier run stays beside the new one."""
+    folder = Path(output_dir)
+    for item in folder.iterdir() if folder.is_dir() else ():
+        if item.is_dir() and not item.is_symlink():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
+
+
+def new_run_dir(name: str) -> str:
+    """`name`, or `name-2`, `name-3`… when two runs start in the same second."""
+    candidate, n = name, 1
+    while Path(candidate).exists():
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
 
 
 def remove_checkpoints(output_dir: str | Path) -> None:

@@ -36,7 +36,8 @@ from nertune.model.crf import load_crf
 from nertune.model.load import load_for_training, load_tokenizer, save_model
 from nertune.train import diagnostics
 from nertune.train.checkpoint import (
-    Checkpoints, RunState, find_checkpoint, refuse_unfinished, remove_checkpoints, rng_from_json, rng_to_json, trim_log,
+    Checkpoints, RunState, check_output_dir, clear_output_dir, find_checkpoint, new_run_dir, remove_checkpoints, rng_from_json,
+    rng_to_json, trim_log,
 )
 from nertune.train.dropout import use_cheap_dropout
 from nertune.train.embedding_grad import KeptEmbeddingGradient
@@ -44,15 +45,21 @@ from nertune.train.embedding_rows import train_used_rows_only
 from nertune.train.graphed_step import GraphedStep
 from nertune.train.graphs import GraphedForward, graphs_unavailable
 from nertune.train.loss import window_weights
-from nertune.train.precision import choose_precision
-from nertune.train.recipe import Recipe
+from nertune.train.precision import choose_precision, fresh_accelerator
+from nertune.train.recipe import Recipe, labels_for
 from nertune.train.signals import StopRequests, TrainingInterrupted
 from nertune.train.step import forward_backward
 from nertune.train.report import RunLog, console, git_sha, run_info, write_run_files
 
 
-def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> dict:
-    """Train as `recipe` says; `resume` continues the run in recipe.output_dir from its latest checkpoint."""
+def train_run(recipe: Recipe, progress: bool = True, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train as `recipe` says; `resume` continues the run in recipe.output_dir from its latest checkpoint;
+    `overwrite` replaces the finished run there. Each call starts and leaves a clean Accelerate state."""
+    with fresh_accelerator():
+        return _train(recipe, progress, resume, overwrite)
+
+
+def _train(recipe: Recipe, progress: bool, resume: bool, overwrite: bool) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import AutocastKwargs, broadcast_object_list, set_seed
     from rich.markup import escape
@@ -63,18 +70,18 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
         from nertune.errors import NertuneError
 
         raise NertuneError("no training data", fix="use --data conll2003 or --train FILE")
-    labels = splits.labels
+    labels = labels_for(recipe.model, splits.labels)
     label2id = {label: i for i, label in enumerate(labels)}
     train_sentences = splits.train.sentences
-    output_dir = Path(recipe.output_dir or f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    output_dir = Path(recipe.output_dir or new_run_dir(f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}"))
     recipe_fields = recipe.model_dump()
     # Also before the model loads: a resume that cannot work says so at once.
     resume_from = find_checkpoint(recipe.output_dir, recipe_fields, splits.md5) if resume else None
     if not resume:
-        refuse_unfinished(output_dir)
+        check_output_dir(output_dir, overwrite)
 
     on_gpu = torch.cuda.is_available()
-    precision, precision_notice = choose_precision(recipe.mixed_precision, on_gpu)
+    precision, precision_notice, precision_why = choose_precision(recipe.mixed_precision, on_gpu)
     # Under torchrun on a CPU machine Accelerate only distributes when told to use the CPU.
     # Autocast's weight-cast cache off on a GPU: CUDA graph capture requires it (train/graphs.py), and a
     # weight is cast once a forward pass anyway.
@@ -167,6 +174,8 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     # ---- where the run is: fresh, or the latest checkpoint's state ---------
+    if not resume and main:
+        clear_output_dir(output_dir)  # only now: a run that failed to start has not cost the old one
     checkpoints = Checkpoints(output_dir, recipe.keep_checkpoints, accelerator, model, optimizer, scheduler, recipe_fields, splits.md5)
     state = RunState()
     if resume_from:
@@ -214,7 +223,7 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
             model.train()
             bar = log.progress(f"epoch {epoch}/{recipe.epochs}", len(steps)) if progress else None
             for _ in range(state.steps_done if bar else 0):
-                bar.advance()
+                bar.skip()
             started = time.perf_counter() - state.epoch_seconds
             for index in range(state.steps_done, len(steps)):
                 step_sentences = steps[index]
@@ -268,7 +277,7 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
                              None if grad_norm is None else float(grad_norm), state.seen / max(elapsed, 1e-9))
                     diagnose(loss_watch.observe(state.global_step, loss_value))
                     if bar:
-                        bar.update(loss=loss_value, rate=state.seen / max(elapsed, 1e-9))
+                        bar.update(loss=loss_value, rate=state.seen / max(elapsed, 1e-9), lr=scheduler.get_last_lr()[0])
                 if bar:
                     bar.advance()
                 # One process checks after every step; several agree where they sync anyway, every 10 steps.
@@ -346,6 +355,7 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False) -> di
             "train_sentences": len(train_sentences),
             "train_seconds": state.train_seconds,
             "precision": precision,
+            "precision_why": precision_why,
             "cuda_graphs": {**graphs.report(), "whole_step": whole_step.report() if whole_step else None} if graphs else None,
             **run_info(world, splits.md5, code_version),
         }

@@ -7,6 +7,7 @@ flags override single fields; the run directory records the resolved recipe.
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -142,3 +143,51 @@ def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) 
         raise _fail(error, source, overrides, text) from None
     except TypeError as error:  # non-string keys
         raise NertuneError(f"recipe has an invalid field name ({error})", path=source, fix="field names are plain words") from None
+
+
+# What a nertune run's config.json says about its inputs and head, as recipe fields (data/casing.py,
+# data/context.py, model/crf.py write them).
+_RUN_SETTINGS = {"casing": ("nertune_casing", bool), "context_pieces": ("nertune_context_pieces", int), "crf": ("nertune_crf", bool)}
+
+
+def _model_config(model: str) -> tuple[Path, dict] | None:
+    """The config.json of a local model folder (a nertune run, a downloaded model), or None."""
+    path = Path(model) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # the loader says what is wrong with it
+    return (path, config) if isinstance(config, dict) else None
+
+
+def continue_from_run(recipe: Recipe) -> Recipe:
+    """`--model RUN_DIR` trains a finished nertune run further: its casing, context and CRF come with its
+    weights. A field the user set (flag or recipe file) that contradicts the run is refused, not ignored."""
+    found = _model_config(recipe.model)
+    if found is None:
+        return recipe
+    path, config = found
+    if not (Path(recipe.model) / "manifest.json").is_file() and not any(key in config for key, _ in _RUN_SETTINGS.values()):
+        return recipe  # a plain encoder folder: the recipe decides everything
+    for field, (key, kind) in _RUN_SETTINGS.items():
+        has = kind(config.get(key) or 0)
+        if field in recipe.model_fields_set and getattr(recipe, field) != has:
+            flag = f"--{field.replace('_', '-')}" if kind is int else f"--{'' if getattr(recipe, field) else 'no-'}{field.replace('_', '-')}"
+            raise NertuneError(f"{flag} contradicts the model being continued, which has {field} {has!r}", path=str(path),
+                               fix=f"drop {flag} (or that field of the recipe) to keep the run's setting, or start from the base encoder")
+        setattr(recipe, field, has)
+    return recipe
+
+
+def labels_for(model: str, data_labels: list[str]) -> list[str]:
+    """The label order of the run: the model's own when it already knows every label of the data (its
+    classification head is kept, row for row), else the data's (a new head)."""
+    found = _model_config(model)
+    id2label = (found[1].get("id2label") if found else None) or {}
+    try:
+        own = [label for _, label in sorted((int(i), label) for i, label in id2label.items())]
+    except (TypeError, ValueError, AttributeError):
+        return data_labels
+    return own if own and set(data_labels) <= set(own) else data_labels

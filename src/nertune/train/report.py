@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -12,8 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from nertune.atomic import write_json, write_text
+from nertune.train.precision import cpu_description
 
 console = Console(stderr=True, soft_wrap=True)  # progress and notices on stderr; stdout is for data
+PROGRESS_SECONDS_ENV = "NERTUNE_PROGRESS_SECONDS"  # longest silence of a run without a terminal (default 30)
 
 
 def notice(text: str) -> None:
@@ -24,6 +28,8 @@ def notice(text: str) -> None:
 
 
 class _Bar:
+    """A live bar, for a terminal."""
+
     def __init__(self, description: str, total: int):
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -33,14 +39,80 @@ class _Bar:
         self.task = self.progress.add_task(description, total=total, loss="-", rate="-")
         self.progress.start()
 
-    def update(self, loss: float, rate: float) -> None:
+    def update(self, loss: float, rate: float, lr: float) -> None:
         self.progress.update(self.task, loss=f"{loss:.4f}", rate=f"{rate:.1f}")
 
     def advance(self) -> None:
         self.progress.advance(self.task)
 
+    skip = advance  # a step a resumed run already did
+
     def close(self) -> None:
         self.progress.stop()
+
+
+class _Lines:
+    """Plain progress lines, for a log file (CI, nohup, a cluster job, a notebook's captured stderr).
+
+    A line at each tenth of the epoch's steps, and whenever `interval` seconds pass without one, also
+    from a watcher thread while a step or evaluation takes long: a slow or stuck run still shows life.
+    """
+
+    def __init__(self, description: str, total: int, interval: float | None = None):
+        import threading
+
+        self.description, self.total = description, total
+        self.interval = interval if interval is not None else float(os.environ.get(PROGRESS_SECONDS_ENV, "30"))
+        self.every = max(1, -(-total // 10))
+        self.done = self.counted_from = 0
+        self.loss = self.rate = self.lr = None
+        self.started = self.last = time.monotonic()
+        self.lock = threading.Lock()
+        self.closed = threading.Event()
+        self.watcher = threading.Thread(target=self._watch, name="nertune-progress", daemon=True)
+        self.watcher.start()
+
+    def update(self, loss: float, rate: float, lr: float) -> None:
+        self.loss, self.rate, self.lr = loss, rate, lr
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.done % self.every == 0 or self.done == self.total:
+            self._say()
+
+    def skip(self) -> None:
+        """A step a resumed run already did: counted, not timed."""
+        self.done = self.counted_from = self.done + 1
+        self.started = time.monotonic()
+
+    def close(self) -> None:
+        self.closed.set()
+
+    def line(self) -> str:
+        parts = [f"{self.description} step {self.done}/{self.total}"]
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.4f} lr {self.lr:.3g} {self.rate:.1f} sent/s")
+        timed = self.done - self.counted_from
+        if 0 < timed and self.done < self.total:
+            left = (time.monotonic() - self.started) / timed * (self.total - self.done)
+            parts.append(f"ETA {_duration(left)}")
+        return " | ".join(parts)
+
+    def _say(self) -> None:
+        with self.lock:
+            self.last = time.monotonic()
+            console.print(self.line(), markup=False, highlight=False)
+
+    def _watch(self) -> None:
+        while not self.closed.wait(min(self.interval, 1.0)):
+            if time.monotonic() - self.last >= self.interval:
+                self._say()
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 class RunLog:
@@ -69,7 +141,10 @@ class RunLog:
             pass
 
     def progress(self, description: str, total: int):
-        return _Bar(description, total) if self.enabled else None
+        """A live bar on a terminal, plain lines everywhere else (None on processes other than the main one)."""
+        if not self.enabled:
+            return None
+        return _Bar(description, total) if console.is_terminal else _Lines(description, total)
 
     def step(self, step: int, epoch: int, loss: float, lr: float, grad_norm: float | None, rate: float) -> None:
         if not self.enabled:
@@ -105,7 +180,7 @@ def versions() -> dict:
 
 def run_info(world_size: int, data_md5: dict, sha: str | None = None) -> dict:
     return {"world_size": world_size, "versions": versions(), "data_md5": data_md5, "git_sha": sha or git_sha(),
-            "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": _cpus()}}
+            "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": _cpus(), "cpu": cpu_description()}}
 
 
 def _cpus() -> int:
@@ -168,38 +243,118 @@ Best epoch by validation F1: {metrics['best_epoch']}.
 |---|---|---|---|---|---|---|
 {rows}
 
-## Training hyperparameters
-
-- learning_rate: {recipe['learning_rate']}
-- train_batch_size: {recipe['batch_size']}
-- gradient_accumulation_steps: {recipe['grad_accum']}
-- total_train_batch_size: {recipe['batch_size'] * recipe['grad_accum']} (x{metrics['world_size']} processes)
-- accumulation semantics: {recipe['accumulation']}
-- optimizer: Adam with betas=({recipe['adam_beta1']},{recipe['adam_beta2']}), epsilon={recipe['adam_epsilon']}, weight decay {recipe['weight_decay']}
-- max_grad_norm: {recipe['max_grad_norm']}
-- lr_scheduler_type: {recipe['lr_scheduler']}, warmup ratio {recipe['warmup_ratio']}
-- num_epochs: {recipe['epochs']}
-- mixed_precision: {recipe['mixed_precision']} (ran as: {metrics['precision']})
-- seed: {recipe['seed']}
-- training time in the loop: {metrics['train_seconds']:.0f} s
-
-## How to use
-
-```python
-from nertune import Tagger
-tagger = Tagger.load("{'.'}")
-tagger("George Washington went to Washington.")
-```
-
-or with plain transformers (softmax head, first-subword labels):
-
-```python
-from transformers import pipeline
-ner = pipeline("token-classification", model=".", aggregation_strategy="first")
-```
-
+{_card_training(metrics)}
+{_card_usage(recipe)}
 ## Framework versions
 
 {chr(10).join(f'- {k}: {v}' for k, v in metrics['versions'].items())}
 - git: {metrics['git_sha']}
+"""
+
+
+def _card_training(metrics: dict) -> str:
+    """Every recipe field that shapes the weights or what the model reads (recipe.yaml holds the whole recipe)."""
+    r = metrics["recipe"]
+    crf, context = bool(r.get("crf")), int(r.get("context_pieces") or 0)
+    files = ", ".join(f"{split} {r[split]}" for split in ("train", "validation", "test") if r.get(split))
+    accumulation = {"sentence": "each sentence's mean word loss counts equally in a step",
+                    "token": "every labelled word counts equally across a step"}.get(r["accumulation"], "")
+    casing = ("true: each word's casing class (lower, Title, UPPER, mixed, digits; scheme shape6) as the token_type_ids of its wordpieces"
+              if r.get("casing") else "false: token type 0 throughout")
+    context_text = f"{context}: up to {context} wordpieces of the neighbouring sentences of the same document on each side of a sentence" if context else "0: each sentence alone"
+    head = ("true: a CRF head over the word scores (learned start, end and transition scores in crf.safetensors), decoded with Viterbi"
+            if crf else "false: softmax head")
+    crf_rate = "(the CRF transition scores' peak rate, same warm-up and decay)" if crf else "(unused: no CRF head)"
+    dropout = r.get("dropout") if r.get("dropout") is not None else "none (the encoder's own, from its config)"
+    return f"""## Training hyperparameters
+
+What the model reads, and its head (recorded in config.json, applied by the Tagger and NerPipeline):
+
+- casing: {casing}
+- context_pieces: {context_text}
+- crf: {head}
+- max length: windows of the encoder's maximum length less [CLS] and [SEP]; a longer sentence is covered by overlapping windows, every word scored once from its first wordpiece
+
+Training:
+
+- data: {r['data']}{f' ({files})' if files else ''}; max_train_sentences: {_flag(r.get('max_train_sentences'))}, max_eval_sentences: {_flag(r.get('max_eval_sentences'))} (none: all)
+- learning_rate: {r['learning_rate']}
+- crf_learning_rate: {r.get('crf_learning_rate')} {crf_rate}
+- dropout: {dropout}
+- train_batch_size: {r['batch_size']}
+- gradient_accumulation_steps: {r['grad_accum']}
+- total_train_batch_size: {r['batch_size'] * r['grad_accum']} (x{metrics['world_size']} processes)
+- accumulation semantics: {r['accumulation']} ({accumulation})
+- optimizer: Adam with betas=({r['adam_beta1']},{r['adam_beta2']}), epsilon={r['adam_epsilon']}, weight decay {r['weight_decay']}
+- max_grad_norm: {r['max_grad_norm']}
+- lr_scheduler_type: {r['lr_scheduler']}, warmup ratio {r['warmup_ratio']}
+- num_epochs: {r['epochs']}; patience: {_flag(r.get('patience'))} (the best epoch by validation F1 is kept)
+- steps: pack {_flag(r.get('pack'))}, group_by_length {_flag(r.get('group_by_length'))} (none: only where windows are not packed)
+- mixed_precision: {r['mixed_precision']} (ran as: {metrics['precision']})
+- seed: {r['seed']}
+- training time in the loop: {metrics['train_seconds']:.0f} s
+"""
+
+
+def _flag(value) -> str:
+    """A recipe value as the card writes it: true / false / none, anything else as is."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "none" if value is None else str(value)
+
+
+def _card_usage(recipe: dict) -> str:
+    """How to tag with this model, and what the plain transformers pipeline does differently with it."""
+    casing, context, crf = bool(recipe.get("casing")), int(recipe.get("context_pieces") or 0), bool(recipe.get("crf"))
+    own = []
+    if casing:
+        own.append("- **casing**: it ignores the casing classes. This model reads each word's casing class as the token_type_ids "
+                   "of its wordpieces (config.json `nertune_casing`); the plain pipeline gives every wordpiece token type 0, "
+                   "the class of punctuation, so the model sees no capitalisation at all and its tags differ.")
+    if context:
+        own.append(f"- **context_pieces {context}**: it gives no document context. This model was trained to see each sentence with "
+                   f"up to {context} wordpieces of its neighbours on each side (config.json `nertune_context_pieces`); the plain "
+                   "pipeline tags a one-sentence text alone, and a longer text as one window, never in that layout.")
+    if crf:
+        own.append("- **CRF head**: it ignores the CRF. The start, end and label-to-label transition scores in `crf.safetensors` "
+                   "(config.json `nertune_crf`) are never loaded: each word gets the argmax of its own scores, not the best tag "
+                   "sequence the model was trained to produce, so its tags differ.")
+    if own:
+        lead = "It runs this model without what it was trained with:\n\n" + "\n".join(own) + "\n\nand, as for any nertune model:"
+    else:
+        lead = ("This model has a softmax head and reads no casing or context, so the plain pipeline feeds it the same wordpieces "
+                "and token types as the Tagger. It differs only in how text becomes windows and words, and words entities (for a "
+                "one-sentence text where the two agree on words and tags, the scores agree too: the mean of the words' "
+                "first-wordpiece probabilities):")
+    common = [
+        "- **words**: it splits a word at every punctuation character (the tokenizer's pre-tokenizer), so `AL-AIN`, `Jean-Luc`, "
+        "`U.S.` or `J.` become several words tagged one by one; the Tagger tags Penn-Treebank words, as CoNLL-2003 was "
+        "tokenized, each by its first wordpiece.",
+        "- **sentences and length**: it runs a whole text in one window and silently drops what lies past the tokenizer's "
+        "maximum length; the Tagger splits the text into sentences, each in its own window (overlapping windows for a long one).",
+        "- **decoding**: it takes each word's most probable tag (an I-X after O starts an entity); the Tagger decodes the most "
+        f"probable valid IOB2 sequence{' under the CRF transitions' if crf else ''}.",
+        "- **`word`**: it gives the decoded wordpieces (lower case for an uncased tokenizer); NerPipeline gives the text itself.",
+    ]
+    return f"""## How to use
+
+```python
+from nertune import Tagger
+tagger = Tagger.load(".")
+tagger("George Washington went to Washington.")
+```
+
+The same entities through transformers (with nertune installed; no remote code):
+
+```python
+from transformers import pipeline
+from nertune.tag.pipeline import NerPipeline
+ner = pipeline("token-classification", model=".", pipeline_class=NerPipeline)
+ner("George Washington went to Washington.")  # the Tagger's entities: entity_group, score, word, start, end
+```
+
+The plain `pipeline("token-classification", model=".", aggregation_strategy="first")` loads this folder but does
+not tag as the Tagger does. {lead}
+
+{chr(10).join(common)}
 """
