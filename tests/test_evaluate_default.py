@@ -50,11 +50,12 @@ def _evaluate(*args: str) -> tuple[dict, str]:
 
 
 def _run_copy(run: Path, folder: Path, **recipe_fields) -> Path:
-    """The run's files linked into `folder`, with recipe.yaml's data fields changed."""
+    """The run's files hard-linked into `folder` (a model folder's files must be its own: no symbolic links
+    out of it), with recipe.yaml's data fields changed."""
     folder.mkdir()
     for item in run.iterdir():
-        if item.name != "recipe.yaml":
-            os.symlink(item, folder / item.name)
+        if item.name != "recipe.yaml" and item.is_file():
+            os.link(item, folder / item.name)
     recipe = yaml.safe_load((run / "recipe.yaml").read_text())
     recipe.update(recipe_fields)
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))

@@ -99,21 +99,39 @@ def test_empty_text_gets_empty_entities(client, payload, answer):
 
 
 def test_model_info_health_and_docs(client, tiny_model):
-    info = client.get("/v1/model").json()
+    """By default a stranger learns the labels, the folder's name, the backend, headline metrics and limits;
+    no path, recipe, machine, versions or git SHA, and no /docs page that pulls scripts from a CDN."""
+    response = client.get("/v1/model")
+    info = response.json()
     config = json.loads((tiny_model / "config.json").read_text())
     assert info["labels"] == [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
     assert info["entity_types"] == ["LOC", "MISC", "ORG", "PER"]
-    assert info["backend"] == "pytorch"
-    assert info["recipe"]["epochs"] == 1 and info["recipe"]["learning_rate"] == 3e-4
+    assert info["backend"] == "pytorch" and info["model"] == tiny_model.name
     assert info["metrics"]["validation"]["f1"] == json.loads((tiny_model / "metrics.json").read_text())["validation"]["f1"]
+    assert set(info["metrics"]["validation"]) == {"precision", "recall", "f1", "accuracy"}
     assert info["limits"]["max_text_chars"] == 2000 and info["limits"]["max_texts"] == 8 and info["limits"]["max_body_bytes"] == 65536
+    assert set(info) == {"model", "backend", "labels", "entity_types", "metrics", "limits"}
+    for secret in (str(tiny_model.parent), "git_sha", "versions", "platform", '"torch"', "recipe"):
+        assert secret not in response.text
     health = client.get("/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok"
-    docs = client.get("/docs")
-    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
     schema = client.get("/openapi.json").json()
     assert set(schema["paths"]) == {"/v1/entities", "/healthz", "/v1/model"}
     assert "text" in schema["paths"]["/v1/entities"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+
+
+def test_details_and_docs_are_there_when_asked(tiny_model):
+    from fastapi.testclient import TestClient
+
+    from nertune.serve.app import create_app
+
+    with TestClient(create_app(tiny_model, Limits(), "cpu", details=True, docs=True)) as http:
+        info = http.get("/v1/model").json()
+        assert info["recipe"]["epochs"] == 1 and info["recipe"]["learning_rate"] == 3e-4
+        assert info["metrics"]["git_sha"] and info["device"] == "cpu"
+        docs = http.get("/docs")
+        assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
 # ---- limits ---------------------------------------------------------------------

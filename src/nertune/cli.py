@@ -48,6 +48,7 @@ def train(
     test_file: Optional[str] = typer.Option(None, "--test", help="Test CoNLL file."),
     max_train_sentences: Optional[int] = typer.Option(None, help="Use the first N training sentences."),
     max_eval_sentences: Optional[int] = typer.Option(None, help="Use the first N validation / test sentences."),
+    ragged_columns: Optional[bool] = typer.Option(None, "--ragged-columns", help="Data lines may differ in column count: the tag is the last column (default: refused, as conlleval.pl does)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs (seed: 3)."),
     learning_rate: Optional[float] = typer.Option(None, help="Peak learning rate (seed: 2e-5)."),
     batch_size: Optional[int] = typer.Option(None, help="Sentences per micro-batch in the recipe (seed: 1)."),
@@ -74,13 +75,15 @@ def train(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ):
     """Fine-tune on CoNLL data; evaluate each epoch; keep the best; tag a sample."""
+    from nertune.train.signals import TrainingInterrupted, say_on_interrupt
+
+    say_on_interrupt("interrupted before training started: nothing was saved")
     from nertune.api import train as run_training
-    from nertune.train.signals import TrainingInterrupted
 
     try:
         metrics = run_training(
             recipe, progress=progress, resume=resume, overwrite=overwrite, model=model, data=data, train=train_file, validation=validation_file,
-            test=test_file, max_train_sentences=max_train_sentences, max_eval_sentences=max_eval_sentences, epochs=epochs,
+            test=test_file, max_train_sentences=max_train_sentences, max_eval_sentences=max_eval_sentences, ragged_columns=ragged_columns, epochs=epochs,
             learning_rate=learning_rate, batch_size=batch_size, grad_accum=grad_accum, seed=seed, accumulation=accumulation,
             mixed_precision=mixed_precision, warmup_ratio=warmup_ratio, dropout=dropout, casing=casing, context_pieces=context_pieces, crf=crf, pack=pack,
             group_by_length=group_by_length, cuda_graphs=cuda_graphs, output_dir=output_dir,
@@ -125,6 +128,9 @@ def _resume_command(output_dir) -> str:
 
 
 def main() -> None:
+    from nertune.train.signals import exit_at_once
+
+    exit_at_once()  # from here on Ctrl-C / SIGTERM stop the command, whatever is importing (train/signals.py)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:

@@ -75,12 +75,13 @@ def score(
     strict: bool = typer.Option(False, "--strict", help="IOB2 strict: only B-X I-X… entities count (seqeval mode='strict')."),
     scheme: str = typer.Option("iob2", help="iob2: tags as written (default). iob1: convert both columns from IOB1 first."),
     json_out: bool = typer.Option(False, "--json", help="Print only {precision, recall, f1, accuracy, per_type} as JSON."),
+    ragged_columns: bool = typer.Option(False, "--ragged-columns", help="Lines may have different numbers of columns: the tag is the last one whatever the count (default: refused, as conlleval.pl does)."),
 ):
     """Score a predictions file the way conlleval does (or IOB2 strict with --strict)."""
     from nertune.evaluate.conlleval_io import read_predictions
     from nertune.evaluate.scoring import score as compute
 
-    predictions = read_predictions(file, scheme)
+    predictions = read_predictions(file, scheme, ragged_columns)
     if scheme == "iob2" and predictions.gold_looks_like == "iob1":
         _notice(f"{file}: the gold tags look like IOB1 (entities start with I-); they are read as written — "
                 "pass --scheme iob1 to convert (conlleval entity scores are the same either way)")
@@ -189,7 +190,7 @@ def _gold_source(data: Optional[str], split: Optional[str], file: Optional[str],
     raise NertuneError("no data to evaluate on", fix="pass --file FILE or --data conll2003")
 
 
-def _read_gold(source: tuple, max_sentences: Optional[int]):
+def _read_gold(source: tuple, max_sentences: Optional[int], ragged: bool = False):
     """The labelled sentences of a _gold_source; its notice (and any the file raises) go to stderr."""
     from nertune.data.conll import read_conll
     from nertune.data.splits import file_md5
@@ -201,7 +202,7 @@ def _read_gold(source: tuple, max_sentences: Optional[int]):
         _notice(said)
     if md5 and Path(path).is_file() and file_md5(path) != md5:
         _notice(f"{path} has changed since the run was trained (its md5 differs from the one in metrics.json)")
-    gold = read_conll(path)
+    gold = read_conll(path, ragged)
     for notice in gold.notices:
         _notice(notice)
     if max_sentences is not None:
@@ -268,13 +269,14 @@ def evaluate(
     report_dir: Optional[str] = typer.Option(None, help="Write evaluation.json and the plots (per-type F1, type confusion) here."),
     max_sentences: Optional[int] = typer.Option(None, help="Evaluate the first N sentences only."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when available)."),
+    ragged_columns: bool = typer.Option(False, "--ragged-columns", help="Lines may have different numbers of columns: the tag is the last one whatever the count (default: refused, as conlleval.pl does)."),
 ):
     """Evaluate a trained model on every word of every sentence: loss, P/R/F1, accuracy, errors."""
     from nertune.model.load import require_model_dir
 
     require_model_dir(model_dir)
     source = _gold_source(data, split, file, model_dir)
-    gold = _read_gold(source, max_sentences)
+    gold = _read_gold(source, max_sentences, ragged_columns)
     result = _run_model(model_dir, gold, device, strict, constrain, details=True)
     metrics = result["metrics"]
     report = {
@@ -309,7 +311,7 @@ def evaluate(
 
 # ---- compare -------------------------------------------------------------------
 
-def _system(source: str, gold_loader, device, strict: bool, constrain: bool, scheme: str) -> dict:
+def _system(source: str, gold_loader, device, strict: bool, constrain: bool, scheme: str, ragged: bool = False) -> dict:
     """words / gold / predicted tags of one side: a prediction file, or a model directory run on the data."""
     from nertune.evaluate.conlleval_io import read_predictions
 
@@ -318,7 +320,7 @@ def _system(source: str, gold_loader, device, strict: bool, constrain: bool, sch
         result = _run_model(source, gold, device, strict, constrain, details=False)
         return {"source": source, "words": [s.words for s in gold.sentences], "gold": [s.tags for s in gold.sentences],
                 "pred": result["predictions"], "lines": [s.line for s in gold.sentences], "path": gold.path}
-    file = read_predictions(source, scheme)
+    file = read_predictions(source, scheme, ragged)
     return {"source": source, "words": file.words, "gold": file.gold, "pred": file.pred, "lines": file.lines, "path": source}
 
 
@@ -349,6 +351,7 @@ def compare(
     max_sentences: Optional[int] = typer.Option(None, help="For model directories: the first N sentences only."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda … (default: cuda when available)."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON to stdout."),
+    ragged_columns: bool = typer.Option(False, "--ragged-columns", help="Lines may have different numbers of columns: the tag is the last one whatever the count (default: refused, as conlleval.pl does)."),
 ):
     """Is B better than A? F1 of each and the paired-bootstrap 95% interval of the difference."""
     from nertune.evaluate.bootstrap import paired_bootstrap, sentence_totals, verdict
@@ -368,11 +371,11 @@ def compare(
 
     def gold_loader(model_dir: str):
         if "gold" not in loaded:
-            loaded["gold"] = _read_gold(loaded.get("source") or _gold_source(data, split, file, model_dir), max_sentences)
+            loaded["gold"] = _read_gold(loaded.get("source") or _gold_source(data, split, file, model_dir), max_sentences, ragged_columns)
         return loaded["gold"]
 
-    side_a = _system(a, gold_loader, device, strict, constrain, scheme)
-    side_b = _system(b, gold_loader, device, strict, constrain, scheme)
+    side_a = _system(a, gold_loader, device, strict, constrain, scheme, ragged_columns)
+    side_b = _system(b, gold_loader, device, strict, constrain, scheme, ragged_columns)
     _check_same_data(side_a, side_b)
     result = paired_bootstrap(sentence_totals(side_a["gold"], side_a["pred"], strict),
                               sentence_totals(side_b["gold"], side_b["pred"], strict), resamples, seed=seed)

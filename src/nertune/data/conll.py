@@ -2,15 +2,21 @@
 
 Blank lines end sentences; `-DOCSTART-` lines end documents (kept, because
 document context is worth about a point of F1). Columns are separated by
-spaces or tabs; CRLF line ends are accepted. Tags end up in IOB2 whatever the
-file used (IOB1 and BIOES are converted, with a notice).
+spaces or tabs. Lines may end in LF, CRLF (any mix of the two) or CR alone
+(old Mac files); a file mixing CR-only ends with the others is refused, since
+no reading of it is safe. Every line has the same number of columns, as
+conlleval.pl requires, unless `ragged` says the tag is the last column
+whatever the count. Tags end up in IOB2 whatever the file used (IOB1 and
+BIOES are converted, with a notice).
 """
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from nertune.data.schemes import detect_scheme, split_tag, to_iob2
 from nertune.errors import NertuneError
@@ -38,35 +44,97 @@ class ConllFile:
         return {tag[2:] for s in self.sentences for tag in s.tags if tag != "O"}
 
 
-def decode_file(path: str | Path) -> str:
-    """Bytes to text, failing with the line of the first bad byte."""
-    path = Path(path)
+MAX_LINE_CHARS = 1 << 20  # a CoNLL line is a word and its columns: a longer one is not a CoNLL file
+
+
+def file_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line without its end) of a UTF-8 text file, read a line at a time with a bound on its
+    length: memory stays small whatever the file holds (a 50 MB file with no line break is refused at once)."""
     try:
-        raw = path.read_bytes()
+        handle = open(path, encoding="utf-8", errors="surrogateescape", newline="")
     except FileNotFoundError:
         raise NertuneError("file not found", path=str(path), fix="check the path") from None
     except IsADirectoryError:
         raise NertuneError("is a directory, expected a CoNLL file", path=str(path), fix="name the file inside it") from None
     except OSError as error:
         raise NertuneError(f"cannot read file ({error.strerror})", path=str(path), fix="check permissions") from None
-    if b"\x00" in raw:
-        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
-        raise NertuneError(
-            "binary data (NUL byte), not a CoNLL text file",
-            path=str(path), line=line, fix="pass a text file with one 'WORD ... TAG' per line",
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise NertuneError(
-            f"byte 0x{raw[error.start]:02x} is not UTF-8",
-            path=str(path), line=line, fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
-        ) from None
-    return text.removeprefix("\ufeff")
+    with handle:
+        yield from text_lines(handle, str(path), from_bytes=True)
 
 
-def parse_conll(text: str, path: str = "<text>") -> ConllFile:
+def text_lines(handle, path: str, from_bytes: bool = False) -> Iterator[tuple[int, str]]:
+    """The lines of a text stream opened with newline="" (ends kept, so each line's end can be checked).
+
+    LF, CRLF (any mix of the two) and CR alone (old Mac files) are read alike; a file mixing CR-only ends
+    with the others is refused at the first line whose end differs, since no reading of it is safe."""
+    first_end = None  # (kind, line number)
+    number = 0
+    while True:
+        line = handle.readline(MAX_LINE_CHARS + 2)
+        if not line:
+            return
+        number += 1
+        body = line.rstrip("\r\n")
+        end = line[len(body):]
+        if number == 1:
+            body = body.removeprefix("\ufeff")
+        if not end and len(line) > MAX_LINE_CHARS:
+            raise NertuneError(f"line longer than {MAX_LINE_CHARS:,} characters: not a CoNLL file", path=path, line=number,
+                               fix="pass a text file with one 'WORD ... TAG' per line")
+        if "\x00" in body:
+            raise NertuneError("binary data (NUL byte), not a CoNLL text file", path=path, line=number,
+                               fix="pass a text file with one 'WORD ... TAG' per line")
+        bad = next((c for c in body if "\udc80" <= c <= "\udcff"), None) if from_bytes else None
+        if bad is not None:  # surrogateescape keeps an undecodable byte as one such character
+            raise NertuneError(f"byte 0x{ord(bad) - 0xDC00:02x} is not UTF-8", path=path, line=number,
+                               fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+        if end:
+            kind = "CR" if end == "\r" else "LF or CRLF"
+            if first_end is None:
+                first_end = (kind, number)
+            elif kind != first_end[0]:
+                raise NertuneError(f"mixed line ends: lines end in {first_end[0]} up to here, then in {kind}", path=path, line=number,
+                                   fix="convert the file to one kind of line end (e.g. `mac2unix` or `dos2unix`, or re-save it)")
+        yield number, body
+
+
+def string_lines(text: str, path: str) -> Iterator[tuple[int, str]]:
+    return text_lines(io.StringIO(text, newline=""), path)
+
+
+def column_lines(lines: Iterable[tuple[int, str]], path: str, ragged: bool = False, least: int = 2) -> Iterator[tuple[int, list[str] | None]]:
+    """(line number, columns) for each non-blank line, (line number, None) for a blank one. Checks that
+    every word line has as many columns as the first, unless `ragged` (`-DOCSTART-` lines are not words;
+    a line with fewer than `least` columns is the caller's to name)."""
+    expected = None
+    for number, line in lines:
+        line = line.strip(" \t")
+        if not line:
+            yield number, None
+            continue
+        columns = _COLUMN_SEPARATOR.split(line)
+        if columns[0] == "-DOCSTART-" or len(columns) < least:
+            yield number, columns
+            continue
+        if expected is None:
+            expected = (len(columns), number)
+        elif len(columns) != expected[0] and not ragged:
+            raise NertuneError(
+                f"{len(columns)} columns, but line {expected[1]} has {expected[0]}",
+                path=path, line=number, fix="give every line the same columns, or pass --ragged-columns (the tag is the last column whatever the count)",
+            )
+        yield number, columns
+
+
+def docstart(columns: list[str] | None) -> bool:
+    return columns is not None and columns[0] == "-DOCSTART-"
+
+
+def parse_conll(text: str, path: str = "<text>", ragged: bool = False) -> ConllFile:
+    return parse_lines(string_lines(text, path), path, ragged)
+
+
+def parse_lines(lines: Iterable[tuple[int, str]], path: str, ragged: bool = False) -> ConllFile:
     sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
@@ -79,18 +147,15 @@ def parse_conll(text: str, path: str = "<text>") -> ConllFile:
             sentences.append(Sentence(words, tags, document, first_line))
             words, tags = [], []
 
-    # split("\n"), not splitlines(): words may legitimately contain \x0b, \x1c, \u2028…
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r").strip(" \t")
-        if not line:
+    for number, columns in column_lines(lines, path, ragged):
+        if columns is None:
             end_sentence()
             continue
-        if line.startswith("-DOCSTART-"):
+        if docstart(columns):
             end_sentence()
             if sentences:
                 document += 1
             continue
-        columns = _COLUMN_SEPARATOR.split(line)
         if len(columns) < 2:
             raise NertuneError(
                 f"one column ({columns[0][:40]!r}); expected a word and a tag",
@@ -121,5 +186,5 @@ def parse_conll(text: str, path: str = "<text>") -> ConllFile:
     return ConllFile(path=path, sentences=sentences, scheme=scheme, notices=notices)
 
 
-def read_conll(path: str | Path) -> ConllFile:
-    return parse_conll(decode_file(path), str(path))
+def read_conll(path: str | Path, ragged: bool = False) -> ConllFile:
+    return parse_lines(file_lines(path), str(path), ragged)

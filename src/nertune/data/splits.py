@@ -24,7 +24,11 @@ class Splits:
 
 
 def file_md5(path: str | Path) -> str:
-    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def build_labels(files: list[ConllFile]) -> list[str]:
@@ -40,6 +44,7 @@ def load_splits(
     test: str | None = None,
     max_train_sentences: int | None = None,
     max_eval_sentences: int | None = None,
+    ragged: bool = False,
 ) -> Splits:
     paths: dict[str, str | None] = {"train": train, "validation": validation, "test": test}
     if data == "conll2003" and not any(paths.values()):
@@ -49,7 +54,7 @@ def load_splits(
     if not paths["train"] and not paths["validation"] and not paths["test"]:
         raise NertuneError("no data given", fix="use --data conll2003, or --train/--validation/--test FILE")
 
-    loaded = {name: read_conll(path) if path else None for name, path in paths.items()}
+    loaded = {name: read_conll(path, ragged) if path else None for name, path in paths.items()}
     # Labels come from the whole files, so a slice still knows every type.
     labels = build_labels([f for f in loaded.values() if f is not None])
     limits = {"train": max_train_sentences, "validation": max_eval_sentences, "test": max_eval_sentences}

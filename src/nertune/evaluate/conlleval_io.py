@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Sequence
 
 from nertune.atomic import write_text
-from nertune.data.conll import decode_file
+from nertune.data.conll import column_lines, docstart, file_lines, string_lines
 from nertune.data.schemes import detect_scheme, iob1_to_iob2
 from nertune.errors import NertuneError
 
-_COLUMN_SEPARATOR = re.compile(r"[ \t]+")
 _TAG = re.compile(r"^(O|[BI]-\S+)$")
 SCHEMES = ("iob2", "iob1")
 
@@ -45,7 +44,11 @@ def _check_tag(tag: str, path: str, number: int, column: str) -> None:
     raise NertuneError(f"{column} tag {tag[:40]!r} is not O, B-TYPE or I-TYPE", path=path, line=number, fix=fix)
 
 
-def parse_predictions(text: str, path: str = "<text>", scheme: str = "iob2") -> PredictionFile:
+def parse_predictions(text: str, path: str = "<text>", scheme: str = "iob2", ragged: bool = False) -> PredictionFile:
+    return parse_prediction_lines(string_lines(text, path), path, scheme, ragged)
+
+
+def parse_prediction_lines(text_lines, path: str, scheme: str = "iob2", ragged: bool = False) -> PredictionFile:
     if scheme not in SCHEMES:
         raise NertuneError(f"unknown scheme {scheme!r}", fix="use --scheme iob2 or --scheme iob1")
     words: list[list[str]] = []
@@ -61,12 +64,10 @@ def parse_predictions(text: str, path: str = "<text>", scheme: str = "iob2") -> 
             pred.append([p for _, _, p in current])
             current.clear()
 
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r").strip(" \t")
-        if not line or line.startswith("-DOCSTART-"):
+    for number, columns in column_lines(text_lines, path, ragged, least=3):
+        if columns is None or docstart(columns):
             end_sentence()
             continue
-        columns = _COLUMN_SEPARATOR.split(line)
         if len(columns) < 3:
             raise NertuneError(
                 f"{len(columns)} column(s); expected a word, the gold tag and the predicted tag",
@@ -88,8 +89,8 @@ def parse_predictions(text: str, path: str = "<text>", scheme: str = "iob2") -> 
     return PredictionFile(path, words, gold, pred, lines, scheme, looks_like)
 
 
-def read_predictions(path: str | Path, scheme: str = "iob2") -> PredictionFile:
-    return parse_predictions(decode_file(path), str(path), scheme)
+def read_predictions(path: str | Path, scheme: str = "iob2", ragged: bool = False) -> PredictionFile:
+    return parse_prediction_lines(file_lines(path), str(path), scheme, ragged)
 
 
 def safe_word(word: str) -> str:

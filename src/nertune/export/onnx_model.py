@@ -18,7 +18,7 @@ import torch
 from nertune.errors import NertuneError
 from nertune.export.onnx import EXPORT_FILE, MODEL_FILE
 from nertune.model.crf import CRF_FILE, load_crf
-from nertune.model.load import sha256
+from nertune.model.load import file_in, sha256
 
 
 def session(path: str | Path, threads: int = 0):
@@ -45,16 +45,14 @@ class OnnxTokenClassifier:
 
         directory = Path(directory)
         self.info = read_export_info(directory)
-        path = directory / self.info.get("model", MODEL_FILE)
-        if not path.is_file():
-            raise NertuneError(f"{path.name} is missing", path=str(directory), fix="export the model again with `nertune export`")
+        path = file_in(directory, self.info.get("model", MODEL_FILE), EXPORT_FILE)
         self._check_digest(path)
         try:
             self.config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
         except (OSError, ValueError) as error:
             raise NertuneError(f"cannot read config.json ({str(error).splitlines()[0]})", path=str(directory), fix="export the model again") from None
-        if (directory / CRF_FILE).is_file():
-            self._check_digest(directory / CRF_FILE)
+        if (directory / CRF_FILE).exists():
+            self._check_digest(file_in(directory, CRF_FILE, EXPORT_FILE))
         load_crf(self, directory)  # a CRF head's scores, for decoding (config.json says whether there is one)
         self.session = session(path, threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
@@ -67,8 +65,12 @@ class OnnxTokenClassifier:
 
     def _check_digest(self, path: Path) -> None:
         """A file the export recorded must be the one it wrote (model.onnx, crf.safetensors)."""
-        expected = self.info.get("sha256", {}).get(path.name)
-        if expected is not None and sha256(path) != expected:
+        digests = self.info.get("sha256")
+        expected = digests.get(path.name) if isinstance(digests, dict) else None
+        if not isinstance(expected, str):
+            raise NertuneError(f"{EXPORT_FILE} records no sha256 for {path.name}, so the file cannot be checked", path=str(path.parent / EXPORT_FILE),
+                               fix="export the model again with `nertune export`")
+        if sha256(path) != expected:
             raise NertuneError(f"{path.name} does not match its sha256 in {EXPORT_FILE} (truncated or altered)", path=str(path),
                                fix="export the model again with `nertune export`")
 
@@ -101,6 +103,6 @@ def read_export_info(directory: Path) -> dict:
         info = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(info, dict):
             raise ValueError("not a JSON object")
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise NertuneError(f"{EXPORT_FILE} is unreadable ({str(error).splitlines()[0]})", path=str(path), fix="export the model again with `nertune export`") from None
     return info

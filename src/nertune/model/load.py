@@ -12,10 +12,12 @@ import hashlib
 import json
 import os
 import shutil
+import stat
+import struct
 import tempfile
 from pathlib import Path
 
-from nertune.atomic import write_json
+from nertune.atomic import _umask, write_json
 from nertune.data.embedded import resolve_model
 from nertune.errors import NertuneError
 
@@ -135,9 +137,14 @@ def load_trained(directory: str | Path, verify: bool = True):
 
 
 def _refuse_pickles(path: str) -> None:
+    """Safetensors only, and whole: checked before transformers opens anything in a local folder."""
     folder = Path(path)
-    if folder.is_dir() and not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
+    if not folder.is_dir():
+        return
+    if not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
         raise NertuneError("only pickled weights (*.bin) found; nertune loads safetensors only", path=path, fix="convert the weights to model.safetensors")
+    for weights in sorted(folder.glob("*.safetensors")):
+        check_safetensors(file_in(folder, weights.name, "the folder"))
 
 
 def sha256(path: Path) -> str:
@@ -152,6 +159,8 @@ def save_model(model, tokenizer, directory: str | Path) -> None:
     """Write model + tokenizer into `directory` file by file, atomically, manifest last."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob(".model.*.tmp"):  # left by a kill during an earlier save
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=directory))
     from nertune.model.crf import CRF_FILE, save_crf
 
@@ -170,11 +179,13 @@ def save_model(model, tokenizer, directory: str | Path) -> None:
         if old_manifest.exists():
             old_manifest.unlink()  # the set is being replaced: not whole until the new manifest lands
         for item in staging.iterdir():
+            os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~_umask())  # the user's umask, like every other file
             os.replace(item, directory / item.name)
         if crf is None:
             (directory / CRF_FILE).unlink(missing_ok=True)  # an earlier CRF model's, no longer this model's
         weights = sorted(p.name for p in directory.iterdir() if p.name.endswith(WEIGHT_SUFFIXES))
-        write_json(directory / MANIFEST, {"format": 1, "sha256": {name: sha256(directory / name) for name in weights}})
+        write_json(directory / MANIFEST, {"format": 1, "sha256": {name: sha256(directory / name) for name in weights},
+                                          "size": {name: (directory / name).stat().st_size for name in weights}})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -183,14 +194,58 @@ def verify_manifest(directory: Path) -> None:
     manifest_path = directory / MANIFEST
     if not manifest_path.exists():
         return  # a directory not written by nertune (e.g. a hub download): nothing to check
+    unreadable = NertuneError("manifest.json is unreadable", path=str(manifest_path), fix="re-save the model, or delete manifest.json to skip the check")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         expected = dict(manifest["sha256"])
-    except (ValueError, KeyError, TypeError):
-        raise NertuneError("manifest.json is unreadable", path=str(manifest_path), fix="re-save the model, or delete manifest.json to skip the check") from None
+        sizes = dict(manifest.get("size") or {})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        raise unreadable from None
     for name, digest in expected.items():
-        file = directory / name
-        if not file.exists():
+        if _plain_name(name) and not os.path.lexists(directory / name):
             raise NertuneError(f"weight file {name} is missing", path=str(directory), fix="copy the whole model directory again")
-        if sha256(file) != digest:
+        file = file_in(directory, name, MANIFEST)
+        # the size first: a wrong one needs no hashing of what may be gigabytes
+        if file.stat().st_size != sizes.get(name, file.stat().st_size) or not isinstance(digest, str) or sha256(file) != digest:
             raise NertuneError(f"weight file {name} does not match its sha256 in manifest.json (truncated or altered)", path=str(file), fix="copy the model directory again or re-train")
+
+
+def file_in(directory: Path, name, listed_in: str) -> Path:
+    """`directory / name` for a name a metadata file lists: a plain file name, a regular file inside the
+    folder (a link may point only within it). Nothing outside the folder is ever opened, nor a device or pipe."""
+    fix = "copy the whole model directory again, or re-save the model"
+    if not _plain_name(name):
+        raise NertuneError(f"{listed_in} names {name!r}, which is not a plain file name in the folder", path=str(directory / listed_in), fix=fix)
+    file = directory / name
+    try:
+        real, inside = file.resolve(strict=True), directory.resolve(strict=True)
+        mode = real.stat().st_mode
+    except (OSError, RuntimeError):
+        raise NertuneError(f"file {name} ({listed_in}) is missing", path=str(directory), fix=fix) from None
+    if real.parent != inside:
+        raise NertuneError(f"file {name} ({listed_in}) links outside the folder", path=str(file), fix=fix)
+    if not stat.S_ISREG(mode):
+        raise NertuneError(f"file {name} ({listed_in}) is not a regular file", path=str(file), fix=fix)
+    return file
+
+
+def _plain_name(name) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+
+
+def check_safetensors(path: Path) -> None:
+    """A safetensors file whose header and tensor offsets fit in it: a truncated or fake file is one line
+    here, not a traceback from deep inside the loader."""
+    fix = "copy the model directory again (the file is truncated or not safetensors)"
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > size - 8 or length > 100_000_000:
+                raise ValueError("header longer than the file")
+            header = json.loads(handle.read(length))
+        end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError):
+        raise NertuneError("is not a readable safetensors file", path=str(path), fix=fix) from None
+    if 8 + length + end > size:
+        raise NertuneError(f"is truncated: its tensors need {8 + length + end} bytes, the file has {size}", path=str(path), fix=fix)

@@ -1,4 +1,8 @@
-"""The HTTP API around a Tagger: POST /v1/entities, GET /healthz, GET /v1/model, docs at /docs.
+"""The HTTP API around a Tagger: POST /v1/entities, GET /healthz, GET /v1/model, the schema at /openapi.json.
+
+What a stranger may learn: the labels, the model's folder name, the backend, the headline metrics and
+the limits. Paths, the recipe, the machine, library versions and the git SHA only with `details`; the
+interactive /docs page (its scripts come from a CDN) only with `docs`.
 
 `create_app` is the factory. `nertune serve` calls it with a model directory;
 with --workers N each uvicorn worker process calls it with no arguments and
@@ -96,18 +100,20 @@ def parse_request(body: bytes, limits: Limits) -> EntitiesRequest:
 
 # ---- what /v1/model shows ----------------------------------------------------
 
-def model_info(tagger, model_dir: str | Path | None, limits: Limits) -> dict:
+HEADLINE = ("precision", "recall", "f1", "accuracy")
+
+
+def model_info(tagger, model_dir: str | Path | None, limits: Limits, details: bool = False) -> dict:
     labels = [tagger.id2label[i] for i in sorted(tagger.id2label)]
-    info = {
+    public = {
+        "model": Path(model_dir).resolve().name if model_dir is not None else None,
         "backend": getattr(tagger, "backend", "pytorch"),
-        "device": str(getattr(tagger, "device", "cpu")),
         "labels": labels,
         "entity_types": sorted({label[2:] for label in labels if label[:2] in ("B-", "I-")}),
-        "recipe": None,
         "metrics": None,
         "limits": limits.public(),
-        "nertune": __version__,
     }
+    info = {**public, "device": str(getattr(tagger, "device", "cpu")), "recipe": None, "nertune": __version__}
     if model_dir is not None:
         for key, name, parse in (("recipe", "recipe.yaml", yaml.safe_load), ("metrics", "metrics.json", json.loads)):
             path = Path(model_dir) / name
@@ -116,7 +122,11 @@ def model_info(tagger, model_dir: str | Path | None, limits: Limits) -> dict:
                     info[key] = parse(path.read_text(encoding="utf-8"))
                 except (ValueError, yaml.YAMLError) as error:
                     raise NertuneError(f"cannot read {name} ({str(error).splitlines()[0]})", path=str(path), fix=f"repair or delete {name}") from None
-    return info
+    if details:
+        return info
+    metrics = info["metrics"] if isinstance(info["metrics"], dict) else {}
+    headline = {split: {k: metrics[split].get(k) for k in HEADLINE} for split in ("validation", "test") if isinstance(metrics.get(split), dict)}
+    return {**public, "metrics": headline or None}
 
 
 # ---- the app -----------------------------------------------------------------
@@ -128,18 +138,23 @@ def settings_from_env() -> dict:
     return json.loads(raw)
 
 
-def create_app(model_dir: str | Path | None = None, limits: Limits | None = None, device: str | None = None, tagger=None) -> FastAPI:
+def create_app(model_dir: str | Path | None = None, limits: Limits | None = None, device: str | None = None, tagger=None,
+               details: bool = False, docs: bool = False) -> FastAPI:
     if model_dir is None and tagger is None:
         settings = settings_from_env()
         model_dir, device, limits = settings["model_dir"], settings.get("device"), Limits(**settings.get("limits", {}))
+        details, docs = settings.get("details", False), settings.get("docs", False)
+        from nertune.serve.connections import GuardedH11Protocol
+
+        GuardedH11Protocol.configure(limits.head_timeout, limits.max_connections)  # this worker process's connections
     limits = limits or Limits()
     if tagger is None:
         from nertune.tag.tagger import Tagger
 
         tagger = Tagger.load(model_dir, device=device)
     tagger.tag_batch(["Warm up the model before the first request ."])  # and fail here, not on a client
-    info = model_info(tagger, model_dir, limits)
-    batcher = MicroBatcher(tagger.tag_batch, limits.max_wait_ms, limits.max_batch_texts, limits.max_queue)
+    info = model_info(tagger, model_dir, limits, details)
+    batcher = MicroBatcher(tagger.tag_batch, limits.max_wait_ms, limits.max_batch_texts, limits.max_queue, limits.max_batch_chars)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -147,7 +162,7 @@ def create_app(model_dir: str | Path | None = None, limits: Limits | None = None
         yield
         await batcher.stop()  # uvicorn has finished in-flight requests; answer anything still queued
 
-    app = FastAPI(title="nertune", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="nertune", version=__version__, lifespan=lifespan, docs_url="/docs" if docs else None, redoc_url=None,
                   description="Named entity recognition with a model fine-tuned by nertune. Every error is JSON: "
                               '`{"error": {"code": ..., "message": ...}}`.')
     install_error_handlers(app)
@@ -159,7 +174,7 @@ def create_app(model_dir: str | Path | None = None, limits: Limits | None = None
               responses={200: {"model": Entities | BatchEntities, "description": '{"entities": [...]} for "text"; {"results": [...]} for "texts"'}, **error_docs},
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": EntitiesRequest.model_json_schema()}}}})
     async def entities(request: Request):
-        payload = parse_request(await read_body(request, limits.max_body_bytes), limits)
+        payload = parse_request(await read_body(request, limits.max_body_bytes, limits.body_timeout), limits)
         texts = [payload.text] if payload.text is not None else payload.texts
         results = await _tag(batcher, texts) if texts else []
         if payload.text is not None:
@@ -172,7 +187,7 @@ def create_app(model_dir: str | Path | None = None, limits: Limits | None = None
             raise ApiError(503, "shutting_down", "the server is shutting down")
         return {"status": "ok", "pid": os.getpid(), "batching": batcher.stats.public()}
 
-    @app.get("/v1/model", summary="Labels, training recipe, metrics and backend of the served model")
+    @app.get("/v1/model", summary="Labels, entity types, backend and headline metrics of the served model (more with --details)")
     async def model():
         return info
 

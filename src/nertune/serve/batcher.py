@@ -1,15 +1,17 @@
-"""Micro-batching: concurrent requests share one forward pass.
+"""Micro-batching: concurrent requests share forward passes, and a large one cannot hold the model.
 
-Each request puts its texts on a queue and awaits a future. One worker task
-takes the first waiting request, waits at most `max_wait_ms` for more (no wait
-when enough are already queued), and runs `tag_batch` over all their texts in a
-single thread — the model runs one batch at a time, the event loop stays free
-to accept and parse the next requests meanwhile. Results go back to each
-request's future in order.
+Each request puts its texts on a queue and awaits a future. One worker task keeps the waiting requests
+in a ring and builds each forward pass by taking the next text of each request in turn, until the pass
+holds `max_batch_texts` texts or `max_batch_chars` characters (a longer text runs alone); a request
+with texts left goes to the back of the ring. So a request of 64 long texts is cut into bounded slices
+and small requests that arrive meanwhile ride in the next pass, not after the whole of it. Before a
+pass the worker waits at most `max_wait_ms` for company (no wait when enough is already queued), and
+runs `tag_batch` in a single thread — the model runs one pass at a time, the event loop stays free to
+accept and parse the next requests. Results go back to each request's future in order, whole.
 
-A failing batch never takes the worker down: its requests are retried one by
-one so only the request that fails gets an error. `stop()` drains the queue
-before it returns, so a graceful shutdown answers everything already accepted.
+A failing pass never takes the worker down: its slices are retried one request at a time so only the
+request that fails gets an error. `stop()` drains the queue before it returns, so a graceful shutdown
+answers everything already accepted.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 log = logging.getLogger("nertune.serve")
@@ -42,6 +45,10 @@ class TaggingFailed(Exception):
 class _Request:
     texts: list[str]
     future: asyncio.Future
+    results: list = field(default_factory=list)  # of texts[:len(results)], tagged so far
+
+
+Slice = tuple[_Request, int, int]  # a request's texts[start:end] in one pass
 
 
 @dataclass
@@ -61,13 +68,16 @@ class BatchStats:
 
 
 class MicroBatcher:
-    def __init__(self, tag_batch: TagBatch, max_wait_ms: float = 5.0, max_batch_texts: int = 64, max_queue: int = 1024):
+    def __init__(self, tag_batch: TagBatch, max_wait_ms: float = 5.0, max_batch_texts: int = 64, max_queue: int = 1024,
+                 max_batch_chars: int = 20_000):
         self.tag_batch = tag_batch
         self.max_wait = max_wait_ms / 1000
         self.max_batch_texts = max_batch_texts
+        self.max_batch_chars = max_batch_chars
         self.max_queue = max_queue
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Request | None] | None = None
+        self._ring: deque[_Request] = deque()  # taken from the queue, texts left to tag
         self._worker: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nertune-tag")
         self._stopping = False
@@ -92,75 +102,101 @@ class MicroBatcher:
     async def submit(self, texts: list[str]) -> list[list[dict]]:
         if self._stopping or self._worker is None:
             raise Stopped()
-        if self._queue.qsize() >= self.max_queue:
+        if self._queue.qsize() + len(self._ring) >= self.max_queue:
             raise Overloaded()
+        if not texts:
+            return []
         request = _Request(list(texts), asyncio.get_running_loop().create_future())
         self._queue.put_nowait(request)
         return await request.future
 
     async def _run(self) -> None:
-        queue = self._queue
+        queue, ring = self._queue, self._ring
+        stopped = False  # the stop marker was read: answer what is left, then end
         while True:
-            first = await queue.get()
-            if first is None:
-                return
-            batch, size = [first], len(first.texts)
-            # Gather: wait a little for company unless enough is already waiting.
-            if self.max_wait > 0 and size < self.max_batch_texts and queue.qsize() == 0:
-                await asyncio.sleep(self.max_wait)
-            done = False
-            while size < self.max_batch_texts and not queue.empty():
+            if not ring and not stopped:
+                first = await queue.get()
+                if first is None:
+                    stopped = True
+                else:
+                    ring.append(first)
+                    # Gather: wait a little for company unless enough is already waiting.
+                    if self.max_wait > 0 and len(first.texts) < self.max_batch_texts and queue.qsize() == 0:
+                        await asyncio.sleep(self.max_wait)
+            while not queue.empty():
                 item = queue.get_nowait()
                 if item is None:
-                    done = True
-                    break
-                batch.append(item)
-                size += len(item.texts)
+                    stopped = True
+                else:
+                    ring.append(item)
+            passes = self._next_pass()
+            if not passes:
+                if stopped:
+                    return
+                continue
             try:
-                await self._process(batch)
+                await self._process(passes)
             except Exception:  # a bug here must not leave requests waiting forever
-                for request in batch:
+                for request, _, _ in passes:
                     self._fail(request)
-            if done:
-                await self._drain_rest()
-                return
 
-    async def _drain_rest(self) -> None:
-        # Only reached after the stop marker: anything behind it still gets an answer.
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is not None:
-                try:
-                    await self._process([item])
-                except Exception:
-                    self._fail(item)
+    def _next_pass(self) -> list[Slice]:
+        """The next text of each request in turn, within the pass's budget; unfinished requests go to the back."""
+        ring = self._ring
+        for request in [r for r in ring if r.future.done()]:  # answered, failed, or the client went away
+            ring.remove(request)
+        taken: dict[int, list] = {}
+        texts = chars = 0
+        full = False
+        while ring and not full:
+            grew = False
+            for request in ring:
+                start, end = taken.setdefault(id(request), [request, len(request.results), len(request.results)])[1:]
+                if end == len(request.texts):
+                    continue
+                size = len(request.texts[end])
+                if texts and (texts == self.max_batch_texts or chars + size > self.max_batch_chars):
+                    full = True
+                    break
+                taken[id(request)][2] = end + 1
+                texts, chars, grew = texts + 1, chars + size, True
+            if not grew:
+                break
+        passes = [(request, start, end) for request, start, end in taken.values() if end > start]
+        for request, _, end in passes:
+            ring.remove(request)
+            if end < len(request.texts):
+                ring.append(request)  # the rest after everyone else
+        return passes
 
-    async def _process(self, batch: list[_Request]) -> None:
-        live = [r for r in batch if not r.future.done()]  # a client that went away cancelled its future
-        if not live:
-            return
-        texts = [text for r in live for text in r.texts]
+    async def _process(self, passes: list[Slice]) -> None:
+        texts = [text for request, start, end in passes for text in request.texts[start:end]]
         self.stats.batches += 1
-        self.stats.requests += len(live)
+        self.stats.requests += sum(start == 0 for _, start, _ in passes)  # requests the model has begun on
         self.stats.texts += len(texts)
-        self.stats.largest_batch = max(self.stats.largest_batch, len(live))
+        self.stats.largest_batch = max(self.stats.largest_batch, len(passes))
         try:
             results = await self._tag(texts)
         except Exception:
-            if len(live) == 1:
-                self._fail(live[0])
+            if len(passes) == 1:
+                self._fail(passes[0][0])
                 return
             # One bad request must not fail its neighbours: retry each alone.
-            for request in live:
+            for request, start, end in passes:
                 try:
-                    self._answer(request, await self._tag(request.texts))
+                    self._advance(request, await self._tag(request.texts[start:end]))
                 except Exception:
                     self._fail(request)
             return
-        start = 0
-        for request in live:
-            self._answer(request, results[start : start + len(request.texts)])
-            start += len(request.texts)
+        at = 0
+        for request, start, end in passes:
+            self._advance(request, results[at : at + end - start])
+            at += end - start
+
+    def _advance(self, request: _Request, results: list[list[dict]]) -> None:
+        request.results.extend(results)
+        if len(request.results) == len(request.texts) and not request.future.done():
+            request.future.set_result(request.results)
 
     async def _tag(self, texts: list[str]) -> list[list[dict]]:
         started = time.perf_counter()
@@ -171,11 +207,6 @@ class MicroBatcher:
         if len(results) != len(texts):
             raise RuntimeError(f"tag_batch returned {len(results)} results for {len(texts)} texts")
         return results
-
-    @staticmethod
-    def _answer(request: _Request, result: list[list[dict]]) -> None:
-        if not request.future.done():
-            request.future.set_result(result)
 
     def _fail(self, request: _Request) -> None:
         self.stats.failures += 1

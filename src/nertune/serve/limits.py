@@ -7,11 +7,13 @@ error naming the limit — never a half-read body, never a 500.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import asyncio
+from dataclasses import asdict, dataclass, field
 
 from starlette.requests import ClientDisconnect, Request
 
 from nertune.errors import NertuneError
+from nertune.serve.connections import default_max_connections
 from nertune.serve.errors import ApiError
 
 
@@ -21,8 +23,12 @@ class Limits:
     max_texts: int = 64  # texts in one {"texts": [...]} request
     max_body_bytes: int = 1 << 20  # request body, before parsing
     max_wait_ms: float = 5.0  # how long the batcher waits to gather more requests
-    max_batch_texts: int = 64  # texts in one forward pass (a bigger request runs alone)
+    max_batch_texts: int = 64  # texts in one forward pass
+    max_batch_chars: int = 20_000  # characters in one forward pass: a large request runs as slices between others
     max_queue: int = 1024  # requests waiting for the model; more get 503 + Retry-After
+    head_timeout: float = 10.0  # seconds for a connection to deliver a request head (serve/connections.py)
+    body_timeout: float = 30.0  # seconds for the body to arrive once the head has: 408
+    max_connections: int = field(default_factory=default_max_connections)  # open at once, below the descriptor limit
 
     def __post_init__(self):
         for name, value in asdict(self).items():
@@ -40,12 +46,20 @@ def body_too_large(limit: int) -> ApiError:
     return ApiError(413, "body_too_large", f"request body is larger than {limit} bytes (--max-body-bytes)", limit=limit)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it is known to exceed `limit` bytes.
+async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+    """The whole body, refusing (413) as soon as it is known to exceed `limit` bytes, and (408) when it
+    has not all arrived within `timeout` seconds: a trickling client holds nothing for long.
 
     Content-Length is checked before reading anything; a chunked body is counted
     while it streams, so a huge upload is never held in memory.
     """
+    try:
+        return await asyncio.wait_for(_read_body(request, limit), timeout)
+    except asyncio.TimeoutError:
+        raise ApiError(408, "body_timeout", f"the request body did not arrive within {timeout:g} s (--body-timeout)", limit=timeout) from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():

@@ -22,7 +22,7 @@ def free_port() -> int:
 class ServerProcess:
     """Start `python -m nertune serve MODEL_DIR --port P ARGS...`, its output in `log`."""
 
-    def __init__(self, model_dir: str | Path, log: str | Path, *args: str):
+    def __init__(self, model_dir: str | Path, log: str | Path, *args: str, max_descriptors: int | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(log)
@@ -30,6 +30,7 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "nertune", "serve", str(model_dir), "--port", str(self.port), *args],
                 stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                preexec_fn=None if max_descriptors is None else (lambda: _limit_descriptors(max_descriptors)),
             )
 
     def wait_ready(self, timeout: float = 240) -> "ServerProcess":
@@ -58,3 +59,10 @@ class ServerProcess:
                 return False
         log = self.log.read_text()
         return self.process.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in log and "Traceback" not in log
+
+
+def _limit_descriptors(count: int) -> None:
+    """In the child: the open-file limit a systemd service often has (1,024), or lower, to test against."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))

@@ -7,9 +7,11 @@
         state.json             where the run is (RunState), the recipe, data md5s,
                                optimizer groups, scheduler, loss scaler, Python/NumPy RNG
 
-A checkpoint is written into a temporary directory and renamed to step-N when
-complete, state.json last, so a kill at any moment leaves either a whole
-checkpoint or none. Only the newest `keep` survive. Nothing is pickled.
+A checkpoint is written into a temporary directory, flushed to disk and renamed to
+step-N when complete, so a kill or a power loss at any moment leaves either a whole
+checkpoint or none. state.json records the sha256 of each tensor file; a resume
+checks them, so a damaged checkpoint is named (and the one before it offered)
+instead of trained on. Only the newest `keep` survive. Nothing is pickled.
 
 The data order needs no list of sentences: each epoch's steps are drawn from
 one `random.Random(seed)`, so its state at the start of the epoch plus the
@@ -28,9 +30,11 @@ import torch
 
 from nertune.atomic import atomic_dir, write_json, write_text
 from nertune.errors import NertuneError
+from nertune.model.load import sha256
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
+TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
 FORMAT = 1
 # Run mechanics that may differ when resuming; every other recipe field must match.
 MECHANICS = ("output_dir", "save_every_steps", "keep_checkpoints")
@@ -153,7 +157,8 @@ class Checkpoints:
                 save_file(rng_tensors, str(tmp / "rng.safetensors"))
                 scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
                 write_json(tmp / STATE, {
-                    "format": FORMAT, "step": state.global_step, "run": asdict(state), "recipe": self.recipe_fields,
+                    "format": FORMAT, "step": state.global_step, "sha256": {name: sha256(tmp / name) for name in TENSOR_FILES},
+                    "run": asdict(state), "recipe": self.recipe_fields,
                     "data_md5": self.data_md5, "world_size": accelerator.num_processes, "optimizer": optimizer_json,
                     "scheduler": self.scheduler.state_dict(), "scaler": scaler, "rng": rng_json,
                 })
@@ -170,17 +175,22 @@ class Checkpoints:
         accelerator = self.accelerator
         _safely(path / "model.safetensors", lambda f: load_model(accelerator.unwrap_model(self.model), str(f), device=str(accelerator.device)))
         optimizer_tensors = _safely(path / "optimizer.safetensors", _load_tensors)
-        optimizer_state = _unflatten_optimizer(optimizer_tensors, saved["optimizer"])
-        _check_moments_fit(optimizer_state, self.optimizer, path / "optimizer.safetensors")
-        self.optimizer.load_state_dict(optimizer_state)
-        self.scheduler.load_state_dict(saved["scheduler"])
-        if accelerator.scaler is not None and saved["scaler"]:
-            accelerator.scaler.load_state_dict(saved["scaler"])
-        # Last: loading the model above drew nothing from the generators, and training draws next.
         rng_tensors = _safely(path / "rng.safetensors", _load_tensors)
-        _set_rng_state(rng_tensors, saved["rng"], accelerator.process_index)
+        try:
+            optimizer_state = _unflatten_optimizer(optimizer_tensors, saved["optimizer"])
+            _check_moments_fit(optimizer_state, self.optimizer, path / "optimizer.safetensors")
+            self.optimizer.load_state_dict(optimizer_state)
+            self.scheduler.load_state_dict(saved["scheduler"])
+            if accelerator.scaler is not None and saved.get("scaler"):
+                accelerator.scaler.load_state_dict(saved["scaler"])
+            # Last: loading the model above drew nothing from the generators, and training draws next.
+            _set_rng_state(rng_tensors, saved["rng"], accelerator.process_index)
+            run = RunState(**saved["run"])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+            raise NertuneError(f"checkpoint {STATE} does not fit its tensor files ({type(error).__name__}: {str(error)[:80]})", path=str(path / STATE),
+                               fix="delete this checkpoint directory to resume from the one before it") from None
         self.last = path
-        return RunState(**saved["run"])
+        return run
 
 
 def _check_moments_fit(optimizer_state: dict, optimizer, path: Path) -> None:
@@ -205,12 +215,13 @@ def find_checkpoint(output_dir: str | None, recipe_fields: dict, data_md5: dict)
             path=str(Path(output_dir) / CHECKPOINTS), fix="start the run without --resume",
         )
     path = directories[-1]
-    try:
-        saved = json.loads((path / STATE).read_text(encoding="utf-8"))
-        if saved.get("format") != FORMAT:
-            raise ValueError
-    except ValueError:
-        raise NertuneError("checkpoint state is unreadable or of another format", path=str(path / STATE), fix="start the run again without --resume") from None
+    before = f"delete {path} to resume from {directories[-2]}" if len(directories) > 1 else "start the run again without --resume"
+    saved = _read_state(path, before)
+    for name, digest in saved.get("sha256", {}).items():
+        if name not in TENSOR_FILES or not isinstance(digest, str):
+            raise NertuneError(f"{STATE} lists {name!r} as a checkpoint file", path=str(path / STATE), fix=before)
+        if not (path / name).is_file() or sha256(path / name) != digest:
+            raise NertuneError(f"checkpoint file {name} is damaged (missing, or its sha256 differs from {STATE}'s)", path=str(path / name), fix=before)
     from nertune.train.recipe import Recipe
 
     for name, value in recipe_fields.items():
@@ -224,6 +235,23 @@ def find_checkpoint(output_dir: str | None, recipe_fields: dict, data_md5: dict)
     if saved["data_md5"] != data_md5:
         raise NertuneError("the data files changed since the checkpoint (md5 differs)", path=str(path / STATE), fix="resume with the same data files")
     return path, saved
+
+
+# What find_checkpoint reads of a state.json, and of which type (restore checks what it reads itself).
+_STATE_FIELDS = {"recipe": dict, "data_md5": dict, "sha256": dict}
+
+
+def _read_state(path: Path, fix: str) -> dict:
+    try:
+        saved = json.loads((path / STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        raise NertuneError(f"checkpoint {STATE} is unreadable (not JSON)", path=str(path / STATE), fix=fix) from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise NertuneError(f"checkpoint {STATE} is of another format", path=str(path / STATE), fix=fix)
+    for name, kind in _STATE_FIELDS.items():
+        if not isinstance(saved.get(name, {} if name == "sha256" else None), kind):  # sha256: not in older checkpoints
+            raise NertuneError(f"checkpoint {STATE} has no valid {name!r}", path=str(path / STATE), fix=fix)
+    return saved
 
 
 def trim_log(path: Path, step: int) -> None:

@@ -47,7 +47,7 @@ from nertune.train.graphs import GraphedForward, graphs_unavailable
 from nertune.train.loss import window_weights
 from nertune.train.precision import choose_precision, fresh_accelerator
 from nertune.train.recipe import Recipe, labels_for
-from nertune.train.signals import StopRequests, TrainingInterrupted
+from nertune.train.signals import StopRequests, TrainingInterrupted, say_on_interrupt
 from nertune.train.step import forward_backward
 from nertune.train.report import RunLog, console, git_sha, run_info, write_run_files
 
@@ -65,7 +65,8 @@ def _train(recipe: Recipe, progress: bool, resume: bool, overwrite: bool) -> dic
     from rich.markup import escape
 
     # ---- data first: a bad file fails before anything heavy loads ----
-    splits = load_splits(recipe.data, recipe.train, recipe.validation, recipe.test, recipe.max_train_sentences, recipe.max_eval_sentences)
+    splits = load_splits(recipe.data, recipe.train, recipe.validation, recipe.test, recipe.max_train_sentences, recipe.max_eval_sentences,
+                         recipe.ragged_columns)
     if splits.train is None:
         from nertune.errors import NertuneError
 
@@ -330,6 +331,8 @@ def _train(recipe: Recipe, progress: bool, resume: bool, overwrite: bool) -> dic
             path = checkpoint(torch.zeros((), device=device), torch.zeros((), device=device))
             if stop_agreed(stop):  # a signal during evaluation: the epoch's checkpoint is the place to resume
                 raise TrainingInterrupted(stop.signum or signal.SIGTERM, state.global_step, path, output_dir)
+        say_on_interrupt(f"interrupted during the final evaluation: the best model (epoch {state.best_epoch}) is saved in {output_dir}; "
+                         f"score it with: nertune evaluate {output_dir}")
 
     # ---- final: the best epoch's weights on validation and test -------------
     metrics: dict = {}

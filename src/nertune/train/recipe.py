@@ -31,6 +31,7 @@ class Recipe(BaseModel):
     test: Optional[str] = None
     max_train_sentences: Optional[int] = Field(None, ge=1)
     max_eval_sentences: Optional[int] = Field(None, ge=1)
+    ragged_columns: bool = False  # data lines may differ in column count: the tag is the last column (data/conll.py)
     # the optimisation, as the seed's Trainer ran it
     learning_rate: float = Field(2e-5, gt=0)
     batch_size: int = Field(1, ge=1)
