@@ -26,7 +26,7 @@ CATEGORIES = {
         "tests/test_hardening.py::test_every_kind", "tests/test_hardening.py::test_crlf", "tests/test_hardening.py::test_cr_mixed",
         "tests/test_hardening.py::test_a_changing", "tests/test_reader.py"],
     "random and mutated input (hypothesis)": ["tests/test_fuzz.py"],
-    "recipes": ["tests/test_recipe.py"],
+    "recipes": ["tests/test_recipe.py", "tests/test_hardening.py::test_a_huge_recipe"],
     "Ctrl-C and SIGTERM at any moment": ["tests/test_hardening.py::test_a_signal", "tests/test_resume.py::test_sigterm"],
     "untrusted model folders and exports": [
         "tests/test_hardening.py::test_a_manifest", "tests/test_hardening.py::test_links", "tests/test_hardening.py::test_broken",

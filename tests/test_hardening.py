@@ -262,3 +262,12 @@ def test_a_50_mb_file_with_no_line_break_is_refused_in_little_memory(tmp_path, c
     code, peak, err = _peak_rss_mb(*args)
     assert code in (1, 2) and "line longer than 1,048,576 characters" in err
     assert peak < 300, peak
+
+
+def test_a_huge_recipe_file_is_refused_before_it_is_read(tmp_path):
+    from nertune.train.recipe import load_recipe
+
+    recipe = tmp_path / "big.yaml"
+    recipe.write_bytes(b"epochs: 3\n" + b"#" * (2 << 20))
+    with pytest.raises(NertuneError, match=r"big.yaml: recipe is 2,097,162 bytes: not a recipe"):
+        load_recipe(str(recipe))

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from nertune.errors import NertuneError
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+MAX_RECIPE_BYTES = 1 << 20  # read whole and parsed: a bound keeps a hostile file from taking the memory
 
 
 class Recipe(BaseModel):
@@ -124,6 +125,9 @@ def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) 
             known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
             raise NertuneError(f"recipe {name_or_path!r} not found", fix=f"use one of: {known}, or a YAML file path")
         source = str(path)
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise NertuneError(f"recipe is {path.stat().st_size:,} bytes: not a recipe (at most {MAX_RECIPE_BYTES:,})", path=source,
+                               fix="a recipe is a few lines of 'field: value'")
         try:
             text = path.read_text(encoding="utf-8")
             fields = yaml.safe_load(text)
