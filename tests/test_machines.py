@@ -143,3 +143,12 @@ def test_a_finished_run_trains_further_with_its_own_settings(tmp_path, featured_
     config = lambda d: json.loads((d / "config.json").read_text())  # noqa: E731
     assert config(tmp_path / "more")["id2label"] == config(featured_model)["id2label"]
     assert config(tmp_path / "more")["nertune_casing"] == config(featured_model)["nertune_casing"]
+
+
+def test_a_run_that_fails_leaves_no_progress_thread_behind(tmp_path):
+    import threading
+
+    with pytest.raises(NertuneError, match="training diverged"):
+        nertune.train(max_train_sentences=32, max_eval_sentences=8, epochs=1, grad_accum=2, learning_rate=1e5, mixed_precision="no",
+                      output_dir=str(tmp_path / "run"), progress=True)  # no terminal here: the plain lines and their watcher
+    assert not [t for t in threading.enumerate() if t.name == "nertune-progress" and t.is_alive()]

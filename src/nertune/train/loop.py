@@ -49,14 +49,17 @@ from nertune.train.precision import choose_precision, fresh_accelerator
 from nertune.train.recipe import Recipe, labels_for
 from nertune.train.signals import StopRequests, TrainingInterrupted, say_on_interrupt
 from nertune.train.step import forward_backward
-from nertune.train.report import RunLog, console, git_sha, run_info, write_run_files
+from nertune.train.report import RunLog, console, git_sha, run_info, stop_progress, write_run_files
 
 
 def train_run(recipe: Recipe, progress: bool = True, resume: bool = False, overwrite: bool = False) -> dict:
     """Train as `recipe` says; `resume` continues the run in recipe.output_dir from its latest checkpoint;
     `overwrite` replaces the finished run there. Each call starts and leaves a clean Accelerate state."""
-    with fresh_accelerator():
-        return _train(recipe, progress, resume, overwrite)
+    try:
+        with fresh_accelerator():
+            return _train(recipe, progress, resume, overwrite)
+    finally:
+        stop_progress()
 
 
 def _train(recipe: Recipe, progress: bool, resume: bool, overwrite: bool) -> dict:

@@ -70,6 +70,7 @@ class _Lines:
         self.lock = threading.Lock()
         self.closed = threading.Event()
         self.watcher = threading.Thread(target=self._watch, name="nertune-progress", daemon=True)
+        _live.add(self)
         self.watcher.start()
 
     def update(self, loss: float, rate: float, lr: float) -> None:
@@ -87,6 +88,7 @@ class _Lines:
 
     def close(self) -> None:
         self.closed.set()
+        _live.discard(self)
 
     def line(self) -> str:
         parts = [f"{self.description} step {self.done}/{self.total}"]
@@ -107,6 +109,15 @@ class _Lines:
         while not self.closed.wait(min(self.interval, 1.0)):
             if time.monotonic() - self.last >= self.interval:
                 self._say()
+
+
+_live: set[_Lines] = set()
+
+
+def stop_progress() -> None:
+    """End every progress watcher still running: a run that raised must leave no thread printing behind it."""
+    for lines in list(_live):
+        lines.close()
 
 
 def _duration(seconds: float) -> str:
