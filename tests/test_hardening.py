@@ -229,7 +229,7 @@ def test_malformed_checkpoint_state_is_one_line(run_copy, state):
     assert len(result.stderr.strip().splitlines()) == 1 and "state.json" in result.stderr
 
 
-def test_a_stale_model_staging_folder_is_cleaned_at_the_next_save(run_copy):
+def test_a_stale_model_staging_folder_is_cleaned_when_the_run_resumes(run_copy):
     stale = run_copy / ".model.abc123.tmp"
     stale.mkdir()
     (stale / "model.safetensors").write_bytes(b"half")

@@ -159,8 +159,7 @@ def save_model(model, tokenizer, directory: str | Path) -> None:
     """Write model + tokenizer into `directory` file by file, atomically, manifest last."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob(".model.*.tmp"):  # left by a kill during an earlier save
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_stale_saves(directory)
     staging = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=directory))
     from nertune.model.crf import CRF_FILE, save_crf
 
@@ -188,6 +187,12 @@ def save_model(model, tokenizer, directory: str | Path) -> None:
                                           "size": {name: (directory / name).stat().st_size for name in weights}})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_stale_saves(directory: Path) -> None:
+    """Staging folders a kill during an earlier save_model left behind."""
+    for stale in Path(directory).glob(".model.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def verify_manifest(directory: Path) -> None:

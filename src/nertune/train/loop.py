@@ -33,7 +33,7 @@ from nertune.data.splits import load_splits
 from nertune.evaluate.predict import build_windows, max_pieces_for
 from nertune.evaluate.run import evaluate_sentences
 from nertune.model.crf import load_crf
-from nertune.model.load import load_for_training, load_tokenizer, save_model
+from nertune.model.load import load_for_training, load_tokenizer, remove_stale_saves, save_model
 from nertune.train import diagnostics
 from nertune.train.checkpoint import (
     Checkpoints, RunState, check_output_dir, clear_output_dir, find_checkpoint, new_run_dir, remove_checkpoints, rng_from_json,
@@ -180,6 +180,8 @@ def _train(recipe: Recipe, progress: bool, resume: bool, overwrite: bool) -> dic
     # ---- where the run is: fresh, or the latest checkpoint's state ---------
     if not resume and main:
         clear_output_dir(output_dir)  # only now: a run that failed to start has not cost the old one
+    elif main:
+        remove_stale_saves(output_dir)  # a kill during the best model's save left its staging folder
     checkpoints = Checkpoints(output_dir, recipe.keep_checkpoints, accelerator, model, optimizer, scheduler, recipe_fields, splits.md5)
     state = RunState()
     if resume_from:
