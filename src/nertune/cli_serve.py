@@ -82,8 +82,11 @@ def serve(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
+    from nertune.serve.connections import raise_descriptor_limit
     from nertune.serve.limits import Limits
     from nertune.train.report import console
+
+    raise_descriptor_limit()  # before the limits' default connection cap is read from it
 
     if workers < 1:
         raise NertuneError(f"--workers must be at least 1, got {workers}", fix="pass --workers 1 or more")

@@ -24,13 +24,25 @@ import time
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 RESERVED_DESCRIPTORS = 64  # the model's files, logs, the listening socket, the executor's pipes
-# asyncio accepts up to `backlog` sockets in one go before any close runs: the cap leaves room for one burst.
-BACKLOG = 128
+# asyncio accepts up to `backlog` sockets at each wake-up, and a connection closed to make room is only gone a few
+# loop turns later: the cap leaves room for four such bursts.
+BACKLOG = 64
+
+
+def raise_descriptor_limit() -> int:
+    """The soft open-file limit raised to the hard one (as Go's runtime does at start), and returned."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 65536), hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def default_max_connections() -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return max(16, min(1000, soft - RESERVED_DESCRIPTORS - BACKLOG)) if soft != resource.RLIM_INFINITY else 1000
+    return max(16, min(1000, soft - RESERVED_DESCRIPTORS - 4 * BACKLOG)) if soft != resource.RLIM_INFINITY else 1000
 
 
 def _busy_503() -> bytes:
