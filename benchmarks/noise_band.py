@@ -31,7 +31,11 @@ def runs() -> list[dict]:
 
 
 def group_key(run: dict) -> str:
-    recipe = {k: v for k, v in sorted(run["recipe"].items()) if k not in IGNORED}
+    from nertune.train.recipe import Recipe
+
+    # a field added to nertune after a run was made: that run used its default
+    defaults = {name: field.default for name, field in Recipe.model_fields.items()}
+    recipe = {k: v for k, v in sorted({**defaults, **run["recipe"]}.items()) if k not in IGNORED}
     cpu = run.get("machine", {}).get("cpu", {})
     return json.dumps({"recipe": recipe, "precision": run.get("precision"), "cpu": cpu.get("model", "unknown"),
                        "bf16_cpu": bool(cpu.get("flags", {}).get("avx512_bf16") or cpu.get("flags", {}).get("amx_bf16"))}, sort_keys=True)
