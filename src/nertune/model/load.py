@@ -97,16 +97,20 @@ def load_for_training(name: str, labels: list[str], dropout: float | None = None
 
     if crf:
         add_crf(model)
-        if Path(path).is_dir() and (Path(path) / CRF_FILE).is_file() and _source_labels(path) == list(labels):
+        if Path(path).is_dir() and (Path(path) / CRF_FILE).is_file() and model_labels(path) == list(labels):
             load_crf(model, path)  # continuing from a CRF run over the same labels: its transitions too
     elif hasattr(model.config, CRF_FIELD):  # continuing from a CRF model: this recipe says softmax
         delattr(model.config, CRF_FIELD)
     return model
 
 
-def _source_labels(path: str) -> list[str]:
-    config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-    return [label for _, label in sorted((int(i), label) for i, label in config.get("id2label", {}).items())]
+def model_labels(path: str | Path) -> list[str]:
+    """A model folder's labels in their head's order (config.json id2label); [] where there is none to read."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+        return [label for _, label in sorted((int(i), label) for i, label in (config.get("id2label") or {}).items())]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return []  # the loader says what is wrong with the folder
 
 
 def require_model_dir(directory: str | Path) -> Path:
@@ -211,7 +215,8 @@ def verify_manifest(directory: Path) -> None:
             raise NertuneError(f"weight file {name} is missing", path=str(directory), fix="copy the whole model directory again")
         file = file_in(directory, name, MANIFEST)
         # the size first: a wrong one needs no hashing of what may be gigabytes
-        if file.stat().st_size != sizes.get(name, file.stat().st_size) or not isinstance(digest, str) or sha256(file) != digest:
+        size = file.stat().st_size
+        if size != sizes.get(name, size) or not isinstance(digest, str) or sha256(file) != digest:
             raise NertuneError(f"weight file {name} does not match its sha256 in manifest.json (truncated or altered)", path=str(file), fix="copy the model directory again or re-train")
 
 

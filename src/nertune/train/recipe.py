@@ -189,10 +189,7 @@ def continue_from_run(recipe: Recipe) -> Recipe:
 def labels_for(model: str, data_labels: list[str]) -> list[str]:
     """The label order of the run: the model's own when it already knows every label of the data (its
     classification head is kept, row for row), else the data's (a new head)."""
-    found = _model_config(model)
-    id2label = (found[1].get("id2label") if found else None) or {}
-    try:
-        own = [label for _, label in sorted((int(i), label) for i, label in id2label.items())]
-    except (TypeError, ValueError, AttributeError):
-        return data_labels
+    from nertune.model.load import model_labels
+
+    own = model_labels(model)
     return own if own and set(data_labels) <= set(own) else data_labels
