@@ -10,7 +10,7 @@ STAMP := $(VENV)/.nertune-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup train test bench clean
+.PHONY: setup train test clean
 
 setup: $(STAMP)
 

@@ -41,7 +41,7 @@ def training_windows(conll_files: dict[str, Path], sentences: slice, **model_opt
     labelled windows of a slice of CoNLL train: (model, tokenizer, sentences, windows)."""
     from nertune.data.conll import read_conll
     from nertune.data.splits import build_labels
-    from nertune.evaluate.predict import build_windows
+    from nertune.model.word_scores import build_windows
     from nertune.model.load import load_for_training, load_tokenizer
 
     train = read_conll(conll_files["train"])

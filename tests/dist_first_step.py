@@ -15,10 +15,11 @@ from safetensors.torch import save_file
 
 from nertune.data.features import length_grouped_steps
 from nertune.data.splits import load_splits
-from nertune.evaluate.predict import build_windows, max_pieces_for
+from nertune.model.word_scores import build_windows
+from nertune.model.positions import max_pieces_for
 from nertune.model.load import load_for_training, load_tokenizer
-from nertune.train.loss import window_weights
-from nertune.train.step import forward_backward
+from nertune.model.loss import window_weights
+from nertune.training.step import forward_backward
 
 accelerator = Accelerator(cpu=True)
 world, rank = accelerator.num_processes, accelerator.process_index

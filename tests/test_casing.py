@@ -13,8 +13,8 @@ from nertune.data.casing import CONFIG_FIELD, add_casing, word_class
 from nertune.data.conll import read_conll
 from nertune.data.features import collate, model_inputs
 from nertune.errors import NertuneError
-from nertune.evaluate.predict import build_windows
-from nertune.evaluate.run import evaluate_sentences
+from nertune.model.word_scores import build_windows
+from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.model.load import load_for_training, load_tokenizer, load_trained
 from nertune.tag.tagger import Tagger
 

@@ -12,8 +12,8 @@ import torch
 from nertune.data.conll import read_conll
 from nertune.data.context import CONFIG_FIELD
 from nertune.data.features import collate, encode_words
-from nertune.evaluate.predict import build_windows
-from nertune.evaluate.run import evaluate_sentences
+from nertune.model.word_scores import build_windows
+from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.model.load import load_tokenizer, load_trained
 from nertune.tag.tagger import Tagger
 

@@ -19,15 +19,15 @@ from nertune.data.conll import read_conll
 from nertune.data.schemes import is_valid_iob2
 from nertune.data.splits import build_labels
 from nertune.errors import NertuneError
-from nertune.evaluate.predict import build_windows
-from nertune.evaluate.run import evaluate_sentences
+from nertune.model.word_scores import build_windows
+from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.export.onnx import EXPORT_FILE, export_onnx
 from nertune.model.crf import CRF_FILE, crf_scores
 from nertune.model.load import MANIFEST, load_for_training, load_tokenizer, load_trained, save_model
-from nertune.tag.decode import decode
+from nertune.model.decode import decode
 from nertune.tag.tagger import Tagger
-from nertune.train.loss import weighted_crf_loss, window_weights
-from nertune.train.step import forward_backward
+from nertune.model.loss import weighted_crf_loss, window_weights
+from nertune.training.step import forward_backward
 from tests.conftest import run_cli
 
 LABELS = ["O", "B-A", "I-A", "B-B", "I-B"]
@@ -208,7 +208,7 @@ def test_checkpoints_carry_the_crf(crf_model, tmp_path):
     """Resume restores the CRF with the rest of the weights (the checkpoint saves the whole module)."""
     from accelerate import Accelerator
 
-    from nertune.train.checkpoint import Checkpoints, RunState
+    from nertune.training.checkpoint import Checkpoints, RunState
 
     model = load_trained(crf_model)
     saved = crf_scores(model)

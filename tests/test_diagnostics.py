@@ -12,11 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nertune.api import train
+from nertune.training.api import train
 from nertune.data.conll import read_conll
 from nertune.errors import NertuneError
-from nertune.train import diagnostics
-from nertune.train.checkpoint import checkpoint_dirs
+from nertune.training import diagnostics
+from nertune.training.checkpoint import checkpoint_dirs
 
 
 def epoch(n, train_loss, loss, f1):

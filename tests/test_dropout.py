@@ -1,4 +1,4 @@
-"""The cheap-mask dropout for CPU training (train/dropout.py): the same dropout, drawn from fewer random bits."""
+"""The cheap-mask dropout for CPU training (training/speed/dropout.py): the same dropout, drawn from fewer random bits."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from nertune.data.features import collate
-from nertune.data.packing import pack, packed_logits, packing_offset
+from nertune.data.packing import pack, packed_logits
+from nertune.model.positions import packing_offset
 from nertune.model.load import load_for_training, load_tokenizer
-from nertune.train.dropout import ATTENTION, CheapDropout, cheap_dropout, cheap_dropout_attention, use_cheap_dropout
+from nertune.training.speed.dropout import ATTENTION, CheapDropout, cheap_dropout, cheap_dropout_attention, use_cheap_dropout
 
 
 def test_cheap_dropout_keeps_the_right_share_and_scales_exactly():
@@ -77,7 +78,7 @@ def test_the_model_takes_the_cheap_dropouts_and_saves_as_before(tmp_path):
 
 def test_eval_logits_are_unchanged_and_training_ones_are_dropped_out(conll_files):
     from nertune.data.conll import read_conll
-    from nertune.evaluate.predict import build_windows
+    from nertune.model.word_scores import build_windows
 
     tokenizer = load_tokenizer("embedded-minilm")
     sentences = read_conll(conll_files["train"]).sentences[:12]

@@ -7,12 +7,12 @@ import torch
 
 from nertune.data.conll import read_conll
 from nertune.data.splits import build_labels
-from nertune.evaluate.predict import build_windows
+from nertune.model.word_scores import build_windows
 from nertune.model.load import load_for_training, load_tokenizer, load_trained, save_model
-from nertune.train.embedding_grad import KeptEmbeddingGradient
-from nertune.train.embedding_rows import UsedRowsEmbedding, train_used_rows_only
-from nertune.train.loss import window_weights
-from nertune.train.step import forward_backward
+from nertune.training.speed.embedding_grad import KeptEmbeddingGradient
+from nertune.training.speed.embedding_rows import UsedRowsEmbedding, train_used_rows_only
+from nertune.model.loss import window_weights
+from nertune.training.step import forward_backward
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_weight_decay_keeps_the_whole_table(data):
 def test_resume_refuses_moments_that_do_not_fit(tmp_path):
     """A checkpoint written with the whole table (an older nertune) cannot feed the used rows' moments."""
     from nertune.errors import NertuneError
-    from nertune.train.checkpoint import _check_moments_fit
+    from nertune.training.checkpoint import _check_moments_fit
 
     rows = torch.nn.Parameter(torch.zeros(3, 4))
     optimizer = torch.optim.AdamW([rows])

@@ -105,7 +105,8 @@ def test_evaluate_counts_every_word_of_a_sentence_longer_than_512_wordpieces(eva
 
 def test_every_word_of_the_long_sentence_is_scored_by_a_window(tiny_model, evaluated):
     """The loss counts every labelled word: none falls between windows."""
-    from nertune.evaluate.predict import build_windows, max_pieces_for, predict_word_logits
+    from nertune.model.word_scores import build_windows, predict_word_logits
+    from nertune.model.positions import max_pieces_for
     from nertune.model.load import load_tokenizer, load_trained
 
     model, tokenizer = load_trained(tiny_model), load_tokenizer(str(tiny_model))

@@ -146,7 +146,7 @@ def test_altered_or_misused_export_is_refused(onnx_fp32, tmp_path):
 def test_padding_does_not_change_the_exported_models_logits(onnx_fp32, sentences):
     """The fused attention honours the mask: CPU batches padded to the longest (default) or to a
     multiple of 8 (as on GPU) give the same word logits."""
-    from nertune.evaluate.predict import build_windows, predict_word_logits
+    from nertune.model.word_scores import build_windows, predict_word_logits
 
     tagger = Tagger.load(onnx_fp32)
     words = [s.words for s in sentences]

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import yaml
 
-from nertune.train.recipe import Recipe, load_recipe
+from nertune.training.recipe import Recipe, load_recipe
 from tests.conftest import run_cli
 
 
@@ -52,7 +52,7 @@ def tiny_distilbert(tmp_path_factory, minilm):
 
 
 def test_casing_on_an_encoder_without_token_types_is_refused(tiny_distilbert, tmp_path):
-    from nertune.api import train
+    from nertune.training.api import train
     from nertune.errors import NertuneError
 
     with pytest.raises(NertuneError, match="has no token type embeddings") as error:
@@ -78,7 +78,7 @@ def test_a_checkpoint_from_before_the_feature_fields_still_resumes(tmp_path):
     import json
 
     from nertune.errors import NertuneError
-    from nertune.train.checkpoint import FORMAT, STATE, find_checkpoint
+    from nertune.training.checkpoint import FORMAT, STATE, find_checkpoint
 
     fields = load_recipe("seed", {"output_dir": str(tmp_path)}).model_dump()
     old = {k: v for k, v in fields.items() if k not in ("casing", "context_pieces")}

@@ -21,9 +21,9 @@ from nertune.data.embedded import conll2003_files
 from nertune.data.schemes import TAG_PATTERN
 from nertune.data.splits import load_splits
 from nertune.errors import NertuneError
-from nertune.train.recipe import RECIPES_DIR, Recipe, load_recipe
+from nertune.training.recipe import RECIPES_DIR, Recipe, load_recipe
 
-# 200 examples a test in the suite; benchmarks/adversarial.py asks for more through NERTUNE_FUZZ_EXAMPLES
+# 200 examples a test in the suite; benchmarks/quality/adversarial.py asks for more through NERTUNE_FUZZ_EXAMPLES
 FUZZ = settings(max_examples=int(os.environ.get("NERTUNE_FUZZ_EXAMPLES", "200")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 REAL_LINES = conll2003_files()["train"].read_bytes().split(b"\n")[:80]

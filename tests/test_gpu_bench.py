@@ -1,6 +1,6 @@
-"""benchmarks/gpu_speed.py --smoke: the GPU benchmark's code path, run on the CPU with a tiny BERT.
+"""benchmarks/gpu/gpu_speed.py --smoke: the GPU benchmark's code path, run on the CPU with a tiny BERT.
 
-The real run needs a GPU (bash benchmarks/gpu.sh); this keeps the script from rotting where none is lent.
+The real run needs a GPU (bash benchmarks/gpu/gpu.sh); this keeps the script from rotting where none is lent.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_smoke(script: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    """benchmarks/SCRIPT --smoke in a child process (as on the GPU machine: no $OUT here); its exit and JSON."""
+    """`python -m benchmarks.gpu.SCRIPT --smoke` from the repository root in a child process (as on the GPU machine:
+    no $OUT here); its exit and JSON."""
     out = tmp_path / "result.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     env.pop("OUT", None)
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=280)
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.gpu.{script}", "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=280, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     return done, json.loads(out.read_text())
 
@@ -31,7 +32,7 @@ def run_smoke(script: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess,
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_gpu_speed_smoke_measures_both_systems(tmp_path):
-    done, results = run_smoke("gpu_speed.py", tmp_path)
+    done, results = run_smoke("gpu_speed", tmp_path)
     assert json.loads(done.stdout) == results  # the JSON alone on stdout, notices on stderr
     assert results["smoke"] is True and results["train_sentences"] == 64
     for system in ("trainer", "nertune", "trainer_literal"):
@@ -49,8 +50,8 @@ def test_gpu_speed_smoke_measures_both_systems(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_gpu_step_smoke_times_both_modes(tmp_path):
-    """benchmarks/gpu_step.py --smoke: eager and graphed steps (capture left out on a CPU) from the same start."""
-    _, results = run_smoke("gpu_step.py", tmp_path)
+    """benchmarks/gpu/gpu_step.py --smoke: eager and graphed steps (capture left out on a CPU) from the same start."""
+    _, results = run_smoke("gpu_step", tmp_path)
     assert "error" not in results["graphed"] and "error" not in results["whole_step"], (results["graphed"], results["whole_step"])
     assert results["graphed"]["shapes_captured"] >= 1
     assert results["whole_step"]["shapes"] >= 1 and results["whole_step"]["replays"] >= 1 and results["whole_step"]["failed"] is None
@@ -64,8 +65,8 @@ def test_gpu_step_smoke_times_both_modes(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_gpu_minilm_smoke_trains_the_three_runs(tmp_path):
-    """benchmarks/gpu_minilm.py --smoke: the pretrained MiniLM through its fp16 round trip, three recipes scored."""
-    _, results = run_smoke("gpu_minilm.py", tmp_path)
+    """benchmarks/gpu/gpu_minilm.py --smoke: the pretrained MiniLM through its fp16 round trip, three recipes scored."""
+    _, results = run_smoke("gpu_minilm", tmp_path)
     for run, recipe in (("seed_graphed", "seed"), ("seed_eager", "seed"), ("context_crf", "minilm-context-crf")):
         assert "error" not in results[run], results[run].get("traceback")
         assert results[run]["recipe"] == recipe and results[run]["train_sentences"] == 16
@@ -82,8 +83,8 @@ def test_the_fp16_copy_that_travels_moves_each_weight_by_at_most_one_part_in_204
 
     from nertune.data.embedded import minilm_dir
 
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    from gpu_minilm import copy_in_dtype
+    monkeypatch.syspath_prepend(str(ROOT))  # the benchmarks package, as `python -m` from the root finds it
+    from benchmarks.gpu.gpu_minilm import copy_in_dtype
 
     copy_in_dtype(minilm_dir(), tmp_path / "fp16", torch.float16)
     copy_in_dtype(tmp_path / "fp16", tmp_path / "fp32", torch.float32)
@@ -101,8 +102,8 @@ def test_the_fp16_copy_that_travels_moves_each_weight_by_at_most_one_part_in_204
 @pytest.mark.timeout(300)
 def test_a_failing_phase_is_recorded_and_the_others_still_run(tmp_path, monkeypatch):
     """One GPU session is all a gpu.sh run gets: an exception in a phase must not cost the phases after it."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    import gpu_speed
+    monkeypatch.syspath_prepend(str(ROOT))  # the benchmarks package, as `python -m` from the root finds it
+    from benchmarks.gpu import gpu_speed
 
     def failing_train_run(*args, **kwargs):
         raise RuntimeError("CUDA error: operation not permitted when stream is capturing")

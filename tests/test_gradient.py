@@ -12,10 +12,10 @@ import torch
 
 from nertune.data.conll import read_conll
 from nertune.data.splits import build_labels
-from nertune.evaluate.predict import build_windows
+from nertune.model.word_scores import build_windows
 from nertune.model.load import load_for_training, load_tokenizer
-from nertune.train.loss import window_weights
-from nertune.train.step import forward_backward
+from nertune.model.loss import window_weights
+from nertune.training.step import forward_backward
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_the_two_semantics_differ(setup):
 def test_kept_embedding_gradient_is_the_dense_gradient(setup, max_tokens):
     """The CPU path (sparse embedding backward into a kept buffer) gives the literal recipe's gradient,
     over two steps, in the same buffer each step."""
-    from nertune.train.embedding_grad import KeptEmbeddingGradient
+    from nertune.training.speed.embedding_grad import KeptEmbeddingGradient
 
     model, tokenizer, sentences, windows = setup
     literal = literal_gradient(model, tokenizer, sentences, windows, "sentence")

@@ -1,4 +1,4 @@
-"""The whole optimizer step from one graph per shape (train/graphed_step.py), its bookkeeping on a CPU.
+"""The whole optimizer step from one graph per shape (training/speed/graphed_step.py), its bookkeeping on a CPU.
 
 The capture needs a GPU; here `capture` hands back the step itself, so the buffers, the packed loss,
 the learning rate read from a tensor and the fallbacks run as they do around a real graph.
@@ -18,10 +18,10 @@ from torch.utils._pytree import tree_leaves
 
 from nertune.data.features import collate_labels
 from nertune.data.packing import pack, pack_layout
-from nertune.train.graphed_step import GraphedStep
-from nertune.train.graphs import GraphedForward
-from nertune.train.loss import packed_targets, weighted_packed_token_loss, weighted_token_loss, window_weights
-from nertune.train.step import forward_backward
+from nertune.training.speed.graphed_step import GraphedStep
+from nertune.training.speed.graphs import GraphedForward
+from nertune.model.loss import packed_targets, weighted_packed_token_loss, weighted_token_loss, window_weights
+from nertune.training.step import forward_backward
 from tests.conftest import training_windows
 
 
@@ -205,24 +205,28 @@ def test_a_failed_capture_leaves_the_weights_and_the_run_goes_on_eagerly(setup):
 
 
 @pytest.mark.parametrize("capture_fails", [False, True])
-def test_the_loop_trains_through_the_graphed_step(monkeypatch, tmp_path, capsys, capture_fails):
+def test_the_loop_trains_through_the_graphed_step(tmp_path, capsys, capture_fails):
     """train_run as on one GPU (the CUDA captures left out): steps after the first replay the whole step; a failed
     capture says so and the run finishes with the forward graphs."""
-    from nertune.train import loop
-    from nertune.train.recipe import load_recipe
+    from nertune.console import notice
+    from nertune.training import loop
+    from nertune.training.precision import fresh_accelerator
+    from nertune.training.recipe import load_recipe
+    from nertune.training.runner import StepRunner
+    from nertune.training.setup import setup
 
-    made = []
-
-    def graphed_step(*args, **kwargs):
-        made.append(GraphedStep(*args, **kwargs, capture=Capture(fail=capture_fails)))
-        return made[-1]
-
-    monkeypatch.setattr(loop, "graphs_unavailable", lambda *args: None)
-    monkeypatch.setattr(loop, "KeptEmbeddingGradient", lambda model: None)  # CPU-only (a sparse embedding gradient), not on a GPU
-    monkeypatch.setattr(loop, "GraphedStep", graphed_step)
-    monkeypatch.setattr(loop, "GraphedForward", lambda model: GraphedForward(model, capture=lambda module, args, **_: module))
     recipe = load_recipe("seed", {"max_train_sentences": 64, "max_eval_sentences": 16, "epochs": 1, "output_dir": str(tmp_path / "run")})
-    metrics = loop.train_run(recipe, progress=False)
+    with fresh_accelerator():
+        run = setup(recipe, progress=False)
+        eager = run.steps  # what setup chose on this CPU; the GPU's runner is built from its parts, the captures left out
+        assert eager.graphs is None and eager.kept_embedding_grad is not None
+        eager.kept_embedding_grad.close()  # CPU-only (a sparse embedding gradient), not on a GPU
+        whole_step = GraphedStep(eager.model, eager.optimizer, recipe.max_grad_norm, eager.accelerator.autocast, run.device,
+                                 run.tokenizer.pad_token_id, eager.position_offset, recipe.max_tokens_per_forward, capture=Capture(fail=capture_fails))
+        graphs = GraphedForward(eager.model, capture=lambda module, args, **_: module)
+        run.steps = StepRunner(eager.model, eager.optimizer, eager.scheduler, eager.accelerator, recipe, run.tokenizer.pad_token_id, eager.position_offset,
+                               graphs, whole_step, None, say=notice)
+        metrics = loop.train(run)
     graphs = metrics["cuda_graphs"]
     assert math.isfinite(metrics["epochs"][0]["train_loss"]) and (tmp_path / "run" / "model.safetensors").is_file()
     if capture_fails:

@@ -1,6 +1,6 @@
-"""CUDA-graphed training steps (train/graphs.py): the bookkeeping, the bucketed rows and the gradient.
+"""CUDA-graphed training steps (training/speed/graphs.py): the bookkeeping, the bucketed rows and the gradient.
 
-The capture itself needs a GPU (benchmarks/gpu_step.py measured it on an H200); here the capture step is
+The capture itself needs a GPU (benchmarks/gpu/gpu_step.py measured it on an H200); here the capture step is
 the identity (`lambda module, args, **_: module`), so everything around it runs as it does on a GPU.
 """
 
@@ -11,9 +11,9 @@ import torch
 
 from nertune.data.features import collate
 from nertune.data.packing import pack, packed_logits, row_width
-from nertune.train.graphs import BUCKET, GraphedForward, graphs_unavailable
-from nertune.train.loss import window_weights
-from nertune.train.step import forward_backward
+from nertune.training.speed.graphs import BUCKET, GraphedForward, graphs_unavailable
+from nertune.model.loss import window_weights
+from nertune.training.step import forward_backward
 from tests.conftest import training_windows
 
 
@@ -95,7 +95,7 @@ def test_graphs_apply_only_to_one_gpu_with_packed_rows():
 
 
 def test_asking_for_cuda_graphs_on_a_cpu_says_why_and_trains_eagerly(tmp_path, capsys):
-    from nertune.api import train
+    from nertune.training.api import train
 
     out = tmp_path / "run"
     metrics = train(max_train_sentences=32, max_eval_sentences=16, epochs=1, cuda_graphs=True, output_dir=str(out), progress=False)

@@ -84,7 +84,7 @@ def test_a_signal_during_start_up_stops_the_command(tmp_path, delay, signum):
 
 
 def test_a_signal_after_the_last_look_is_delivered_not_lost():
-    from nertune.train.signals import StopRequests
+    from nertune.training.signals import StopRequests
 
     got = []
     outer = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
@@ -176,7 +176,7 @@ def interrupted(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ckpt") / "run"
     process = subprocess.Popen([sys.executable, "-m", "nertune", *RUN, "--save-every-steps", "2", "--keep-checkpoints", "3",
                                 "--output-dir", str(out)], stderr=subprocess.PIPE, text=True)
-    from nertune.train.checkpoint import checkpoint_dirs
+    from nertune.training.checkpoint import checkpoint_dirs
 
     deadline = time.monotonic() + 300
     while len(checkpoint_dirs(out)) < 2 and time.monotonic() < deadline and process.poll() is None:
@@ -194,7 +194,7 @@ def run_copy(interrupted, tmp_path) -> Path:
 
 def test_a_checkpoint_records_its_checksums(interrupted):
     from nertune.model.load import sha256
-    from nertune.train.checkpoint import checkpoint_dirs
+    from nertune.training.checkpoint import checkpoint_dirs
 
     latest = checkpoint_dirs(interrupted)[-1]
     state = json.loads((latest / "state.json").read_text())
@@ -203,7 +203,7 @@ def test_a_checkpoint_records_its_checksums(interrupted):
 
 @pytest.mark.parametrize("file", ["model.safetensors", "optimizer.safetensors"])
 def test_flipped_bytes_in_a_checkpoint_are_found_and_the_one_before_offered(run_copy, file):
-    from nertune.train.checkpoint import checkpoint_dirs
+    from nertune.training.checkpoint import checkpoint_dirs
 
     *_, before, latest = checkpoint_dirs(run_copy)
     damaged = latest / file
@@ -220,7 +220,7 @@ def test_flipped_bytes_in_a_checkpoint_are_found_and_the_one_before_offered(run_
 
 @pytest.mark.parametrize("state", ['{"format": 1', "[]", '{"format": 1, "step": 4}', '{"format": 1, "step": "x", "run": {}}', "null"])
 def test_malformed_checkpoint_state_is_one_line(run_copy, state):
-    from nertune.train.checkpoint import checkpoint_dirs
+    from nertune.training.checkpoint import checkpoint_dirs
 
     latest = checkpoint_dirs(run_copy)[-1]
     (latest / "state.json").write_text(state)
@@ -265,7 +265,7 @@ def test_a_50_mb_file_with_no_line_break_is_refused_in_little_memory(tmp_path, c
 
 
 def test_a_huge_recipe_file_is_refused_before_it_is_read(tmp_path):
-    from nertune.train.recipe import load_recipe
+    from nertune.training.recipe import load_recipe
 
     recipe = tmp_path / "big.yaml"
     recipe.write_bytes(b"epochs: 3\n" + b"#" * (2 << 20))

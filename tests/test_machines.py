@@ -12,7 +12,7 @@ import yaml
 
 import nertune
 from nertune.errors import NertuneError
-from nertune.train.precision import ENV, choose_precision, cpu_description
+from nertune.training.precision import ENV, choose_precision, cpu_description
 from tests.conftest import run_cli
 
 TINY = dict(max_train_sentences=16, max_eval_sentences=8, epochs=1, progress=False)
@@ -35,7 +35,7 @@ def test_auto_precision_is_what_this_cpu_has(monkeypatch):
 @pytest.mark.parametrize("setting,mixed", [("on", "bf16"), ("off", "no"), ("auto", None)])
 def test_the_switch_forces_either_path(monkeypatch, setting, mixed):
     monkeypatch.setenv(ENV, setting)
-    monkeypatch.setattr("nertune.train.precision._cpuinfo", lambda: "model name\t: test\nflags\t\t: fpu avx2\n")  # an AVX2-only CPU
+    monkeypatch.setattr("nertune.training.precision._cpuinfo", lambda: "model name\t: test\nflags\t\t: fpu avx2\n")  # an AVX2-only CPU
     assert choose_precision("bf16", on_gpu=False).mixed == (mixed or "no")
     assert choose_precision("no", on_gpu=False).mixed == "no"  # a pinned precision is never switched
 
@@ -90,7 +90,7 @@ def test_without_a_terminal_progress_is_plain_lines(tmp_path):
 
 
 def test_a_slow_step_still_shows_life(capsys):
-    from nertune.train.report import _Lines
+    from nertune.console import _Lines
 
     lines = _Lines("epoch 1/3", 100, interval=0.2)
     try:

@@ -9,9 +9,10 @@ import torch
 
 from nertune.data.conll import read_conll
 from nertune.data.features import collate, model_inputs
-from nertune.data.packing import pack, pack_rows, packed_logits, packing_offset, row_width
+from nertune.data.packing import pack, pack_rows, packed_logits, row_width
+from nertune.model.positions import packing_offset
 from nertune.data.splits import build_labels
-from nertune.evaluate.predict import build_windows
+from nertune.model.word_scores import build_windows
 from nertune.model.load import load_for_training, load_tokenizer
 
 

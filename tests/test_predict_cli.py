@@ -100,7 +100,7 @@ def test_a_line_over_the_limit_comes_in_pieces_that_join_to_it():
     """A file with no line breaks never sits in memory whole: long lines are cut between sentences."""
     import io
 
-    from nertune.cli_predict import chunks, read_lines
+    from nertune.cli.predict import chunks, read_lines
 
     line = "Peter Blackburn met Mr. Smith in Zürich on Monday . " * 100  # 5,200 characters
     notices: list[str] = []

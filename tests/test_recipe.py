@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from nertune.errors import NertuneError
-from nertune.train.recipe import RECIPES_DIR, load_recipe
+from nertune.training.recipe import RECIPES_DIR, load_recipe
 from tests.conftest import run_cli
 
 
@@ -67,7 +67,7 @@ def test_unknown_recipe_name_lists_the_known_ones():
 
 def test_the_api_fails_before_torch_is_even_imported():
     code = (
-        "import sys\nfrom nertune.api import train\nfrom nertune.errors import NertuneError\n"
+        "import sys\nfrom nertune.training.api import train\nfrom nertune.errors import NertuneError\n"
         "try:\n    train(learning_rate=-1.0)\nexcept NertuneError as e:\n    print(e)\nprint('torch' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -20,9 +20,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nertune.api import train
+from nertune.training.api import train
 from nertune.errors import NertuneError
-from nertune.train.checkpoint import checkpoint_dirs
+from nertune.training.checkpoint import checkpoint_dirs
 from tests.conftest import run_cli
 
 STEPS_PER_EPOCH = 8

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from nertune.errors import NertuneError
 from nertune.evaluate.bootstrap import f1_interval, paired_bootstrap, sentence_totals, verdict
 from nertune.evaluate.conlleval_io import format_predictions, parse_predictions, read_predictions, write_predictions
-from nertune.evaluate.errors import KINDS, error_breakdown
+from nertune.evaluate.error_analysis import KINDS, error_breakdown
 from nertune.evaluate.scoring import conlleval_chunks, score, strict_chunks
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from nertune.data.conll import read_conll
 from nertune.data.schemes import is_valid_iob2
 from nertune.errors import NertuneError
-from nertune.tag.decode import allowed_transitions, decode, viterbi
+from nertune.model.decode import allowed_transitions, decode, viterbi
 from nertune.tag.tagger import TaggedWord, Tagger, entities
 from nertune.tag.words import split_words
 

@@ -14,7 +14,7 @@ def __getattr__(name: str):
 
         return Tagger
     if name == "train":
-        import nertune.train  # the package is callable: see nertune/train/__init__.py
+        from nertune.training.api import train
 
-        return nertune.train
+        return train
     raise AttributeError(f"module 'nertune' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-from nertune.train.signals import exit_at_once
+from nertune.training.signals import exit_at_once
 
 exit_at_once()  # before the command's imports: Ctrl-C / SIGTERM stop `python -m nertune` from its first moment
 from nertune.cli import main  # noqa: E402

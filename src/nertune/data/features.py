@@ -121,7 +121,7 @@ def _owners(word_starts: Sequence[int], spans: Sequence[tuple[int, int]]) -> lis
 
 def pad_multiple_for(device) -> int:
     """Lengths rounded up to a multiple of 8 feed GPU tensor cores; a CPU only pays for the padding
-    (21% more tokens than the longest-in-batch on length-grouped CoNLL batches, ~10% slower steps)."""
+    (BENCHMARKS.md, "Measurements behind the code")."""
     return 8 if torch.device(device).type == "cuda" else 1
 
 

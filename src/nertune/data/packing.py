@@ -10,8 +10,8 @@ logits are then gathered back to the usual one-window-a-row layout, so the loss
 (and a CRF) see what `collate` would have given them.
 
 Only for encoders whose absolute positions start at a known offset and that
-take a ready-made 4D mask (BERT and its kin, RoBERTa's family): `packing_offset`
-says which.
+take a ready-made 4D mask (BERT and its kin, RoBERTa's family): model/positions.py's
+`packing_offset` says which.
 """
 
 from __future__ import annotations
@@ -23,27 +23,6 @@ import numpy as np
 import torch
 
 from nertune.data.features import Window
-
-# model_type -> first position id: BERT-like count from 0, RoBERTa-like from padding_idx + 1.
-_ZERO_BASED = {"bert", "electra", "ernie", "megatron-bert", "rembert"}
-_PAD_BASED = {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "roberta-prelayernorm"}
-
-
-def packing_offset(model) -> int | None:
-    """The position id of a window's first token, or None where packing is not known to be exact."""
-    config = getattr(model, "config", None)
-    if config is None or getattr(config, "position_embedding_type", "absolute") not in (None, "absolute"):
-        return None  # relative positions: nothing to restart
-    from nertune.train.dropout import ATTENTION as CHEAP_DROPOUT_ATTENTION  # SDPA's math, a cheaper dropout mask
-
-    if getattr(config, "_attn_implementation", "sdpa") not in ("sdpa", "eager", CHEAP_DROPOUT_ATTENTION):
-        return None  # flash / flex kernels take other mask formats
-    if config.model_type in _ZERO_BASED:
-        return 0
-    if config.model_type in _PAD_BASED and config.pad_token_id is not None:
-        return config.pad_token_id + 1
-    return None
-
 
 def pack_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
     """Window indices per row: first-fit decreasing into rows of `width` tokens."""
@@ -64,11 +43,10 @@ def pack_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
 def row_width(lengths: Sequence[int], multiple: int = 1, attention_tokens: float = 512.0) -> int:
     """The row width that carries the fewest tokens once the windows are packed.
 
-    Rows as wide as the longest window leave, on average, half a row empty at the end
-    (~7% of a random CoNLL step). A slightly wider row often fits the same windows in one
+    Rows as wide as the longest window leave, on average, half a row empty at the end. A slightly wider row often fits the same windows in one
     row fewer. Each candidate row count r is tried at the narrowest width first-fit
     decreasing fits it in; the cost r*w*(1 + w/attention_tokens) also charges for attention
-    scores growing with the width (w/512: a few percent at these widths, by measurement).
+    scores growing with the width (w/512, fitted: BENCHMARKS.md, "Measurements behind the code").
     """
     longest, total = max(lengths), sum(lengths)
     best_cost, best_width = None, 0
@@ -98,8 +76,8 @@ def pack_layout(windows: Sequence[Window], pad_id: int, position_offset: int, mu
     """Where each window goes: `pack` without the attention mask (which `block_attention_mask` makes, on any device).
 
     Built from the windows' tokens concatenated, with numpy scatters: a graphed GPU step waits on this
-    host work (with train/loss.py's packed_targets, 0.42 ms a 16-sentence CoNLL step on this project's
-    CPU, against 2.96 ms writing window by window into tensors: benchmarks/results/pack_host.txt)."""
+    host work (with model/loss.py's packed_targets; several times faster than writing window by window
+    into tensors: BENCHMARKS.md, "Measurements behind the code")."""
     lengths = np.array([len(w.input_ids) for w in windows], dtype=np.int64)
     longest = -(-int(lengths.max()) // multiple) * multiple  # collate's width, the layout `unpack` gives back
     width = row_width(lengths.tolist(), multiple) if width is None else width

@@ -121,7 +121,7 @@ def evaluation_plots(directory: Path, metrics: dict, label: str) -> list[str]:
 
 def write_run_plots(output_dir: Path, metrics: dict, reports: dict | None = None, splits=None) -> list[str]:
     """All three plots of a training run, next to its metrics.json. Never fails the run: a plot error is a notice."""
-    from nertune.train.report import console
+    from nertune.console import console
 
     output_dir = Path(output_dir)
     try:
@@ -134,7 +134,7 @@ def write_run_plots(output_dir: Path, metrics: dict, reports: dict | None = None
             evaluation = dict(metrics[split])
             report, gold_file = (reports or {}).get(split), getattr(splits, split, None)
             if report is not None and gold_file is not None:
-                from nertune.evaluate.errors import error_breakdown
+                from nertune.evaluate.error_analysis import error_breakdown
 
                 evaluation["confusion"] = error_breakdown([s.tags for s in gold_file.sentences], report["predictions"])["confusion"]
             names += evaluation_plots(output_dir, evaluation, split)
@@ -157,7 +157,7 @@ def _have_matplotlib() -> bool:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        from nertune.train.report import console
+        from nertune.console import console
 
         console.print("[yellow]notice:[/] matplotlib is not installed; plots skipped (pip install matplotlib)")
         return False

@@ -15,7 +15,7 @@
          (what was done, the sha256 of model.onnx, the check's numbers).
 
 The result loads with `Tagger.load(OUT)` and works with `nertune predict/serve`
-exactly like the PyTorch directory (see export/onnx_model.py).
+exactly like the PyTorch directory (see model/onnx_runtime.py).
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ from nertune.atomic import _umask, atomic_dir, write_json
 from nertune.errors import NertuneError
 from nertune.model.crf import CRF_FILE, has_crf
 from nertune.model.load import load_tokenizer, load_trained, sha256
+from nertune.model.onnx_runtime import EXPORT_FILE, MODEL_FILE, is_export  # noqa: F401  (is_export: for callers)
 
-MODEL_FILE = "model.onnx"
-EXPORT_FILE = "nertune_export.json"
 QUANTIZATIONS = ("int8",)
 OPSET = 17
 # Encoders ONNX Runtime's "bert" fusion handles (same layer layout as BERT).
@@ -46,13 +45,9 @@ CHECK_TEXTS = [
 ]
 
 
-def is_export(directory: str | Path) -> bool:
-    return (Path(directory) / EXPORT_FILE).is_file()
-
-
 def export_onnx(model_dir: str | Path, out: str | Path, quantize: str | None = None) -> dict:
     """Write an ONNX Runtime model of `model_dir` to `out`; returns what nertune_export.json holds."""
-    from nertune.train.report import console
+    from nertune.console import console
 
     model_dir, out = Path(model_dir), Path(out)
     if quantize not in (None, *QUANTIZATIONS):
@@ -168,7 +163,7 @@ def _quantize_int8(source: Path, target: Path) -> None:
     try:
         quantize_dynamic(
             source, target, weight_type=QuantType.QInt8,
-            per_channel=True,  # one scale per output column: closer to fp32 than one per matrix (benchmarks/tag_speed.py)
+            per_channel=True,  # one scale per output column: closer to fp32 than one per matrix (benchmarks/serve/tag_speed.py)
             # The fused graph drops some intermediate type annotations the quantizer looks up.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
@@ -181,8 +176,9 @@ def compare_with_torch(model, tokenizer, onnx_path: Path) -> dict:
     import torch
 
     from nertune.data.features import collate, model_inputs
-    from nertune.evaluate.predict import build_windows, max_pieces_for
-    from nertune.export.onnx_model import session
+    from nertune.model.word_scores import build_windows
+    from nertune.model.positions import max_pieces_for
+    from nertune.model.onnx_runtime import session
 
     # The windows every other path builds (casing types included), padded like a real batch.
     windows = build_windows(tokenizer, [t.split() for t in CHECK_TEXTS], max_pieces_for(model, tokenizer), config=model.config)

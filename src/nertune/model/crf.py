@@ -2,8 +2,8 @@
 
 The classifier still gives one score vector per word (the CRF's emissions); the CRF (torchcrf.CRF) adds
 a score for each pair of neighbouring labels and for the first and last label. Training maximises the
-likelihood of a window's whole gold tag sequence (train/loss.py); decoding finds the best sequence under
-emissions + those scores (tag/decode.py, the IOB2 constraint on top), the same way everywhere.
+likelihood of a window's whole gold tag sequence (model/loss.py); decoding finds the best sequence under
+emissions + those scores (model/decode.py, the IOB2 constraint on top), the same way everywhere.
 
 On disk the CRF is `crf.safetensors` next to model.safetensors, which keeps the plain Hugging Face keys
 (any token-classification loader reads it without surprises); config.json records `nertune_crf: true`,

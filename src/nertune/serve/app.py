@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse
 from nertune import __version__
 from nertune.errors import NertuneError
 from nertune.serve.batcher import MicroBatcher, Overloaded, Stopped, TaggingFailed
-from nertune.serve.errors import ApiError, install_error_handlers, invalid_request
+from nertune.serve.http_errors import ApiError, install_error_handlers, invalid_request
 from nertune.serve.limits import Limits, read_body
 
 ENV = "NERTUNE_SERVE"  # JSON: {"model_dir": ..., "device": ..., "limits": {...}} for worker processes

@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from nertune.errors import NertuneError
 from nertune.serve.connections import default_max_connections
-from nertune.serve.errors import ApiError
+from nertune.serve.http_errors import ApiError
 
 
 @dataclass(frozen=True)

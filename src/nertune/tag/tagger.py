@@ -1,9 +1,9 @@
 """Tagger: a trained model for raw text, pre-split words, or many texts at once.
 
     text -> sentences -> Treebank words (tag/words.py) -> wordpieces in overlapping
-    windows, batched by length (evaluate/predict.py) -> one score vector per word
+    windows, batched by length (model/word_scores.py) -> one score vector per word
     from its first subword -> IOB2 tags, constrained to valid sequences by default
-    (tag/decode.py) -> entities made of whole words, with character offsets.
+    (model/decode.py) -> entities made of whole words, with character offsets.
 
 Every word gets exactly one tag, whatever the length of the input: nothing is
 truncated. An entity's score is the mean, over its words, of the probability
@@ -18,10 +18,11 @@ from typing import NamedTuple, Sequence
 import torch
 
 from nertune.errors import NertuneError
-from nertune.evaluate.predict import build_windows, max_pieces_for, predict_word_logits
+from nertune.model.word_scores import build_windows, predict_word_logits
+from nertune.model.positions import max_pieces_for
 from nertune.model.crf import crf_scores
 from nertune.model.load import load_tokenizer, load_trained
-from nertune.tag.decode import decode
+from nertune.model.decode import decode
 from nertune.tag.words import sentence_words
 
 
@@ -40,7 +41,7 @@ class Tagger:
         self.device = torch.device(device)
         self.constrain = constrain
         # Padded wordpieces per forward pass. On CPU small batches stay in cache: 1,024 measured 1.5-2x
-        # faster than 16,384 (benchmarks/tag_speed.py, max_tokens_sweep).
+        # faster than 16,384 (benchmarks/serve/tag_speed.py, max_tokens_sweep).
         self.max_tokens = max_tokens or (1024 if self.device.type == "cpu" else 16384)
         self.backend = getattr(model, "backend", "pytorch")  # "onnxruntime" / "onnxruntime-int8" for an export
         self.id2label = {int(i): label for i, label in model.config.id2label.items()}
@@ -50,10 +51,10 @@ class Tagger:
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None, constrain: bool = True) -> "Tagger":
-        from nertune.export.onnx import is_export
+        from nertune.model.onnx_runtime import is_export
 
         if is_export(directory):  # an `nertune export --onnx` directory: ONNX Runtime, on the CPU
-            from nertune.export.onnx_model import OnnxTokenClassifier
+            from nertune.model.onnx_runtime import OnnxTokenClassifier
 
             return cls(OnnxTokenClassifier(directory), load_tokenizer(str(directory)), device or "cpu", constrain)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -7,7 +7,7 @@ text must be cut the same way, or an entity like `U.S.` becomes two words and
 can be split across two entities. Words come from NLTK's Treebank tokenizer
 (`NLTKWordTokenizer.span_tokenize`, run per sentence as it expects), with CJK
 ideographs and symbols (emoji) made words of their own. Agreement
-with the CoNLL test words: benchmarks/tokenizer_agreement.py.
+with the CoNLL test words: benchmarks/quality/tokenizer_agreement.py.
 
 Sentences only decide which words share a model window, so the rules lean
 towards not splitting: a line break always ends a sentence; otherwise `.`, `!`

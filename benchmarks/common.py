@@ -1,0 +1,66 @@
+"""What the benchmark scripts share: where their results go and the facts a result file records.
+
+Every script runs from the repository root as a module (`python -m benchmarks.train.train_speed ...`)
+and writes into its own sub-package's results/ folder (`results_dir(__file__)`). Importing this module
+costs nothing: torch and transformers load only when `versions()` is called.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository root
+
+
+def results_dir(script: str | os.PathLike) -> Path:
+    """The results/ folder of a benchmark script's sub-package: pass the script's `__file__`."""
+    return Path(script).resolve().parent / "results"
+
+
+def write_result(path: str | os.PathLike, data: Any) -> Path:
+    """A result file as JSON (indent 2, a final newline), written whole or not at all; its folder is made."""
+    from nertune.atomic import write_json  # noqa: PLC0415  (nertune on the path only when a script runs)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, data)
+    return path
+
+
+def git_sha() -> str:
+    """HEAD's commit, with -dirty when tracked files have changes; "unknown" outside a git checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True,
+                               timeout=5).stdout.strip()
+        return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions(*extra: str) -> dict:
+    """nertune, Python and the training stack's versions (as metrics.json records them), plus each `extra` package's."""
+    names = ("torch", "transformers", "tokenizers", "accelerate", *extra)
+    from nertune import __version__  # noqa: PLC0415  (nertune on the path only when a script runs)
+
+    return {"nertune": __version__, "python": platform.python_version(),
+            **{name: importlib.import_module(name).__version__ for name in names}}
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() where there is none)."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def cpus() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

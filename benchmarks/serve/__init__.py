@@ -1,0 +1,1 @@
+"""Serving and tagging: load test, tagging speed, predict memory, command start-up."""

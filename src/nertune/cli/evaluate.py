@@ -1,0 +1,400 @@
+"""`nertune score`, `nertune evaluate`, `nertune compare`: numbers a reviewer can recompute.
+
+All three score with evaluate/scoring.py (conlleval semantics by default,
+IOB2 strict with --strict). The report goes to stdout (with --json: the JSON
+alone); notices go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nertune.cli.app import app
+from nertune.errors import NertuneError
+
+SPLITS = ("train", "validation", "test")
+
+
+def _notice(text: str) -> None:
+    from nertune.console import notice
+
+    notice(text)
+
+
+def _out():
+    from rich.console import Console
+
+    return Console(soft_wrap=True, highlight=False)  # stdout: the report is the output
+
+
+def _mode(strict: bool) -> str:
+    return "strict IOB2 (seqeval mode='strict')" if strict else "conlleval (seqeval default)"
+
+
+def _print_scores(m: dict, title: str) -> None:
+    from rich.table import Table
+
+    out = _out()
+    out.print(f"processed {m['words']} words with {m['gold_entities']} entities; found: {m['pred_entities']}; correct: {m['correct_entities']}.")
+    interval = m.get("f1_interval")
+    ci = f" (95% CI {interval['low']:.4f}–{interval['high']:.4f})" if interval else ""
+    out.print(f"precision {m['precision']:.4f}  recall {m['recall']:.4f}  F1 {m['f1']:.4f}{ci}  accuracy {m['accuracy']:.4f}")
+    table = Table(title=title)
+    for column in ("type", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    for entity_type, v in m["per_type"].items():
+        table.add_row(entity_type, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1']:.4f}", str(v["support"]))
+    out.print(table)
+
+
+def _print_errors(errors: dict) -> None:
+    from rich.table import Table
+
+    from nertune.evaluate.error_analysis import KINDS
+
+    table = Table(title="Entity errors (gold type; spurious: predicted type)")
+    table.add_column("type")
+    for header in ("wrong type", "boundary", "type+boundary", "missed", "spurious"):
+        table.add_column(header, justify="right")
+    for entity_type, row in errors["per_type"].items():
+        table.add_row(entity_type, *(str(row[k]) for k in KINDS))
+    table.add_row("all", *(str(errors[k]) for k in KINDS), style="bold")
+    _out().print(table)
+
+
+# ---- score -------------------------------------------------------------------
+
+@app.command()
+def score(
+    file: str = typer.Argument(..., help="conlleval-format file: 'WORD ... GOLD PRED' per line, blank lines between sentences."),
+    strict: bool = typer.Option(False, "--strict", help="IOB2 strict: only B-X I-X… entities count (seqeval mode='strict')."),
+    scheme: str = typer.Option("iob2", help="iob2: tags as written (default). iob1: convert both columns from IOB1 first."),
+    json_out: bool = typer.Option(False, "--json", help="Print only {precision, recall, f1, accuracy, per_type} as JSON."),
+    ragged_columns: bool = typer.Option(False, "--ragged-columns", help="Lines may have different numbers of columns: the tag is the last one whatever the count (default: refused, as conlleval.pl does)."),
+):
+    """Score a predictions file the way conlleval does (or IOB2 strict with --strict)."""
+    from nertune.evaluate.conlleval_io import read_predictions
+    from nertune.evaluate.scoring import score as compute
+
+    predictions = read_predictions(file, scheme, ragged_columns)
+    if scheme == "iob2" and predictions.gold_looks_like == "iob1":
+        _notice(f"{file}: the gold tags look like IOB1 (entities start with I-); they are read as written — "
+                "pass --scheme iob1 to convert (conlleval entity scores are the same either way)")
+    metrics = compute(predictions.gold, predictions.pred, strict=strict)
+    if json_out:
+        keys = ("precision", "recall", "f1", "accuracy", "per_type")
+        sys.stdout.write(json.dumps({k: metrics[k] for k in keys}, indent=2) + "\n")
+        return
+    from nertune.evaluate.bootstrap import f1_interval, sentence_totals
+
+    metrics["f1_interval"] = f1_interval(sentence_totals(predictions.gold, predictions.pred, strict))
+    _print_scores(metrics, f"{file} — {_mode(strict)}, tags read as {scheme.upper()}")
+
+
+# ---- evaluate ------------------------------------------------------------------
+
+def _run_record(model_dir: str) -> dict | None:
+    """The data fields of the run's recipe.yaml and the md5 of its files (metrics.json); None: not a nertune run."""
+    recipe = Path(model_dir) / "recipe.yaml"
+    if not recipe.is_file():
+        return None
+    import yaml
+
+    try:
+        fields = yaml.safe_load(recipe.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError):
+        fields = None
+    if not isinstance(fields, dict):
+        raise NertuneError("the run's recipe.yaml is unreadable, so its data is unknown", path=str(recipe),
+                           fix="name the data: --file FILE or --data conll2003")
+    try:
+        md5 = json.loads((Path(model_dir) / "metrics.json").read_text(encoding="utf-8")).get("data_md5") or {}
+    except (OSError, ValueError, AttributeError):
+        md5 = {}
+    return {"recipe": str(recipe), "fields": fields, "md5": md5 if isinstance(md5, dict) else {}}
+
+
+def _check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise NertuneError(f"unknown split {split!r}", fix="use --split validation or --split test (or train)")
+    return split
+
+
+def _run_data(model_dir: str, split: Optional[str]) -> tuple[str, str, str, str | None]:
+    """What a run was tested on: (path, split, what to say, md5 at training time or None).
+
+    Its test file, else its validation file (--split picks another), else the embedded split of the data
+    set it named. A model folder without recipe.yaml (not a nertune run) gets the embedded CoNLL-2003.
+    """
+    from nertune.data.embedded import conll2003_files
+
+    record = _run_record(model_dir)
+    if record is None:
+        split = _check_split(split or "test")
+        return (str(conll2003_files()[split]), split,
+                f"no --data or --file, and {model_dir} has no recipe.yaml (not a nertune run): "
+                f"evaluating on the embedded conll2003 {split} split", None)
+    fields, where = record["fields"], record["recipe"]
+    files = {name: fields.get(name) for name in SPLITS if isinstance(fields.get(name), str) and fields.get(name)}
+    if split is not None:
+        _check_split(split)
+        chosen = [split] if split in files or not files else []  # files recorded: only theirs
+    else:
+        chosen = [name for name in ("test", "validation") if name in files] if files else ["test"]
+    if chosen:
+        split = chosen[0]
+        if split in files:
+            path = files[split]
+            if not Path(path).is_file():
+                relative = "" if Path(path).is_absolute() else " (a relative path: from the folder the run was trained in)"
+                raise NertuneError(f"the run's {split} file (recorded in {where}) is not found{relative}", path=path,
+                                   fix="pass the data to evaluate on with --file FILE")
+            return (path, split, f"no --data or --file: evaluating on the run's {split} file {path} (recorded in {where})",
+                    record["md5"].get(split))
+        data = fields.get("data") or "conll2003"
+        if data != "conll2003":
+            raise NertuneError(f"the run's data set {data!r} (recorded in {where}) is not one nertune embeds",
+                               fix="pass the data to evaluate on with --file FILE")
+        return (str(conll2003_files()[split]), split,
+                f"no --data or --file: evaluating on the embedded conll2003 {split} split, the run's data (recorded in {where})", None)
+    named = ", ".join(f"{name} {path}" for name, path in files.items())
+    wanted = f"{split} file" if split else "test or validation file"
+    raise NertuneError(f"the run recorded no {wanted} ({where} names {named})", path=str(model_dir),
+                       fix="pass the data to evaluate on with --file FILE (or --data conll2003)")
+
+
+def _gold_source(data: Optional[str], split: Optional[str], file: Optional[str], model_dir: Optional[str]):
+    """Where the labelled sentences come from: (path, split or None, notice or None, training-time md5 or None).
+
+    --file FILE, or --data conll2003 (--split, default test); with neither, the data the run in
+    `model_dir` was tested on (_run_data), said on stderr.
+    """
+    if file and data:
+        raise NertuneError("give --data or --file, not both", fix="drop one of them")
+    if file:
+        return file, None, None, None
+    if data:
+        if data != "conll2003":
+            raise NertuneError(f"unknown data set {data!r}", fix="use --data conll2003 --split validation|test, or --file FILE")
+        from nertune.data.embedded import conll2003_files
+
+        split = _check_split(split or "test")
+        return str(conll2003_files()[split]), split, None, None
+    if model_dir is not None:
+        return _run_data(model_dir, split)
+    raise NertuneError("no data to evaluate on", fix="pass --file FILE or --data conll2003")
+
+
+def _read_gold(source: tuple, max_sentences: Optional[int], ragged: bool = False):
+    """The labelled sentences of a _gold_source; its notice (and any the file raises) go to stderr."""
+    from nertune.data.conll import read_conll
+    from nertune.data.splits import file_md5
+
+    path, _, said, md5 = source
+    if max_sentences is not None and max_sentences < 1:
+        raise NertuneError("--max-sentences must be at least 1")
+    if said:
+        _notice(said)
+    if md5 and Path(path).is_file() and file_md5(path) != md5:
+        _notice(f"{path} has changed since the run was trained (its md5 differs from the one in metrics.json)")
+    gold = read_conll(path, ragged)
+    for notice in gold.notices:
+        _notice(notice)
+    if max_sentences is not None:
+        gold.sentences = gold.sentences[:max_sentences]
+    return gold
+
+
+def _model_types(label2id) -> set[str]:
+    return {label[2:] for label in label2id if label != "O"}
+
+
+def _check_label_sets(model_types: set[str], gold, model_dir: str) -> None:
+    """Data with an entity type the model has no label for cannot be scored fairly: one line naming both sets."""
+    missing = sorted(gold.entity_types - model_types)
+    if missing:
+        def braces(types) -> str:
+            return "{" + ", ".join(sorted(types)) + "}"
+
+        raise NertuneError(
+            f"model labels {braces(model_types)} vs data labels {braces(gold.entity_types)}: "
+            f"the model in {model_dir} has no label for {', '.join(missing)}", path=gold.path,
+            fix="evaluate on data labelled with the model's entity types (--file FILE), or train a model on this data")
+
+
+def _check_labels_early(model_dir: str, gold) -> None:
+    """The label check from config.json, before torch loads; _run_model checks the loaded model's labels again."""
+    try:
+        label2id = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))["label2id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # loading the model will say what is wrong
+    if isinstance(label2id, dict):
+        _check_label_sets(_model_types(label2id), gold, model_dir)
+
+
+def _load_model(model_dir: str, device: Optional[str]):
+    import torch
+
+    from nertune.model.load import load_tokenizer, load_trained
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_trained(model_dir).to(device)
+    return model, load_tokenizer(str(model_dir)), device
+
+
+def _run_model(model_dir: str, gold, device: Optional[str], strict: bool, constrain: bool, details: bool) -> dict:
+    from nertune.evaluate.model_scores import evaluate_sentences
+
+    _check_labels_early(model_dir, gold)
+    model, tokenizer, device = _load_model(model_dir, device)
+    _check_label_sets(_model_types(model.config.label2id), gold, model_dir)
+    return evaluate_sentences(model, tokenizer, gold.sentences, device, strict=strict, constrain=constrain, details=details)
+
+
+@app.command()
+def evaluate(
+    model_dir: str = typer.Argument(..., help="A model directory (the --output-dir of `nertune train`)."),
+    data: Optional[str] = typer.Option(None, help="'conll2003' (embedded). Default, with no --file either: the data the run was tested on (recipe.yaml: its test file, else validation file, else its embedded split)."),
+    split: Optional[str] = typer.Option(None, help="Split of --data, or of the run's own files: validation or test (or train). Default: test (a run without a test file: validation)."),
+    file: Optional[str] = typer.Option(None, help="A labelled CoNLL file instead of --data (IOB1/BIOES are detected and converted)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON to stdout."),
+    predictions: Optional[str] = typer.Option(None, help="Write 'WORD GOLD PRED' lines here (for `nertune score` or conlleval.pl)."),
+    strict: bool = typer.Option(False, "--strict", help="IOB2 strict entity scores instead of conlleval's."),
+    constrain: bool = typer.Option(False, "--constrain/--no-constrain", help="Viterbi-decode valid IOB2 only; default: per-word argmax, as training reports."),
+    report_dir: Optional[str] = typer.Option(None, help="Write evaluation.json and the plots (per-type F1, type confusion) here."),
+    max_sentences: Optional[int] = typer.Option(None, help="Evaluate the first N sentences only."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when available)."),
+    ragged_columns: bool = typer.Option(False, "--ragged-columns", help="Lines may have different numbers of columns: the tag is the last one whatever the count (default: refused, as conlleval.pl does)."),
+):
+    """Evaluate a trained model on every word of every sentence: loss, P/R/F1, accuracy, errors."""
+    from nertune.model.load import require_model_dir
+
+    require_model_dir(model_dir)
+    source = _gold_source(data, split, file, model_dir)
+    gold = _read_gold(source, max_sentences, ragged_columns)
+    result = _run_model(model_dir, gold, device, strict, constrain, details=True)
+    metrics = result["metrics"]
+    report = {
+        "model": str(model_dir), "data": gold.path, "split": source[1],
+        "scheme": gold.scheme, "decoding": "constrained" if constrain else "argmax",
+        "mode": "strict" if strict else "conlleval", **metrics,
+    }
+    if predictions:
+        from nertune.evaluate.conlleval_io import write_predictions
+
+        write_predictions(predictions, [s.words for s in gold.sentences], [s.tags for s in gold.sentences], result["predictions"])
+        _notice(f"predictions written to {predictions} (score them with `nertune score {predictions}`)")
+    if report_dir:
+        from nertune.atomic import write_json
+        from nertune.evaluate.plots import evaluation_plots
+
+        write_json(Path(report_dir) / "evaluation.json", report)
+        plots = evaluation_plots(Path(report_dir), metrics, Path(gold.path).name)
+        _notice(f"report written to {report_dir}: evaluation.json{''.join(', ' + p for p in plots)}")
+    if json_out:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    out = _out()
+    out.print(f"model {model_dir} on {gold.path} ({metrics['sentences']} sentences)")
+    out.print(f"gold tags: {gold.scheme.upper()}{' (converted to IOB2)' if gold.scheme != 'iob2' else ''}; "
+              f"decoding: {report['decoding']}; entity scores: {_mode(strict)}; "
+              f"{metrics['long_sentences']} sentence(s) longer than one window, covered by overlapping windows")
+    out.print(f"loss {metrics['loss']:.4f}")
+    _print_scores(metrics, "Per type")
+    _print_errors(metrics["errors"])
+
+
+# ---- compare -------------------------------------------------------------------
+
+def _system(source: str, gold_loader, device, strict: bool, constrain: bool, scheme: str, ragged: bool = False) -> dict:
+    """words / gold / predicted tags of one side: a prediction file, or a model directory run on the data."""
+    from nertune.evaluate.conlleval_io import read_predictions
+
+    if Path(source).is_dir():
+        gold = gold_loader(source)
+        result = _run_model(source, gold, device, strict, constrain, details=False)
+        return {"source": source, "words": [s.words for s in gold.sentences], "gold": [s.tags for s in gold.sentences],
+                "pred": result["predictions"], "lines": [s.line for s in gold.sentences], "path": gold.path}
+    file = read_predictions(source, scheme, ragged)
+    return {"source": source, "words": file.words, "gold": file.gold, "pred": file.pred, "lines": file.lines, "path": source}
+
+
+def _check_same_data(a: dict, b: dict) -> None:
+    from nertune.evaluate.conlleval_io import safe_word
+
+    if len(a["gold"]) != len(b["gold"]):
+        raise NertuneError(f"A has {len(a['gold'])} sentences, B has {len(b['gold'])}: not the same data",
+                           path=b["path"], fix="compare predictions made on the same file")
+    for index, (words_a, gold_a, words_b, gold_b) in enumerate(zip(a["words"], a["gold"], b["words"], b["gold"])):
+        if [safe_word(w) for w in words_a] != [safe_word(w) for w in words_b] or gold_a != gold_b:
+            raise NertuneError(f"sentence {index + 1} differs between A and B (words or gold tags)",
+                               path=b["path"], line=b["lines"][index], fix="compare predictions made on the same file")
+
+
+@app.command()
+def compare(
+    a: str = typer.Argument(..., help="System A: a predictions file ('WORD GOLD PRED') or a model directory."),
+    b: str = typer.Argument(..., help="System B: the same, on the same data."),
+    data: Optional[str] = typer.Option(None, help="For model directories: 'conll2003'. Default, with no --file either: the data the run(s) were tested on, as `evaluate` does."),
+    split: Optional[str] = typer.Option(None, help="For model directories: the split of --data or of the runs' own files (default: test)."),
+    file: Optional[str] = typer.Option(None, help="For model directories: a labelled CoNLL file."),
+    strict: bool = typer.Option(False, "--strict", help="IOB2 strict entity scores instead of conlleval's."),
+    scheme: str = typer.Option("iob2", help="How to read prediction files: iob2 (as written) or iob1."),
+    constrain: bool = typer.Option(False, "--constrain/--no-constrain", help="For model directories: Viterbi-decode valid IOB2."),
+    resamples: int = typer.Option(1000, help="Bootstrap resamples (of sentences)."),
+    seed: int = typer.Option(0, help="Seed of the resampling."),
+    max_sentences: Optional[int] = typer.Option(None, help="For model directories: the first N sentences only."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda … (default: cuda when available)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON to stdout."),
+    ragged_columns: bool = typer.Option(False, "--ragged-columns", help="Lines may have different numbers of columns: the tag is the last one whatever the count (default: refused, as conlleval.pl does)."),
+):
+    """Is B better than A? F1 of each and the paired-bootstrap 95% interval of the difference."""
+    from nertune.evaluate.bootstrap import paired_bootstrap, sentence_totals, verdict
+    from nertune.evaluate.scoring import score as compute
+
+    if resamples < 100:
+        raise NertuneError("--resamples must be at least 100", fix="use the default 1000 or more")
+    loaded = {}
+    if not (data or file):  # each run's own data: both runs must name the same
+        sources = {side: _gold_source(data, split, file, side) for side in (a, b) if Path(side).is_dir()}
+        paths = {side: str(Path(source[0]).resolve()) for side, source in sources.items()}
+        if len(set(paths.values())) > 1:
+            raise NertuneError(f"A was tested on {sources[a][0]}, B on {sources[b][0]}: not the same data",
+                               fix="compare them on one file: --file FILE (or --data conll2003)")
+        if sources:
+            loaded["source"] = next(iter(sources.values()))
+
+    def gold_loader(model_dir: str):
+        if "gold" not in loaded:
+            loaded["gold"] = _read_gold(loaded.get("source") or _gold_source(data, split, file, model_dir), max_sentences, ragged_columns)
+        return loaded["gold"]
+
+    side_a = _system(a, gold_loader, device, strict, constrain, scheme, ragged_columns)
+    side_b = _system(b, gold_loader, device, strict, constrain, scheme, ragged_columns)
+    _check_same_data(side_a, side_b)
+    result = paired_bootstrap(sentence_totals(side_a["gold"], side_a["pred"], strict),
+                              sentence_totals(side_b["gold"], side_b["pred"], strict), resamples, seed=seed)
+    scores = {name: compute(side["gold"], side["pred"], strict) for name, side in (("a", side_a), ("b", side_b))}
+    report = {
+        **{name: {"source": side["source"], **{k: scores[name][k] for k in ("precision", "recall", "f1", "accuracy")}}
+           for name, side in (("a", side_a), ("b", side_b))},
+        "sentences": len(side_a["gold"]), "mode": "strict" if strict else "conlleval",
+        **{k: result[k] for k in ("difference", "low", "high", "level", "resamples", "b_better_share")},
+        "verdict": verdict(result),
+    }
+    if json_out:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    out = _out()
+    for name in ("a", "b"):
+        s = report[name]
+        out.print(f"{name.upper()}: {s['source']}  F1 {s['f1']:.4f}  (precision {s['precision']:.4f}, recall {s['recall']:.4f}, accuracy {s['accuracy']:.4f})")
+    out.print(f"F1(B) - F1(A) = {report['difference']:+.4f}, {round(100 * report['level'])}% interval "
+              f"[{report['low']:+.4f}, {report['high']:+.4f}] (paired bootstrap, {resamples} resamples of "
+              f"{report['sentences']} sentences, {_mode(strict)}); B better in {100 * report['b_better_share']:.1f}% of resamples")
+    out.print(report["verdict"])

@@ -1,0 +1,90 @@
+"""The loss of one optimizer step, under the two accumulation semantics.
+
+`sentence`: each sentence's mean token loss counts equally — what batch 1 x
+accumulation 16 computed in the Hugging Face Trainer before transformers 4.46:
+    step loss = sum over sentences s of mean_t(loss_st) / sentences_per_step
+`token`: every labelled word counts equally across the step:
+    step loss = sum over all labelled words of loss / labelled words in the step
+
+Both are a weighted sum of per-word losses, so the 16 sentences can run in any
+number of forward passes and the gradient stays the same. (Accelerate's
+`gradient_accumulation_steps` is *not* used: it would divide again.)
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from nertune.data.features import Window
+
+
+def window_weights(
+    windows: Sequence[Window], words_in_sentence: Sequence[int], semantics: str, sentences_per_step: int, step_words: int, world_size: int = 1
+) -> list[float]:
+    """Weight of each labelled word in each window (one number per window).
+
+    Gradients are averaged over processes by data parallelism, so each
+    process's share is multiplied by `world_size` to make the average a sum.
+    """
+    if semantics == "sentence":
+        return [world_size / (max(1, words_in_sentence[w.sequence]) * sentences_per_step) for w in windows]
+    if semantics == "token":
+        return [world_size / max(1, step_words) for _ in windows]
+    raise ValueError(f"unknown accumulation semantics {semantics!r}")
+
+
+def weighted_token_loss(logits: torch.Tensor, labels: torch.Tensor, row_weights: torch.Tensor) -> torch.Tensor:
+    """sum over rows of weight_row * sum of that row's per-word cross-entropy."""
+    per_word = torch.nn.functional.cross_entropy(
+        logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none"
+    )  # [rows, length]; 0 where ignored
+    return (per_word.sum(dim=1) * row_weights).sum()
+
+
+def weighted_crf_loss(crf, logits: torch.Tensor, labels: torch.Tensor, row_weights: torch.Tensor) -> torch.Tensor:
+    """sum over rows of weight_row * the CRF's negative log-likelihood of that row's gold tags.
+
+    A row's tag sequence is its labelled words (labels != -100: the first pieces of the words the
+    window owns), packed to the left. With `sentence` semantics the weight is 1 / (words x sentences
+    per step), so each sentence counts its NLL per word, as the softmax loss counts its mean. A row
+    with no labelled word adds nothing. `labels` may stay on the CPU: the packing needs no device sync.
+    """
+    keep = (labels != -100).any(dim=1).nonzero().squeeze(1)
+    if len(keep) == 0:  # zero, but reaching every parameter (data parallelism expects a gradient for each)
+        return (logits.sum() + sum(p.sum() for p in crf.parameters())) * 0.0
+    labels = labels[keep]
+    labelled = labels != -100
+    counts = labelled.sum(dim=1)
+    width = int(counts.max())
+    order = torch.sort((~labelled).to(torch.int8), dim=1, stable=True).indices[:, :width]  # labelled positions first, in order
+    mask = torch.arange(width, device=labels.device)[None, :] < counts[:, None]
+    tags = labels.gather(1, order).masked_fill(~mask, 0)
+    device = logits.device
+    keep, order = keep.to(device, non_blocking=True), order.to(device, non_blocking=True)
+    emissions = logits[keep].float().gather(1, order.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+    log_likelihood = crf(emissions, tags.to(device, non_blocking=True), mask.to(device, non_blocking=True), reduction="none")
+    return (-log_likelihood * row_weights[keep]).sum()
+
+
+def packed_targets(windows: Sequence[Window], weights: Sequence[float], unpack: torch.Tensor, rows: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels and loss weights laid out as the packed rows (data/packing.py): each window's label ids and
+    weight at its labelled pieces, -100 and 0 elsewhere. With them the loss needs no unpacking (training/speed/graphed_step.py)."""
+    counts = np.array([len(w.labels) if w.labels else 0 for w in windows], dtype=np.int64)
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(len(windows)), counts)
+    where = unpack.numpy()[owner, np.fromiter(chain.from_iterable(w.positions for w in windows if w.labels), np.int64, total)]
+    labels = np.full(rows * width, -100, dtype=np.int64)
+    labels[where] = np.fromiter(chain.from_iterable(w.labels for w in windows if w.labels), np.int64, total)
+    token_weights = np.zeros(rows * width, dtype=np.float32)
+    token_weights[where] = np.asarray(weights, dtype=np.float32)[owner]
+    return torch.from_numpy(labels.reshape(rows, width)), torch.from_numpy(token_weights.reshape(rows, width))
+
+
+def weighted_packed_token_loss(logits: torch.Tensor, labels: torch.Tensor, token_weights: torch.Tensor) -> torch.Tensor:
+    """`weighted_token_loss` on the packed rows: sum over labelled pieces of weight x cross-entropy."""
+    per_token = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
+    return (per_token * token_weights.flatten()).sum()

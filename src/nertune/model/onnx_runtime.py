@@ -1,0 +1,115 @@
+"""An `nertune export` directory, loaded as an ONNX Runtime session that answers
+like a Hugging Face token-classification model.
+
+The rest of nertune (model/word_scores.py, the Tagger, predict, serve) only
+uses `.config`, `.eval()`, `.to(device)`, `.training`, `.crf` (a CRF head,
+model/crf.py) and `model(input_ids=, attention_mask=).logits`, so this small wrapper is all
+it takes for them to run the exported model unchanged. CPU only (the
+onnxruntime wheel nertune depends on is the CPU build).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from nertune.errors import NertuneError
+from nertune.model.crf import CRF_FILE, load_crf
+from nertune.model.load import file_in, sha256
+
+MODEL_FILE = "model.onnx"
+EXPORT_FILE = "nertune_export.json"
+
+
+def is_export(directory: str | Path) -> bool:
+    """Whether `directory` is an `nertune export` folder (not a Hugging Face model folder)."""
+    return (Path(directory) / EXPORT_FILE).is_file()
+
+
+def session(path: str | Path, threads: int = 0):
+    """An ONNX Runtime CPU session with every graph optimization; threads=0: one per physical core."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise NertuneError("onnxruntime is not installed", fix="pip install 'nertune[onnx]'") from None
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # one sequential chain of ops: no second pool competing for the cores
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxTokenClassifier:
+    """`model(input_ids=, attention_mask=).logits` from an ONNX Runtime session."""
+
+    training = False  # inference only
+
+    def __init__(self, directory: str | Path, threads: int = 0):
+        from transformers import AutoConfig
+
+        directory = Path(directory)
+        self.info = read_export_info(directory)
+        path = file_in(directory, self.info.get("model", MODEL_FILE), EXPORT_FILE)
+        self._check_digest(path)
+        try:
+            self.config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
+        except (OSError, ValueError) as error:
+            raise NertuneError(f"cannot read config.json ({str(error).splitlines()[0]})", path=str(directory), fix="export the model again") from None
+        if (directory / CRF_FILE).exists():
+            self._check_digest(file_in(directory, CRF_FILE, EXPORT_FILE))
+        load_crf(self, directory)  # a CRF head's scores, for decoding (config.json says whether there is one)
+        self.session = session(path, threads)
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        from nertune.data.casing import casing_scheme
+
+        if casing_scheme(self.config) and "token_type_ids" not in self.inputs:  # would silently tag without casing
+            raise NertuneError(f"config.json names casing classes but {path.name} takes no token_type_ids", path=str(directory),
+                               fix="export the model again with `nertune export`")
+        self.backend = "onnxruntime-int8" if self.info.get("quantize") == "int8" else "onnxruntime"
+
+    def _check_digest(self, path: Path) -> None:
+        """A file the export recorded must be the one it wrote (model.onnx, crf.safetensors)."""
+        digests = self.info.get("sha256")
+        expected = digests.get(path.name) if isinstance(digests, dict) else None
+        if not isinstance(expected, str):
+            raise NertuneError(f"{EXPORT_FILE} records no sha256 for {path.name}, so the file cannot be checked", path=str(path.parent / EXPORT_FILE),
+                               fix="export the model again with `nertune export`")
+        if sha256(path) != expected:
+            raise NertuneError(f"{path.name} does not match its sha256 in {EXPORT_FILE} (truncated or altered)", path=str(path),
+                               fix="export the model again with `nertune export`")
+
+    def eval(self) -> "OnnxTokenClassifier":
+        return self
+
+    def train(self, mode: bool = True) -> "OnnxTokenClassifier":
+        if mode:
+            raise NertuneError("an ONNX export can only run inference", fix="train from the PyTorch model directory")
+        return self
+
+    def to(self, device) -> "OnnxTokenClassifier":
+        if torch.device(device).type != "cpu":
+            raise NertuneError(f"an ONNX export runs on the CPU, not {device}", fix="use device='cpu' (--device cpu), or the PyTorch model directory on a GPU")
+        return self
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None, **_):
+        from transformers.modeling_outputs import TokenClassifierOutput
+
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in self.inputs:  # a model with casing classes (data/casing.py) takes them as token types
+            feeds["token_type_ids"] = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
+        (logits,) = self.session.run(["logits"], {name: t.cpu().numpy().astype("int64", copy=False) for name, t in feeds.items()})
+        return TokenClassifierOutput(logits=torch.from_numpy(logits))
+
+
+def read_export_info(directory: Path) -> dict:
+    path = directory / EXPORT_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError, RecursionError) as error:
+        raise NertuneError(f"{EXPORT_FILE} is unreadable ({str(error).splitlines()[0]})", path=str(path), fix="export the model again with `nertune export`") from None
+    return info

@@ -1,0 +1,85 @@
+"""Run a model over whole word sequences and get one score vector per word.
+
+Long sequences are covered by overlapping windows (see data/features.py);
+every word gets scores from the window where it has the most context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from nertune.data.casing import casing_scheme, piece_types
+from nertune.data.context import add_context, context_pieces_of
+from nertune.data.features import Window, collate, encode_words, make_windows, model_inputs, pad_multiple_for, token_budget_batches
+
+
+def build_windows(
+    tokenizer, sequences: Sequence[Sequence[str]], max_pieces: int, label_ids=None, config=None, documents: Sequence | None = None
+) -> list[Window]:
+    """The model inputs for word sequences: training, evaluation, the Tagger and the ONNX check all come here.
+
+    `config` is the model's: when it names a casing scheme (data/casing.py), every piece
+    carries its word's casing class as its token type; when it sets document context
+    (data/context.py), each sequence gets its neighbours of the same document as context.
+    `documents` gives each sequence's document; None: each sequence is a document of its own.
+    """
+    encoded = encode_words(tokenizer, sequences)
+    if casing_scheme(config):
+        for enc, words in zip(encoded, sequences):
+            enc.types = piece_types(words, enc.word_starts, len(enc.piece_ids))
+    context = context_pieces_of(config)
+    if context and documents is not None:
+        encoded = add_context(encoded, documents, context, max_pieces)
+    return make_windows(encoded, tokenizer.cls_token_id, tokenizer.sep_token_id, max_pieces, label_ids=label_ids)
+
+
+@dataclass
+class WordScores:
+    logits: list[torch.Tensor]  # one [n_words, n_labels] tensor per sequence (float32, CPU)
+    loss_sum: float  # summed cross-entropy over labelled words (when labels were given)
+    labelled: int
+
+
+@torch.no_grad()
+def predict_word_logits(
+    model,
+    windows: Sequence[Window],
+    n_sequences: int,
+    words_per_sequence: Sequence[int],
+    pad_id: int,
+    device: torch.device | str = "cpu",
+    max_tokens: int = 16384,
+    max_rows: int = 256,
+    autocast_dtype: torch.dtype | None = None,
+    pad_multiple: int | None = None,
+) -> WordScores:
+    if pad_multiple is None:
+        pad_multiple = pad_multiple_for(device)
+    was_training = model.training
+    model.eval()
+    n_labels = model.config.num_labels
+    logits_out = [torch.empty((n, n_labels)) for n in words_per_sequence]
+    loss_sum, labelled = 0.0, 0
+    lengths = [len(w.input_ids) for w in windows]
+    for batch_indices in token_budget_batches(lengths, max_tokens, max_rows):
+        batch_windows = [windows[i] for i in batch_indices]
+        batch = collate(batch_windows, pad_id, multiple=pad_multiple)
+        with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits = model(**model_inputs(batch, device)).logits.float()
+        labels = batch["labels"].to(device)
+        if (labels != -100).any():
+            loss_sum += torch.nn.functional.cross_entropy(
+                logits.view(-1, n_labels), labels.view(-1), ignore_index=-100, reduction="sum"
+            ).item()
+            labelled += int((labels != -100).sum())
+        logits = logits.cpu()
+        for row, window in enumerate(batch_windows):
+            if window.words:
+                logits_out[window.sequence][window.words] = logits[row, window.positions]
+    if was_training:
+        model.train()
+    assert n_sequences == len(logits_out)
+    return WordScores(logits_out, loss_sum, labelled)

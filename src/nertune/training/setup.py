@@ -1,0 +1,224 @@
+"""Everything a run needs before its first step, built in one place and in one order: `setup(recipe) -> Run`.
+
+    data (a bad file fails before anything heavy loads) -> precision and Accelerate -> seed -> model and
+    its windows -> AdamW and the schedule -> the step runner -> where the run is (fresh, or a checkpoint)
+
+The order is part of the contract: the seed is set before the model's head is drawn and the data order
+is drawn after, so a run and its resume see the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from nertune.console import console, notice
+from nertune.data.features import Window
+from nertune.data.splits import Splits, load_splits
+from nertune.errors import NertuneError
+from nertune.model.load import load_for_training, load_tokenizer, remove_stale_saves
+from nertune.model.positions import max_pieces_for, packing_offset
+from nertune.model.word_scores import build_windows
+from nertune.training import diagnostics
+from nertune.training.checkpoint import Checkpoints, RunState, check_output_dir, clear_output_dir, find_checkpoint, new_run_dir, rng_from_json, trim_log
+from nertune.training.precision import choose_precision
+from nertune.training.recipe import Recipe, labels_for
+from nertune.training.run_files import RunLog, git_sha
+from nertune.training.speed.dropout import use_cheap_dropout
+from nertune.training.speed.embedding_rows import train_used_rows_only
+from nertune.training.runner import StepRunner, step_runner
+
+
+@dataclass
+class Run:
+    """A run in progress: what `setup` built and what the loop moves forward (`state`)."""
+
+    recipe: Recipe
+    splits: Splits
+    labels: list[str]
+    output_dir: Path
+    resume_from: tuple | None
+    accelerator: object
+    precision: str
+    precision_why: str
+    code_version: str | None
+    tokenizer: object
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    windows: list[Window]
+    windows_of: list[list[int]]  # each training sentence's windows (indices into `windows`)
+    words_in_sentence: list[int]
+    piece_lengths: list[int]  # each sentence's wordpieces, context included: what length-grouping sorts by
+    group_by_length: bool
+    steps: StepRunner
+    checkpoints: Checkpoints
+    state: RunState
+    log: RunLog
+    order: random.Random  # the data order: each epoch's steps are drawn from it in turn
+    divergence: diagnostics.DivergenceWatch
+    loss_watch: diagnostics.LossWatch
+    progress: bool = True
+    say: Callable[[str], None] = field(default=print)
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def sentences_per_step(self) -> int:
+        return self.recipe.sentences_per_step
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.splits.train.sentences) / self.sentences_per_step)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.recipe.epochs
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+
+    def notice(self, text: str, label: str = "notice") -> None:
+        if self.main:
+            notice(text, label)
+
+    def diagnose(self, message: str | None) -> None:
+        if message:
+            self.notice(message, "diagnosis")
+
+
+def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progress: bool = True) -> Run:
+    """Build a run from its recipe; `resume` picks up the latest checkpoint in recipe.output_dir, `overwrite`
+    replaces a finished run there (its files are removed only once the model has loaded)."""
+    from accelerate import Accelerator
+    from accelerate.utils import AutocastKwargs, set_seed
+
+    splits = load_splits(recipe.data, recipe.train, recipe.validation, recipe.test, recipe.max_train_sentences,
+                         recipe.max_eval_sentences, recipe.ragged_columns)
+    if splits.train is None:
+        raise NertuneError("no training data", fix="use --data conll2003 or --train FILE")
+    labels = labels_for(recipe.model, splits.labels)
+    output_dir = Path(recipe.output_dir or new_run_dir(f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}"))
+    # Also before the model loads: a resume that cannot work says so at once.
+    resume_from = find_checkpoint(recipe.output_dir, recipe.model_dump(), splits.md5) if resume else None
+    if not resume:
+        check_output_dir(output_dir, overwrite)
+
+    on_gpu = torch.cuda.is_available()
+    precision, precision_notice, precision_why = choose_precision(recipe.mixed_precision, on_gpu)
+    # Under torchrun on a CPU machine Accelerate only distributes when told to use the CPU. Autocast's
+    # weight-cast cache is off on a GPU: CUDA graph capture requires it, and a forward casts each weight once anyway.
+    accelerator = Accelerator(mixed_precision=precision, cpu=not on_gpu,
+                              kwargs_handlers=[AutocastKwargs(cache_enabled=False)] if on_gpu else None)
+    say = console.print if accelerator.is_main_process else (lambda *a, **k: None)
+    if accelerator.is_main_process:
+        for text in ([precision_notice] if precision_notice else []) + list(splits.notices()):
+            notice(text)
+    set_seed(recipe.seed)
+    code_version = git_sha()  # the code that trains: taken now, edits during a long run do not change it
+
+    tokenizer = load_tokenizer(recipe.model)
+    model = load_for_training(recipe.model, labels, recipe.dropout, recipe.casing, recipe.context_pieces, recipe.crf)
+    if not on_gpu:  # the same dropout, its CPU mask drawn from fewer random bits (training/speed/dropout.py)
+        use_cheap_dropout(model)
+    windows, windows_of, position_offset, group_by_length = _training_windows(recipe, splits, labels, tokenizer, model, accelerator)
+    sentences = splits.train.sentences
+    # Rows of the word embedding no training window uses would never move: leave them out (same updates).
+    train_used_rows_only(model, {i for w in windows for i in w.input_ids}, recipe.weight_decay)
+    optimizer = _optimizer(model, recipe)
+    total_steps = math.ceil(len(sentences) / recipe.sentences_per_step) * recipe.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(recipe, total_steps))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    main = accelerator.is_main_process
+    steps = step_runner(model, optimizer, scheduler, accelerator, recipe, tokenizer.pad_token_id, position_offset, precision,
+                        say=lambda text: notice(text) if main else None)
+
+    if not resume and main:
+        clear_output_dir(output_dir)  # only now: a run that failed to start has not cost the old one
+    elif main:
+        remove_stale_saves(output_dir)  # a kill during the best model's save left its staging folder
+    checkpoints = Checkpoints(output_dir, recipe.keep_checkpoints, accelerator, model, optimizer, scheduler, recipe.model_dump(), splits.md5)
+    state = RunState()
+    if resume_from:
+        state = checkpoints.restore(*resume_from)  # weights, optimizer, scheduler, scaler, RNGs
+        if main:
+            trim_log(output_dir / "train_log.csv", state.global_step)
+    order = random.Random(recipe.seed)
+    if state.order_rng is not None:
+        order.setstate(rng_from_json(state.order_rng))
+    warmup = int(recipe.warmup_ratio * total_steps)
+    return Run(
+        recipe=recipe, splits=splits, labels=labels, output_dir=output_dir, resume_from=resume_from, accelerator=accelerator,
+        precision=precision, precision_why=precision_why, code_version=code_version, tokenizer=tokenizer, model=model,
+        optimizer=optimizer, scheduler=scheduler, windows=windows, windows_of=windows_of,
+        words_in_sentence=[len(s.words) for s in sentences],
+        piece_lengths=[sum(len(windows[i].input_ids) for i in w) for w in windows_of], group_by_length=group_by_length,
+        steps=steps, checkpoints=checkpoints, state=state, log=RunLog(output_dir, enabled=main, append=resume_from is not None),
+        order=order, divergence=diagnostics.DivergenceWatch(accelerator.device, recipe.learning_rate),
+        loss_watch=diagnostics.LossWatch(len(labels), recipe.learning_rate, warmup), progress=progress, say=say,
+    )
+
+
+def _training_windows(recipe: Recipe, splits: Splits, labels: list[str], tokenizer, model, accelerator):
+    """The training sentences as model windows, each sentence's window indices, packing's position offset
+    (None: one window a row) and whether steps are length-grouped."""
+    main = accelerator.is_main_process
+    max_pieces = max_pieces_for(model, tokenizer)
+    position_offset = packing_offset(model) if recipe.pack else None
+    if recipe.pack and position_offset is None and main:
+        notice(f"pack: not known to be exact for {model.config.model_type} models, so each window gets its own row"
+               + (" (and steps are length-grouped to keep the padding low)" if recipe.group_by_length is None else ""))
+    group_by_length = position_offset is None if recipe.group_by_length is None else recipe.group_by_length
+    sentences = splits.train.sentences
+    label2id = {label: i for i, label in enumerate(labels)}
+    windows = build_windows(tokenizer, [s.words for s in sentences], max_pieces, [[label2id[t] for t in s.tags] for s in sentences],
+                            model.config, [s.document for s in sentences])
+    windows_of: list[list[int]] = [[] for _ in sentences]
+    for index, window in enumerate(windows):
+        windows_of[window.sequence].append(index)
+    message = diagnostics.long_sentences(sum(len(w) > 1 for w in windows_of), len(sentences), max_pieces)
+    if message and main:
+        notice(message, "diagnosis")
+    return windows, windows_of, position_offset, group_by_length
+
+
+def _optimizer(model, recipe: Recipe) -> torch.optim.AdamW:
+    """AdamW (with no weight decay, the Trainer's Adam); a CRF's transition scores get their own peak rate:
+    they start near zero and must travel ~1 in a few thousand steps, which the encoder's rate would not allow."""
+    crf_params = list(model.crf.parameters()) if recipe.crf else []
+    groups = [{"params": [p for p in model.parameters() if all(p is not c for c in crf_params)]}]
+    if crf_params:
+        groups.append({"params": crf_params, "lr": recipe.crf_learning_rate})
+    return torch.optim.AdamW(groups, lr=recipe.learning_rate, betas=(recipe.adam_beta1, recipe.adam_beta2),
+                             eps=recipe.adam_epsilon, weight_decay=recipe.weight_decay, fused=True)  # fused: one pass, same update
+
+
+def lr_schedule(recipe: Recipe, total_steps: int) -> Callable[[int], float]:
+    """The learning-rate factor at each step: linear warm-up, then linear decay to 0 (or constant)."""
+    warmup = int(recipe.warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        if recipe.lr_scheduler == "constant":
+            return 1.0
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor

@@ -1,0 +1,74 @@
+"""Forward and backward for the sentences of one optimizer step.
+
+The step's windows run in as few padded forward passes as fit the token
+budget; each pass's loss is already weighted (model/loss.py), so the summed
+gradient is that of the recipe however the passes are cut.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable, Sequence
+
+import torch
+
+from nertune.data.features import Window, collate, collate_labels, model_inputs, pad_multiple_for, token_budget_batches
+from nertune.data.packing import pack, packed_logits
+from nertune.model.loss import weighted_crf_loss, weighted_token_loss
+from nertune.training.speed.graphs import GraphedForward
+
+
+def forward_passes(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """The step's windows (indices, by their lengths) in as few padded passes as fit `max_tokens` each."""
+    return token_budget_batches(lengths, max_tokens, 4096) if lengths else []
+
+
+def forward_backward(
+    model,
+    step_windows: Sequence[Window],
+    weights: Sequence[float],
+    pad_id: int,
+    device: torch.device,
+    max_tokens: int,
+    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
+    no_sync: Callable[[], object] | None = None,
+    autocast: Callable[[], object] = nullcontext,
+    position_offset: int | None = None,
+    graphs: GraphedForward | None = None,
+) -> torch.Tensor:
+    """Accumulate the step's gradient into model parameters; return the step loss (detached).
+
+    `position_offset` (data/packing.py's `packing_offset`): pack each pass's windows into shared
+    rows instead of padding each to the longest; None: one window a row. `graphs` (training/speed/graphs.py):
+    replay the packed forward and backward from CUDA graphs, rows bucketed to few widths."""
+    chunks = forward_passes([len(w.input_ids) for w in step_windows], max_tokens)
+    step_loss = torch.zeros((), device=device)
+    pad_multiple = pad_multiple_for(device)
+    crf = getattr(getattr(model, "module", model), "crf", None)  # the CRF head (model/crf.py), under a data-parallel wrapper too
+    for index, chunk in enumerate(chunks):
+        windows = [step_windows[i] for i in chunk]
+        if position_offset is None:
+            batch = collate(windows, pad_id, multiple=pad_multiple)
+        else:  # only the labels in collate's layout: the inputs are the packed rows
+            width = graphs.width([len(w.input_ids) for w in windows], pad_multiple) if graphs else None
+            inputs, unpack = pack(windows, pad_id, position_offset, pad_multiple, width=width)
+            batch = {"labels": collate_labels(windows, unpack.shape[1])}
+        # Built on the host and sent without waiting: torch.tensor(..., device=cuda) would sync every step.
+        row_weights = torch.tensor([weights[i] for i in chunk], dtype=torch.float32).to(device, non_blocking=True)
+        # Data parallel: all-reduce gradients once, after the step's last pass.
+        context = no_sync() if (no_sync is not None and index < len(chunks) - 1) else nullcontext()
+        with context, autocast():
+            if position_offset is None:
+                logits = model(**model_inputs(batch, device)).logits  # token_type_ids too when the model has casing
+            elif graphs is not None:
+                logits = graphs.logits(inputs, unpack, device)
+            else:  # same logits, laid out as `batch` is
+                logits = packed_logits(model, inputs, unpack, device)
+            if crf is None:
+                loss = weighted_token_loss(logits, batch["labels"].to(device, non_blocking=True), row_weights)
+            else:
+                loss = weighted_crf_loss(crf, logits, batch["labels"], row_weights)
+        backward(loss)
+        step_loss += loss.detach()
+    return step_loss
+
