@@ -36,8 +36,9 @@ def git_sha() -> str:
     """HEAD's commit, with -dirty when tracked files have changes; "unknown" outside a git checkout."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True,
-                               timeout=5).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
         return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -48,15 +49,19 @@ def versions(*extra: str) -> dict:
     names = ("torch", "transformers", "tokenizers", "accelerate", *extra)
     from nertune import __version__  # noqa: PLC0415  (nertune on the path only when a script runs)
 
-    return {"nertune": __version__, "python": platform.python_version(),
-            **{name: importlib.import_module(name).__version__ for name in names}}
+    return {
+        "nertune": __version__,
+        "python": platform.python_version(),
+        **{name: importlib.import_module(name).__version__ for name in names},
+    }
 
 
 def cpu_name() -> str:
     """The CPU's model name from /proc/cpuinfo (platform.processor() where there is none)."""
     try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
+        return next(
+            line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         return platform.processor()
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -21,7 +22,10 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1"; None when pytest
 if WORKER:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # read when torch loads (here and in the CLI runs): two workers, two cores
 
+from nertune.data.conll import read_conll  # noqa: E402
 from nertune.data.embedded import conll2003_files, minilm_dir  # noqa: E402
+from nertune.data.splits import build_labels  # noqa: E402
+from nertune.model.load import load_for_training, load_tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,10 +43,7 @@ def minilm() -> Path:
 def training_windows(conll_files: dict[str, Path], sentences: slice, **model_options):
     """The embedded MiniLM built for CoNLL's labels, in eval mode (no dropout, so gradients compare), and the
     labelled windows of a slice of CoNLL train: (model, tokenizer, sentences, windows)."""
-    from nertune.data.conll import read_conll
-    from nertune.data.splits import build_labels
-    from nertune.model.word_scores import build_windows
-    from nertune.model.load import load_for_training, load_tokenizer
+    from nertune.model.word_scores import build_windows  # noqa: PLC0415  (unit tier: no torch)
 
     train = read_conll(conll_files["train"])
     labels = build_labels([train])
@@ -57,7 +58,11 @@ def training_windows(conll_files: dict[str, Path], sentences: slice, **model_opt
 def run_cli(*args: str, input: str | None = None, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `python -m nertune ARGS` as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "nertune", *args], capture_output=True, text=True, input=input, timeout=timeout,
+        [sys.executable, "-m", "nertune", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )
 
@@ -69,8 +74,6 @@ def shared_dir(tmp_path_factory, name: str, build) -> Path:
         path = tmp_path_factory.mktemp(name) / "out"
         build(path)
         return path
-    from filelock import FileLock
-
     root = tmp_path_factory.getbasetemp().parent / "shared"  # the session's folder, above each worker's own
     root.mkdir(exist_ok=True)
     path, done = root / name, root / f"{name}.done"
@@ -92,21 +95,67 @@ def tiny_model(tmp_path_factory) -> Path:
 
     (16 steps at 3e-4: enough that it tags the names in the tests' sentences, as a few random
     steps at 1e-4 are not.)"""
-    return shared_dir(tmp_path_factory, "tiny", lambda out: _cli_ok(
-        "train", "--max-train-sentences", "256", "--max-eval-sentences", "48", "--epochs", "1",
-        "--learning-rate", "3e-4", "--output-dir", str(out), "--no-progress", "--sample", ""))
+    return shared_dir(
+        tmp_path_factory,
+        "tiny",
+        lambda out: _cli_ok(
+            "train",
+            "--max-train-sentences",
+            "256",
+            "--max-eval-sentences",
+            "48",
+            "--epochs",
+            "1",
+            "--learning-rate",
+            "3e-4",
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            "--sample",
+            "",
+        ),
+    )
 
 
 @pytest.fixture(scope="session")
 def featured_model(tmp_path_factory) -> Path:
     """`make train`'s recipe, minilm-context-crf (casing classes, 16 pieces of document context, a CRF head),
     cut by flags to one epoch on 64 real sentences: shared by the casing, context and CRF tests."""
-    return shared_dir(tmp_path_factory, "featured", lambda out: _cli_ok(
-        "train", "--recipe", "minilm-context-crf", "--epochs", "1", "--max-train-sentences", "64",
-        "--max-eval-sentences", "16", "--output-dir", str(out), "--no-progress", "--sample", ""))
+    return shared_dir(
+        tmp_path_factory,
+        "featured",
+        lambda out: _cli_ok(
+            "train",
+            "--recipe",
+            "minilm-context-crf",
+            "--epochs",
+            "1",
+            "--max-train-sentences",
+            "64",
+            "--max-eval-sentences",
+            "16",
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            "--sample",
+            "",
+        ),
+    )
 
 
 @pytest.fixture(scope="session")
 def featured_onnx(featured_model, tmp_path_factory) -> Path:
     """featured_model exported by `nertune export --onnx` (fp32)."""
     return shared_dir(tmp_path_factory, "featured-onnx", lambda out: _cli_ok("export", str(featured_model), "--onnx", str(out)))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Each test carries its tier's marker (unit: no model; model: the embedded model in-process; cli:
+    subprocesses and trained fixtures), so `-m unit` or `-m "not cli"` pick a tier. The cli tier is also
+    `slow`: `pytest -m "not slow"` is the quick pass (unit and model tiers, under 3 minutes on 2 cores)."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in ("unit", "model", "cli"):
+            item.add_marker(tier)
+        if tier == "cli":
+            item.add_marker("slow")

@@ -30,6 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file, save_file
+
 from benchmarks.common import ROOT, results_dir, versions, write_result
 from benchmarks.gpu.gpu_speed import card_name, choose_device, conll_files, failure
 from nertune.atomic import atomic_dir
@@ -49,8 +52,6 @@ RUNS = (  # name, recipe, cuda_graphs (None: wherever they apply)
 
 def copy_in_dtype(source: Path, target: Path, dtype) -> None:
     """The model folder with its float weights cast to dtype (fp16 to travel, fp32 to train), written whole or not at all."""
-    from safetensors.torch import load_file, save_file
-
     weights = load_file(source / "model.safetensors")
     with atomic_dir(target) as tmp:
         for name in MODEL_FILES:
@@ -66,13 +67,20 @@ def one_run(recipe_name: str, cuda_graphs, model_dir: str, files: dict, output_d
     started = time.perf_counter()
     metrics = train_run(recipe, progress=False)
     return {
-        "recipe": recipe_name, "epochs": recipe.epochs, "train_sentences": metrics["train_sentences"],
+        "recipe": recipe_name,
+        "epochs": recipe.epochs,
+        "train_sentences": metrics["train_sentences"],
         "train_seconds": metrics["train_seconds"],  # the loop alone; capture is reported apart
         "wall_seconds": time.perf_counter() - started,  # load, loop, evaluations each epoch, final scoring, saving
-        "precision": metrics["precision"], "best_epoch": metrics["best_epoch"],
-        "epochs_log": [{k: e.get(k) for k in ("epoch", "train_loss", "sentences_per_second")} | {"validation_f1": (e.get("validation") or {}).get("f1")}
-                       for e in metrics["epochs"]],
-        "validation": metrics.get("validation"), "test": metrics.get("test"),
+        "precision": metrics["precision"],
+        "best_epoch": metrics["best_epoch"],
+        "epochs_log": [
+            {k: e.get(k) for k in ("epoch", "train_loss", "sentences_per_second")}
+            | {"validation_f1": (e.get("validation") or {}).get("f1")}
+            for e in metrics["epochs"]
+        ],
+        "validation": metrics.get("validation"),
+        "test": metrics.get("test"),
         "cuda_graphs": metrics["cuda_graphs"],  # None where no graph applied
     }
 
@@ -86,16 +94,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    import torch
-
     if args.prepare:
         copy_in_dtype(minilm_dir(), args.prepare, torch.float16)
         return
     choose_device(args.smoke)
-    out = args.out or (Path(os.environ["OUT"]) / "gpu_minilm.json" if os.environ.get("OUT")
-                       else results_dir(__file__) / "gpu_minilm-smoke.json")
-    results: dict = {"card": card_name(), "smoke": args.smoke, "model": "embedded MiniLM-L6 (pretrained; fp16 in transit, fp32 here)",
-                     "versions": versions()}
+    out = args.out or (
+        Path(os.environ["OUT"]) / "gpu_minilm.json" if os.environ.get("OUT") else results_dir(__file__) / "gpu_minilm-smoke.json"
+    )
+    results: dict = {
+        "card": card_name(),
+        "smoke": args.smoke,
+        "model": "embedded MiniLM-L6 (pretrained; fp16 in transit, fp32 here)",
+        "versions": versions(),
+    }
     files = conll_files(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         carried = args.data / "minilm-fp16"
@@ -112,8 +123,11 @@ def main() -> None:
             try:
                 results[name] = one_run(recipe_name, cuda_graphs, str(model_dir), files, f"{tmp}/{name}", args.smoke)
                 r = results[name]
-                console.print(f"{name}: {r['train_seconds']:.1f} s in the loop, {r['wall_seconds']:.1f} s in all; "
-                              f"validation F1 {r['validation']['f1']:.4f}, test F1 {r['test']['f1']:.4f}", highlight=False)
+                console.print(
+                    f"{name}: {r['train_seconds']:.1f} s in the loop, {r['wall_seconds']:.1f} s in all; "
+                    f"validation F1 {r['validation']['f1']:.4f}, test F1 {r['test']['f1']:.4f}",
+                    highlight=False,
+                )
             except Exception as error:
                 results[name] = failure(error)
                 console.print(f"[red]{name} failed:[/] {results[name]['error']}")

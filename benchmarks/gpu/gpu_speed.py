@@ -30,7 +30,9 @@ import traceback
 from pathlib import Path
 
 import torch
+import transformers
 from rich.markup import escape
+from transformers import AutoModelForTokenClassification, AutoTokenizer, BertConfig, BertForTokenClassification
 
 from benchmarks.common import ROOT, results_dir, versions, write_result
 from benchmarks.train.hf_baseline import train_trainer
@@ -63,14 +65,12 @@ def data_files(folder: Path) -> tuple[str, str, str]:
 
 def random_bert(labels: list[str], tokenizer_dir: str, out_dir: str, smoke: bool) -> None:
     """A random-init BERT token classifier (seeded) saved with the tokenizer: the model both systems load."""
-    import transformers
-    from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
-
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()  # "Writing model shards" / "Loading weights" bars would bury the results
     tiny = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=2, intermediate_size=128) if smoke else {}
-    config = BertConfig(**tiny, num_labels=len(labels), id2label=dict(enumerate(labels)),
-                        label2id={label: i for i, label in enumerate(labels)})
+    config = BertConfig(
+        **tiny, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)}
+    )
     torch.manual_seed(0)
     model = BertForTokenClassification(config)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -80,8 +80,6 @@ def random_bert(labels: list[str], tokenizer_dir: str, out_dir: str, smoke: bool
 
 def warm_up(model_dir: str, device: torch.device) -> float:
     """CUDA context, cuBLAS handles and kernels loaded once, before either timed loop (neither pays for it)."""
-    from transformers import AutoModelForTokenClassification
-
     started = time.perf_counter()
     model = AutoModelForTokenClassification.from_pretrained(model_dir, use_safetensors=True).to(device)
     for length in (32, 64):
@@ -98,7 +96,7 @@ class TrainerLoss:
     """The Trainer's mean training loss: hf_baseline.train_trainer returns the model, not trainer.train()'s output."""
 
     def __enter__(self):
-        from transformers import Trainer
+        from transformers import Trainer  # noqa: PLC0415  (Trainer: a 2 s import)
 
         self.original, self.loss = Trainer.train, None
         keeper = self
@@ -112,7 +110,7 @@ class TrainerLoss:
         return self
 
     def __exit__(self, *exc):
-        from transformers import Trainer
+        from transformers import Trainer  # noqa: PLC0415  (Trainer: a 2 s import)
 
         Trainer.train = self.original
 
@@ -120,13 +118,29 @@ class TrainerLoss:
 def run_trainer(model_dir, sentences, labels, out_dir, batch, accum, on_gpu) -> dict:
     # The Trainer prints its final log dict on stdout (disable_tqdm): stdout is for our JSON alone.
     with TrainerLoss() as loss, contextlib.redirect_stdout(sys.stderr):
-        model, _, seconds = train_trainer(model_dir, sentences, labels, out_dir, batch_size=batch, grad_accum=accum, epochs=1,
-                                          learning_rate=2e-5, use_cpu=None if on_gpu else True, bf16=on_gpu)
+        model, _, seconds = train_trainer(
+            model_dir,
+            sentences,
+            labels,
+            out_dir,
+            batch_size=batch,
+            grad_accum=accum,
+            epochs=1,
+            learning_rate=2e-5,
+            use_cpu=None if on_gpu else True,
+            bf16=on_gpu,
+        )
     del model
     if on_gpu:
         torch.cuda.empty_cache()
-    return {"batch_size": batch, "grad_accum": accum, "sentences": len(sentences), "train_seconds": seconds,
-            "sentences_per_second": len(sentences) / seconds, "train_loss": loss.loss}
+    return {
+        "batch_size": batch,
+        "grad_accum": accum,
+        "sentences": len(sentences),
+        "train_seconds": seconds,
+        "sentences_per_second": len(sentences) / seconds,
+        "train_loss": loss.loss,
+    }
 
 
 def choose_device(smoke: bool) -> torch.device:
@@ -137,8 +151,9 @@ def choose_device(smoke: bool) -> torch.device:
         torch.set_num_threads(1)
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        sys.exit("error: no CUDA device — fix: run on a GPU machine (bash benchmarks/gpu/gpu.sh), "
-                 "or pass --smoke to test the script on a CPU")
+        sys.exit(
+            "error: no CUDA device — fix: run on a GPU machine (bash benchmarks/gpu/gpu.sh), or pass --smoke to test the script on a CPU"
+        )
     return torch.device("cuda")
 
 
@@ -157,8 +172,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / ".gpu_bench", help="gpu_prepare.sh's folder")
     parser.add_argument("--sentences", type=int, default=None, help="train slice (default: all 14,041; smoke: 64)")
     parser.add_argument("--eval-sentences", type=int, default=None, help="validation slice nertune evaluates (default 500; smoke 16)")
-    parser.add_argument("--literal-sentences", type=int, default=None, help="slice for the literal recipe (default 2,000; smoke 32; 0: skip)")
-    parser.add_argument("--extra-after", type=float, default=180.0, help="skip the eager and 3-epoch nertune runs when this many seconds have passed")
+    parser.add_argument(
+        "--literal-sentences", type=int, default=None, help="slice for the literal recipe (default 2,000; smoke 32; 0: skip)"
+    )
+    parser.add_argument(
+        "--extra-after", type=float, default=180.0, help="skip the eager and 3-epoch nertune runs when this many seconds have passed"
+    )
     parser.add_argument("--literal-after", type=float, default=270.0, help="skip the literal run when this many seconds have passed")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -173,13 +192,21 @@ def main() -> None:
     splits = load_splits("files", train_path, valid_path, max_train_sentences=n_train, max_eval_sentences=n_eval)
     train, labels = splits.train.sentences, splits.labels
     results: dict = {
-        "card": card_name(), "smoke": args.smoke, "model": "bert-base random init (BertConfig(), seed 0)" if not args.smoke else "tiny BERT (2x64)",
-        "train_sentences": len(train), "eval_sentences": len(splits.validation.sentences), "epochs": 1, "effective_batch": 16,
-        "learning_rate": 2e-5, "machine": platform.platform(), "versions": versions(),
+        "card": card_name(),
+        "smoke": args.smoke,
+        "model": "bert-base random init (BertConfig(), seed 0)" if not args.smoke else "tiny BERT (2x64)",
+        "train_sentences": len(train),
+        "eval_sentences": len(splits.validation.sentences),
+        "epochs": 1,
+        "effective_batch": 16,
+        "learning_rate": 2e-5,
+        "machine": platform.platform(),
+        "versions": versions(),
     }
     slug = re.sub(r"[^a-z0-9]+", "-", results["card"].lower()).strip("-")
-    out = args.out or (Path(os.environ["OUT"]) / "gpu_speed.json" if os.environ.get("OUT")
-                       else results_dir(__file__) / f"gpu_speed-{slug}.json")
+    out = args.out or (
+        Path(os.environ["OUT"]) / "gpu_speed.json" if os.environ.get("OUT") else results_dir(__file__) / f"gpu_speed-{slug}.json"
+    )
 
     def measured(key: str) -> bool:
         return "sentences_per_second" in (results.get(key) or {})
@@ -223,26 +250,43 @@ def main() -> None:
         # -- Hugging Face Trainer, run_ner style: batch 16 x accumulation 1 ------------------------
         phase("trainer", "Trainer (16 x 1)", lambda: run_trainer(model_dir, train, labels, f"{tmp}/hf", 16, 1, on_gpu))
         if measured("trainer"):
-            console.print(f"Trainer (16 x 1): {results['trainer']['sentences_per_second']:.1f} sentences/s, "
-                          f"{results['trainer']['train_seconds']:.1f} s, train loss {results['trainer']['train_loss']:.4f}")
+            console.print(
+                f"Trainer (16 x 1): {results['trainer']['sentences_per_second']:.1f} sentences/s, "
+                f"{results['trainer']['train_seconds']:.1f} s, train loss {results['trainer']['train_loss']:.4f}"
+            )
 
         # -- nertune: the seed recipe (its gradient, nertune's batching), precision "auto" -> bf16 on a GPU --
         def run_nertune(epochs: int, cuda_graphs: bool | None, name: str) -> dict:
-            recipe = load_recipe("seed", {
-                "model": model_dir, "data": "files", "train": train_path, "validation": valid_path, "max_train_sentences": n_train,
-                "max_eval_sentences": n_eval, "epochs": epochs, "output_dir": f"{tmp}/{name}",
-                "mixed_precision": "auto" if on_gpu else "no", "cuda_graphs": cuda_graphs,
-            })
+            recipe = load_recipe(
+                "seed",
+                {
+                    "model": model_dir,
+                    "data": "files",
+                    "train": train_path,
+                    "validation": valid_path,
+                    "max_train_sentences": n_train,
+                    "max_eval_sentences": n_eval,
+                    "epochs": epochs,
+                    "output_dir": f"{tmp}/{name}",
+                    "mixed_precision": "auto" if on_gpu else "no",
+                    "cuda_graphs": cuda_graphs,
+                },
+            )
             metrics = train_run(recipe, progress=False)
             seconds = metrics["train_seconds"]
             graphs = metrics.get("cuda_graphs") or {}
             whole = graphs.get("whole_step") or {}
             return {
-                "epochs": epochs, "sentences": len(train) * epochs, "train_seconds": seconds,
+                "epochs": epochs,
+                "sentences": len(train) * epochs,
+                "train_seconds": seconds,
                 "sentences_per_second": len(train) * epochs / seconds,
-                "train_loss": metrics["epochs"][-1]["train_loss"], "validation_f1": metrics["validation"]["f1"], "precision": metrics["precision"],
+                "train_loss": metrics["epochs"][-1]["train_loss"],
+                "validation_f1": metrics["validation"]["f1"],
+                "precision": metrics["precision"],
                 # CUDA graph capture, reported apart from the loop's time (which leaves it out)
-                "cuda_graphs": bool(graphs), "shapes_captured": graphs.get("shapes", 0) + whole.get("shapes", 0),
+                "cuda_graphs": bool(graphs),
+                "shapes_captured": graphs.get("shapes", 0) + whole.get("shapes", 0),
                 "capture_seconds": graphs.get("capture_seconds", 0.0) + whole.get("capture_seconds", 0.0),
                 "whole_step_graphs": whole or None,  # training/speed/graphed_step.py: replays, eager steps, a failure's message
             }
@@ -250,8 +294,10 @@ def main() -> None:
         def report(key: str, label: str) -> None:
             r = results[key]
             capture = f", {r['shapes_captured']} shapes captured in {r['capture_seconds']:.1f} s (apart)" if r["cuda_graphs"] else ""
-            console.print(f"{label}: {r['sentences_per_second']:.1f} sentences/s, {r['train_seconds']:.1f} s, "
-                          f"train loss {r['train_loss']:.4f} ({r['precision']}){capture}")
+            console.print(
+                f"{label}: {r['sentences_per_second']:.1f} sentences/s, {r['train_seconds']:.1f} s, "
+                f"train loss {r['train_loss']:.4f} ({r['precision']}){capture}"
+            )
 
         phase("nertune", "nertune", lambda: run_nertune(1, None, "nertune"))  # the default: CUDA graphs wherever they apply
         if on_gpu and time.perf_counter() - STARTED < args.extra_after:
@@ -262,19 +308,29 @@ def main() -> None:
         # -- the literal recipe in the Trainer on a slice, if the 6 minutes allow -------------------
         elapsed = time.perf_counter() - STARTED
         if n_literal and elapsed < args.literal_after:
-            phase("trainer_literal", "Trainer literal", lambda: run_trainer(model_dir, train[:n_literal], labels, f"{tmp}/hf1", 1, 16, on_gpu))
+            phase(
+                "trainer_literal", "Trainer literal", lambda: run_trainer(model_dir, train[:n_literal], labels, f"{tmp}/hf1", 1, 16, on_gpu)
+            )
             if measured("trainer_literal"):
-                console.print(f"Trainer literal (1 x 16) on {n_literal:,} sentences: "
-                              f"{results['trainer_literal']['sentences_per_second']:.1f} sentences/s")
+                console.print(
+                    f"Trainer literal (1 x 16) on {n_literal:,} sentences: "
+                    f"{results['trainer_literal']['sentences_per_second']:.1f} sentences/s"
+                )
         else:
             results["trainer_literal"] = None
-            console.print(f"literal recipe skipped ({elapsed:.0f} s gone, limit {args.literal_after:.0f} s)" if n_literal else "literal recipe skipped")
+            console.print(
+                f"literal recipe skipped ({elapsed:.0f} s gone, limit {args.literal_after:.0f} s)"
+                if n_literal
+                else "literal recipe skipped"
+            )
 
     save()
     if "speedup_vs_trainer" in results:
         literal = f", {results['speedup_vs_trainer_literal']:.1f}x the literal recipe" if "speedup_vs_trainer_literal" in results else ""
-        console.print(f"nertune {results['speedup_vs_trainer']:.2f}x the Trainer{literal}; 3 epochs of the seed recipe "
-                      f"≈ {results['seed_recipe_3_epochs_seconds']:.0f} s (goal ≤ {GOAL_SECONDS_3_EPOCHS:.0f} s) -> {out}")
+        console.print(
+            f"nertune {results['speedup_vs_trainer']:.2f}x the Trainer{literal}; 3 epochs of the seed recipe "
+            f"≈ {results['seed_recipe_3_epochs_seconds']:.0f} s (goal ≤ {GOAL_SECONDS_3_EPOCHS:.0f} s) -> {out}"
+        )
     else:
         console.print(f"no ratio: a phase failed (its error is in {out})")
     print(json.dumps(results, indent=2))

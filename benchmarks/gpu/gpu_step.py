@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
 
 from benchmarks.common import ROOT, results_dir, versions, write_result
 from benchmarks.gpu.gpu_speed import card_name, choose_device, data_files, failure
@@ -62,10 +63,9 @@ def main() -> None:
     on_gpu = device.type == "cuda"
     n_steps = args.steps or (6 if args.smoke else 400)
     warm = 2 if args.smoke else 20  # steps before the clock starts (kernels, allocator)
-    out = args.out or (Path(os.environ["OUT"]) / "gpu_step.json" if os.environ.get("OUT")
-                       else results_dir(__file__) / "gpu_step-smoke.json")
-
-    from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
+    out = args.out or (
+        Path(os.environ["OUT"]) / "gpu_step.json" if os.environ.get("OUT") else results_dir(__file__) / "gpu_step-smoke.json"
+    )
 
     train_path, valid_path, tokenizer_dir = data_files(args.data)
     splits = load_splits("files", train_path, valid_path, max_train_sentences=None, max_eval_sentences=16)
@@ -80,7 +80,11 @@ def main() -> None:
     words = [len(s.words) for s in sentences]
     steps = length_grouped_steps([len(w.input_ids) for w in windows], 16, random.Random(42), group_by_length=False)
     steps = steps[: warm + n_steps]
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)) if on_gpu else (lambda: torch.autocast("cpu", enabled=False))
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False))
+        if on_gpu
+        else (lambda: torch.autocast("cpu", enabled=False))
+    )
 
     def sync() -> None:
         if on_gpu:
@@ -106,20 +110,32 @@ def main() -> None:
         seconds = time.perf_counter() - started - (captures() - captured)
         last = torch.stack(losses[-100:]).float().mean().item()
         ms = 1000 * seconds / n_steps
-        return {"ms_per_step": ms, "sentences_per_second": 16 * n_steps / seconds, "mean_loss_last_100": last,
-                "three_epochs_seconds_projected": 3 * STEPS_PER_EPOCH * ms / 1000}
+        return {
+            "ms_per_step": ms,
+            "sentences_per_second": 16 * n_steps / seconds,
+            "mean_loss_last_100": last,
+            "three_epochs_seconds_projected": 3 * STEPS_PER_EPOCH * ms / 1000,
+        }
 
     def eager_update(forward_backward_fn, optimizer):
         """forward_backward_fn's gradient, then what the loop does eagerly: clip and the fused AdamW step."""
+
         def step_fn(step_windows, weights):
             loss = forward_backward_fn(step_windows, weights)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             return loss
+
         return step_fn
 
-    results: dict = {"card": card_name(), "smoke": args.smoke, "model": "bert-base random init" if not args.smoke else "tiny BERT",
-                     "timed_steps": n_steps, "warm_up_steps": warm, "versions": versions()}
+    results: dict = {
+        "card": card_name(),
+        "smoke": args.smoke,
+        "model": "bert-base random init" if not args.smoke else "tiny BERT",
+        "timed_steps": n_steps,
+        "warm_up_steps": warm,
+        "versions": versions(),
+    }
 
     # -- host work alone: what the CPU spends preparing a packed step ------------------------------
     started = time.perf_counter()
@@ -142,8 +158,9 @@ def main() -> None:
     graphs = GraphedForward(model, capture=capture)
 
     def graphed_step(step_windows, weights):
-        return forward_backward(model, step_windows, weights, tokenizer.pad_token_id, device, 8192, autocast=autocast,
-                                position_offset=0, graphs=graphs)
+        return forward_backward(
+            model, step_windows, weights, tokenizer.pad_token_id, device, 8192, autocast=autocast, position_offset=0, graphs=graphs
+        )
 
     try:
         optimizer = optimizer_for()

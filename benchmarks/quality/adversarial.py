@@ -23,21 +23,34 @@ from benchmarks.common import ROOT, results_dir, write_result
 # category: the tests that hold its cases (file, or file::name-prefix)
 CATEGORIES = {
     "data files: line ends, columns, encodings, malformed lines": [
-        "tests/test_hardening.py::test_every_kind", "tests/test_hardening.py::test_crlf", "tests/test_hardening.py::test_cr_mixed",
-        "tests/test_hardening.py::test_a_changing", "tests/test_reader.py"],
-    "random and mutated input (hypothesis)": ["tests/test_fuzz.py"],
-    "recipes": ["tests/test_recipe.py", "tests/test_hardening.py::test_a_huge_recipe"],
-    "Ctrl-C and SIGTERM at any moment": ["tests/test_hardening.py::test_a_signal", "tests/test_resume.py::test_sigterm"],
+        "tests/cli/test_hardening.py::test_every_kind",
+        "tests/cli/test_hardening.py::test_crlf",
+        "tests/cli/test_hardening.py::test_cr_mixed",
+        "tests/cli/test_hardening.py::test_a_changing",
+        "tests/unit/test_reader.py",
+    ],
+    "random and mutated input (hypothesis)": ["tests/unit/test_fuzz.py"],
+    "recipes": ["tests/cli/test_recipe.py", "tests/cli/test_hardening.py::test_a_huge_recipe"],
+    "Ctrl-C and SIGTERM at any moment": ["tests/cli/test_hardening.py::test_a_signal", "tests/cli/test_resume.py::test_sigterm"],
     "untrusted model folders and exports": [
-        "tests/test_hardening.py::test_a_manifest", "tests/test_hardening.py::test_links", "tests/test_hardening.py::test_broken",
-        "tests/test_hardening.py::test_an_export", "tests/test_manifest.py", "tests/test_model_resolution.py"],
+        "tests/cli/test_hardening.py::test_a_manifest",
+        "tests/cli/test_hardening.py::test_links",
+        "tests/cli/test_hardening.py::test_broken",
+        "tests/cli/test_hardening.py::test_an_export",
+        "tests/cli/test_manifest.py",
+        "tests/cli/test_model_resolution.py",
+    ],
     "checkpoints: kills, damage, malformed state": [
-        "tests/test_hardening.py::test_a_checkpoint", "tests/test_hardening.py::test_flipped", "tests/test_hardening.py::test_malformed",
-        "tests/test_hardening.py::test_a_stale", "tests/test_resume.py"],
-    "memory on hostile input": ["tests/test_hardening.py::test_a_50_mb"],
-    "server: malformed requests, limits, disclosure": ["tests/test_serve.py"],
-    "server: idle, trickling and too many connections; large requests": ["tests/test_serve_connections.py"],
-    "file modes": ["tests/test_hardening.py::test_saved_files"],
+        "tests/cli/test_hardening.py::test_a_checkpoint",
+        "tests/cli/test_hardening.py::test_flipped",
+        "tests/cli/test_hardening.py::test_malformed",
+        "tests/cli/test_hardening.py::test_a_stale",
+        "tests/cli/test_resume.py",
+    ],
+    "memory on hostile input": ["tests/cli/test_hardening.py::test_a_50_mb"],
+    "server: malformed requests, limits, disclosure": ["tests/cli/test_serve.py"],
+    "server: idle, trickling and too many connections; large requests": ["tests/model/test_serve_connections.py"],
+    "file modes": ["tests/cli/test_hardening.py::test_saved_files"],
 }
 
 
@@ -58,8 +71,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "junit.xml"
         env = {**os.environ, "NERTUNE_FUZZ_EXAMPLES": str(args.examples)}
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile",
-                        f"--junitxml={report}", *files], cwd=ROOT, env=env)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-n",
+                "2",
+                "--dist",
+                "loadfile",
+                f"--junitxml={report}",
+                *files,
+            ],
+            cwd=ROOT,
+            env=env,
+        )
         tree = ElementTree.parse(report)
     held, failed, names = Counter(), Counter(), {}
     for case in tree.iter("testcase"):
@@ -73,10 +102,15 @@ def main() -> None:
             names.setdefault(category, []).append(nodeid)
         else:
             held[category] += 1
-    rows = [{"category": c, "cases": held[c] + failed[c], "held": held[c], "failed": failed[c], "failed_cases": names.get(c, [])}
-            for c in CATEGORIES]
-    result = {"examples_per_random_case": args.examples, "rows": rows,
-              "total": {"cases": sum(r["cases"] for r in rows), "held": sum(held.values()), "failed": sum(failed.values())}}
+    rows = [
+        {"category": c, "cases": held[c] + failed[c], "held": held[c], "failed": failed[c], "failed_cases": names.get(c, [])}
+        for c in CATEGORIES
+    ]
+    result = {
+        "examples_per_random_case": args.examples,
+        "rows": rows,
+        "total": {"cases": sum(r["cases"] for r in rows), "held": sum(held.values()), "failed": sum(failed.values())},
+    }
     write_result(results_dir(__file__) / "adversarial.json", result)
     print("| category | cases | held | failed |\n|---|---|---|---|")
     for row in rows:

@@ -30,6 +30,7 @@ import time
 from collections import Counter
 
 import torch
+from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from benchmarks.common import results_dir, write_result
 from benchmarks.quality.tokenizer_agreement import detokenize
@@ -74,8 +75,6 @@ def decoding(tagger: Tagger, sentences) -> tuple[dict, list, list]:
 
 @torch.no_grad()
 def plain_transformers_argmax(model_dir: str, sentences, batch: int = 32) -> list[list[str]]:
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
-
     model = AutoModelForTokenClassification.from_pretrained(model_dir, use_safetensors=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     out = []
@@ -152,7 +151,7 @@ def raw_text(tagger: Tagger, sentences) -> dict:
     return {
         "documents": len(texts),
         "text": "each document's sentences detokenized; a sentence without final punctuation (headline, dateline) "
-                "ends with a line break, others are joined by a space",
+        "ends with a line break, others are joined by a space",
         "entities_not_on_gold_word_boundaries": unaligned,
         **{k: round(metrics[k], 6) for k in ("precision", "recall", "f1")},
     }
@@ -192,8 +191,11 @@ def main() -> None:
     for split in ("validation", "test"):
         sentences = read_conll(files[split]).sentences[: args.max_sentences]
         result, raw, constrained = decoding(tagger, sentences)
-        print(f"{split}: F1 argmax {result['argmax']['conlleval']['f1']:.4f} -> constrained "
-              f"{result['constrained']['conlleval']['f1']:.4f} ({result['raw_invalid_sentences']} invalid sentences)", file=sys.stderr)
+        print(
+            f"{split}: F1 argmax {result['argmax']['conlleval']['f1']:.4f} -> constrained "
+            f"{result['constrained']['conlleval']['f1']:.4f} ({result['raw_invalid_sentences']} invalid sentences)",
+            file=sys.stderr,
+        )
         if split == "test":
             result["agreement"] = agreement(tagger, args.model_dir, sentences, raw, constrained)
             print(f"agreement: {result['agreement']}", file=sys.stderr)

@@ -11,7 +11,10 @@ import tempfile
 from nertune.training.loop import train_run
 from nertune.training.recipe import load_recipe
 
-for overrides in ({"group_by_length": False, "pack": False}, {"seed": 43, "group_by_length": True, "pack": False}):  # explicit: the defaults changed since
+for overrides in (
+    {"group_by_length": False, "pack": False},
+    {"seed": 43, "group_by_length": True, "pack": False},
+):  # explicit: the defaults changed since
     with tempfile.TemporaryDirectory() as d:
         r = load_recipe("seed", {"max_train_sentences": 1600, "max_eval_sentences": 500, "epochs": 1, "output_dir": d + "/r", **overrides})
         m = train_run(r, progress=False)

@@ -15,6 +15,9 @@ import random
 import time
 import warnings
 
+from seqeval.metrics import accuracy_score, classification_report
+from seqeval.scheme import IOB2
+
 from benchmarks.common import results_dir, write_result
 from nertune.data.conll import read_conll
 from nertune.data.embedded import conll2003_files
@@ -45,9 +48,6 @@ def main() -> None:
     parser.add_argument("--out", default=str(results_dir(__file__) / "scoring_agreement.json"))
     args = parser.parse_args()
 
-    from seqeval.metrics import accuracy_score, classification_report
-    from seqeval.scheme import IOB2
-
     sentences = read_conll(conll2003_files()[args.split]).sentences
     rng = random.Random(0)
     gold = [s.tags for s in sentences]
@@ -63,20 +63,31 @@ def main() -> None:
             warnings.simplefilter("ignore")
             theirs = classification_report(gold, pred, output_dict=True, zero_division=0, **options)
         seqeval_seconds = time.perf_counter() - started
-        differences = [abs(ours["f1"] - theirs["micro avg"]["f1-score"]), abs(ours["precision"] - theirs["micro avg"]["precision"]),
-                       abs(ours["recall"] - theirs["micro avg"]["recall"]), abs(ours["accuracy"] - accuracy_score(gold, pred))]
+        differences = [
+            abs(ours["f1"] - theirs["micro avg"]["f1-score"]),
+            abs(ours["precision"] - theirs["micro avg"]["precision"]),
+            abs(ours["recall"] - theirs["micro avg"]["recall"]),
+            abs(ours["accuracy"] - accuracy_score(gold, pred)),
+        ]
         for t, v in ours["per_type"].items():
             differences += [abs(v["f1"] - theirs[t]["f1-score"]), abs(v["support"] - theirs[t]["support"])]
         started = time.perf_counter()
         interval = f1_interval(sentence_totals(gold, pred, strict))
         results[mode] = {
-            "precision": ours["precision"], "recall": ours["recall"], "f1": ours["f1"], "accuracy": ours["accuracy"],
-            "f1_95": [interval["low"], interval["high"]], "max_abs_difference_vs_seqeval": max(differences),
-            "nertune_seconds": round(ours_seconds, 3), "seqeval_seconds": round(seqeval_seconds, 3),
+            "precision": ours["precision"],
+            "recall": ours["recall"],
+            "f1": ours["f1"],
+            "accuracy": ours["accuracy"],
+            "f1_95": [interval["low"], interval["high"]],
+            "max_abs_difference_vs_seqeval": max(differences),
+            "nertune_seconds": round(ours_seconds, 3),
+            "seqeval_seconds": round(seqeval_seconds, 3),
             "bootstrap_1000_seconds": round(time.perf_counter() - started, 3),
         }
-        print(f"{mode}: F1 {ours['f1']:.4f} (95% {interval['low']:.4f}-{interval['high']:.4f}); largest difference from seqeval "
-              f"{max(differences):.2e}; nertune {ours_seconds:.2f} s, seqeval {seqeval_seconds:.2f} s")
+        print(
+            f"{mode}: F1 {ours['f1']:.4f} (95% {interval['low']:.4f}-{interval['high']:.4f}); largest difference from seqeval "
+            f"{max(differences):.2e}; nertune {ours_seconds:.2f} s, seqeval {seqeval_seconds:.2f} s"
+        )
     write_result(args.out, results)
 
 

@@ -30,14 +30,14 @@ import time
 from benchmarks.common import results_dir, write_result
 from nertune.data.conll import read_conll
 from nertune.data.embedded import conll2003_files
+from nertune.data.words import split_sentences, split_words
 from nertune.evaluate.scoring import sentence_chunks
 from nertune.model.load import load_tokenizer
-from nertune.tag.words import split_sentences, split_words
 
 NO_SPACE_BEFORE = {",", ".", ";", ":", "!", "?", ")", "]", "}", "%", "...", "n't", "N'T"}
 NO_SPACE_AFTER = {"(", "[", "{", "$", "``"}
 CLITIC = re.compile(r"^'(s|S|re|RE|ve|VE|m|M|ll|LL|d|D)$")
-PLACEHOLDER = re.compile(r"\w+(?:[.\-'&]\w+)*\.?|[^\w\s]")  # the rule set tag/words.py had before NLTK
+PLACEHOLDER = re.compile(r"\w+(?:[.\-'&]\w+)*\.?|[^\w\s]")  # the rule set data/words.py had before NLTK
 
 
 def detokenize(words: list[str], mode: str) -> tuple[str, list[tuple[int, int]]]:
@@ -80,8 +80,22 @@ def splitters(tokenizer) -> dict:
 
 
 def agreement(sentences, mode: str, split) -> dict:
-    counts = dict.fromkeys(["words", "reproduced", "split", "merged", "entity_words", "entity_words_split",
-                            "entity_words_not_reproduced", "entities", "entities_intact", "sentences", "sentences_exact"], 0)
+    counts = dict.fromkeys(
+        [
+            "words",
+            "reproduced",
+            "split",
+            "merged",
+            "entity_words",
+            "entity_words_split",
+            "entity_words_not_reproduced",
+            "entities",
+            "entities_intact",
+            "sentences",
+            "sentences_exact",
+        ],
+        0,
+    )
     for sentence in sentences:
         text, gold = detokenize(sentence.words, mode)
         predicted = split(text)
@@ -160,16 +174,21 @@ def main() -> None:
         "data": f"CoNLL-2003 {args.split} ({len(sentences)} sentences)",
         "spacing": {
             "spaces": "words joined by one space",
-            "detokenized": "no space before , . ; : ! ? ) ] } % ... n't 's 're 've 'm 'll 'd, none after ( [ { $, quotes alternate open/close",
+            "detokenized": (
+                "no space before , . ; : ! ? ) ] } % ... n't 's 're 've 'm 'll 'd, none after ( [ { $, quotes alternate open/close"
+            ),
         },
         "splitters": {},
     }
     for name, split in splitters(tokenizer).items():
         results["splitters"][name] = {mode: agreement(sentences, mode, split) for mode in ("spaces", "detokenized")}
         row = results["splitters"][name]
-        print(f"{name:38s} words reproduced: spaces {row['spaces']['word_agreement']:.4f}, detokenized "
-              f"{row['detokenized']['word_agreement']:.4f}; split {row['spaces']['split']} / {row['detokenized']['split']} "
-              f"(in entities {row['spaces']['entity_words_split']} / {row['detokenized']['entity_words_split']})", file=sys.stderr)
+        print(
+            f"{name:38s} words reproduced: spaces {row['spaces']['word_agreement']:.4f}, detokenized "
+            f"{row['detokenized']['word_agreement']:.4f}; split {row['spaces']['split']} / {row['detokenized']['split']} "
+            f"(in entities {row['spaces']['entity_words_split']} / {row['detokenized']['entity_words_split']})",
+            file=sys.stderr,
+        )
     results["sentence_splitter"] = sentence_boundaries(sentences)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["machine"] = platform.platform()

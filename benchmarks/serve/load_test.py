@@ -47,6 +47,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 # ---- the requests ------------------------------------------------------------------
 
+
 def sentences(count: int = 3000) -> list[str]:
     return [" ".join(s.words) for s in read_conll(conll2003_files()["test"]).sentences if len(s.words) > 2][:count]
 
@@ -75,6 +76,7 @@ def plan(n: int, malformed: float, texts: list[str], bad: list, rng: random.Rand
 
 
 # ---- one phase -----------------------------------------------------------------------
+
 
 async def run_phase(url: str, items: list, concurrency: int, time_limit: float) -> dict:
     records: list[tuple[str, int, float, int]] = []  # kind, status (-1: dropped, -2: timeout), seconds, expected
@@ -128,7 +130,7 @@ def summarize(records, elapsed: float, concurrency: int, planned: int, timed_out
         "requests_per_second": round(len(records) / elapsed, 2) if elapsed else None,
         "valid_per_second": round(len(valid) / elapsed, 2) if elapsed else None,
         "latency_ms_valid": {f"p{q}": round(1000 * percentile(valid, q), 1) if valid else None for q in (50, 95, 99)}
-                             | {"max": round(1000 * max(valid), 1) if valid else None},
+        | {"max": round(1000 * max(valid), 1) if valid else None},
         "status_counts": dict(sorted(statuses.items())),
         "malformed_by_kind": dict(Counter(f"{kind}:{status}" for kind, status, _, _ in records if kind != "valid")),
         "server_errors_5xx": sum(1 for _, status, _, _ in records if status >= 500),
@@ -140,8 +142,11 @@ def summarize(records, elapsed: float, concurrency: int, planned: int, timed_out
 
 
 def healthy(phase: dict) -> bool:
-    return not phase["timed_out"] and phase["completed"] == phase["planned"] and not (
-        phase["server_errors_5xx"] or phase["dropped_connections"] or phase["client_timeouts"] or phase["wrong_answers"])
+    return (
+        not phase["timed_out"]
+        and phase["completed"] == phase["planned"]
+        and not (phase["server_errors_5xx"] or phase["dropped_connections"] or phase["client_timeouts"] or phase["wrong_answers"])
+    )
 
 
 def batching(url: str) -> dict:
@@ -152,11 +157,16 @@ def delta(before: dict, after: dict, seconds: float) -> dict:
     batches = after["batches"] - before["batches"]
     requests = after["requests"] - before["requests"]
     busy = after["model_seconds"] - before["model_seconds"]
-    return {"batches": batches, "requests": requests, "mean_requests_per_batch": round(requests / batches, 2) if batches else None,
-            "model_busy_fraction": round(busy / seconds, 3) if seconds else None}
+    return {
+        "batches": batches,
+        "requests": requests,
+        "mean_requests_per_batch": round(requests / batches, 2) if batches else None,
+        "model_busy_fraction": round(busy / seconds, 3) if seconds else None,
+    }
 
 
 # ---- the run ---------------------------------------------------------------------------
+
 
 def measure(url: str, args, texts: list[str], rng: random.Random, deadline: float, sequential: bool) -> dict:
     limits = httpx.get(url + "/v1/model", timeout=10).json()["limits"]
@@ -164,7 +174,9 @@ def measure(url: str, args, texts: list[str], rng: random.Random, deadline: floa
     phases = {}
     if sequential:
         before = batching(url)
-        phases["sequential"] = asyncio.run(run_phase(url, plan(args.sequential, 0, texts, [], rng), 1, max(1.0, deadline - time.monotonic())))
+        phases["sequential"] = asyncio.run(
+            run_phase(url, plan(args.sequential, 0, texts, [], rng), 1, max(1.0, deadline - time.monotonic()))
+        )
         phases["sequential"]["batching"] = delta(before, batching(url), phases["sequential"]["seconds"])
     before = batching(url)
     items = plan(args.requests, args.malformed, texts, malformed_requests(limits), rng)
@@ -208,8 +220,11 @@ def main() -> None:
         "note": args.note,
         "machine": {"platform": platform.platform(), "cpus": common.cpus(), "load_average_at_start": os.getloadavg()},
         "versions": versions(),
-        "texts": {"source": "CoNLL-2003 test sentences, words joined by spaces", "count": len(texts),
-                  "mean_characters": round(sum(map(len, texts)) / len(texts), 1)},
+        "texts": {
+            "source": "CoNLL-2003 test sentences, words joined by spaces",
+            "count": len(texts),
+            "mean_characters": round(sum(map(len, texts)) / len(texts), 1),
+        },
     }
     ok = True
     with tempfile.TemporaryDirectory(prefix="nertune-load-") as tmp:
@@ -243,7 +258,8 @@ def main() -> None:
     if "unbatched" in report:
         report["summary"]["unbatched_concurrent_rps"] = report["unbatched"]["concurrent"]["requests_per_second"]
         report["summary"]["speedup_batched_vs_unbatched"] = round(
-            b["concurrent"]["valid_per_second"] / report["unbatched"]["concurrent"]["valid_per_second"], 2)
+            b["concurrent"]["valid_per_second"] / report["unbatched"]["concurrent"]["valid_per_second"], 2
+        )
     report["machine"]["load_average_at_end"] = os.getloadavg()
     report["passed"] = ok
     common.write_result(args.out, report)

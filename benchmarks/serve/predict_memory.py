@@ -6,7 +6,8 @@ script samples, every 0.2 s, the process's resident memory and how far it has re
 (its read position, from /proc/PID/fdinfo). A process that held the whole file would grow with
 it; a streaming one reaches its peak in the first chunk of lines and stays there.
 
-    .venv/bin/python -m benchmarks.serve.predict_memory MODEL_DIR [MODEL_DIR ...] [--mb 0.1 1]   -> benchmarks/serve/results/predict_memory.json
+    .venv/bin/python -m benchmarks.serve.predict_memory MODEL_DIR [MODEL_DIR ...] [--mb 0.1 1] \
+  -> benchmarks/serve/results/predict_memory.json
 
 `--no-line-breaks` writes each file as a single line (the sentences joined by spaces): predict
 reads and tags it in pieces of at most 100,000 characters (--max-line-chars), so the peak should
@@ -67,8 +68,12 @@ def read_position(pid: int, path: Path) -> int | None:
 
 def measure(model_dir: str, path: Path, size: int) -> dict:
     began = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "nertune", "predict", model_dir, str(path), "--no-progress"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nertune", "predict", model_dir, str(path), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     samples, peak = [], 0
     while process.poll() is None:
         rss, hwm, position = status_kb(process.pid, "VmRSS"), status_kb(process.pid, "VmHWM"), read_position(process.pid, path)
@@ -84,9 +89,12 @@ def measure(model_dir: str, path: Path, size: int) -> dict:
     early = [rss for fraction, rss in samples if 0 < fraction <= 0.5]
     late = [rss for fraction, rss in samples if fraction > 0.5]
     return {
-        "bytes": size, "lines": sum(1 for _ in open(path, "rb")), "seconds": round(time.perf_counter() - began, 1),
+        "bytes": size,
+        "lines": sum(1 for _ in open(path, "rb")),
+        "seconds": round(time.perf_counter() - began, 1),
         "peak_rss_mb": round(peak / 1024, 1),
-        "rss_mb_max_first_half": max(early) if early else None, "rss_mb_max_second_half": max(late) if late else None,
+        "rss_mb_max_first_half": max(early) if early else None,
+        "rss_mb_max_second_half": max(late) if late else None,
         "timeline": samples[:: max(1, len(samples) // 60)],  # (fraction of the file read, RSS MB)
     }
 
@@ -105,10 +113,18 @@ def main() -> None:
             path = Path(scratch) / f"{megabytes}MB.txt"
             size = write_file(path, megabytes, lines, " " if args.no_line_breaks else "\n")
             for model_dir in args.model_dirs:
-                result = {"model_dir": model_dir, "file_mb": megabytes, "line_breaks": not args.no_line_breaks, **measure(model_dir, path, size)}
+                result = {
+                    "model_dir": model_dir,
+                    "file_mb": megabytes,
+                    "line_breaks": not args.no_line_breaks,
+                    **measure(model_dir, path, size),
+                }
                 results["runs"].append(result)
-                console.print(f"{model_dir}, {megabytes} MB: peak RSS {result['peak_rss_mb']} MB in {result['seconds']} s "
-                              f"(first half of the file: {result['rss_mb_max_first_half']} MB; second half: {result['rss_mb_max_second_half']} MB)", markup=False)
+                console.print(
+                    f"{model_dir}, {megabytes} MB: peak RSS {result['peak_rss_mb']} MB in {result['seconds']} s "
+                    f"(first half of the file: {result['rss_mb_max_first_half']} MB; second half: {result['rss_mb_max_second_half']} MB)",
+                    markup=False,
+                )
     results["load_average_at_end"] = os.getloadavg()
     write_result(args.out, results)
     print(json.dumps({k: v for k, v in results.items() if k != "versions"}, indent=2))

@@ -40,13 +40,19 @@ import time
 from pathlib import Path
 
 import torch
+import transformers
+from transformers import AutoTokenizer
 
 from benchmarks.common import ROOT, cpu_name, git_sha, results_dir, versions, write_result
 from nertune.console import console
 from nertune.data.conll import read_conll
 from nertune.data.embedded import conll2003_files
+from nertune.data.words import split_words
+from nertune.evaluate.model_scores import evaluate_sentences
+from nertune.export.onnx import export_onnx, is_export
+from nertune.model.load import load_tokenizer, load_trained
+from nertune.model.onnx_runtime import OnnxTokenClassifier
 from nertune.tag.tagger import Tagger
-from nertune.tag.words import split_words
 
 MAX_TOKENS_SWEEP = (512, 1024, 2048, 4096, 16384)
 
@@ -76,14 +82,16 @@ def interleaved(systems: dict, texts: list[str], rounds: int, repeats: int = 1) 
     for repeat in range(repeats):
         for r, part in enumerate(parts):
             turn = r + repeat * 3
-            for name in names[turn % len(names):] + names[: turn % len(names)]:  # rotate who goes first
+            for name in names[turn % len(names) :] + names[: turn % len(names)]:  # rotate who goes first
                 began = time.perf_counter()
                 tagged = systems[name](part)
                 seconds[name][r] = min(seconds[name][r], time.perf_counter() - began)
                 if repeat == 0:
                     outputs[name].extend(tagged)
-            console.print(f"pass {repeat + 1}/{repeats}, part {r + 1}/{len(parts)}: "
-                          + ", ".join(f"{n} {seconds[n][r]:.1f}s" for n in names), markup=False)
+            console.print(
+                f"pass {repeat + 1}/{repeats}, part {r + 1}/{len(parts)}: " + ", ".join(f"{n} {seconds[n][r]:.1f}s" for n in names),
+                markup=False,
+            )
     return seconds, outputs
 
 
@@ -93,10 +101,13 @@ def speeds(seconds: dict, n_texts: int, baseline: str) -> dict:
     moves the first, hardly the second)."""
     out = {}
     for name, parts in seconds.items():
-        out[name] = {"seconds": round(sum(parts), 2), "sentences_per_second": round(n_texts / sum(parts), 1),
-                     f"speedup_vs_{baseline}": round(sum(seconds[baseline]) / sum(parts), 2),
-                     f"median_part_speedup_vs_{baseline}": round(statistics.median(b / s for b, s in zip(seconds[baseline], parts)), 2),
-                     "part_seconds": [round(s, 2) for s in parts]}
+        out[name] = {
+            "seconds": round(sum(parts), 2),
+            "sentences_per_second": round(n_texts / sum(parts), 1),
+            f"speedup_vs_{baseline}": round(sum(seconds[baseline]) / sum(parts), 2),
+            f"median_part_speedup_vs_{baseline}": round(statistics.median(b / s for b, s in zip(seconds[baseline], parts)), 2),
+            "part_seconds": [round(s, 2) for s in parts],
+        }
     return out
 
 
@@ -112,8 +123,15 @@ def latencies(systems: dict, texts: list[str], passes: int = 2) -> dict:
                 began = time.perf_counter()
                 systems[name](text)
                 times[name].append((time.perf_counter() - began) * 1000)
-    return {name: {"p50_ms": round(statistics.median(t), 2), "p99_ms": round(percentile(t, 99), 2),
-                   "mean_ms": round(statistics.fmean(t), 2), "calls": len(t)} for name, t in times.items()}
+    return {
+        name: {
+            "p50_ms": round(statistics.median(t), 2),
+            "p99_ms": round(percentile(t, 99), 2),
+            "mean_ms": round(statistics.fmean(t), 2),
+            "calls": len(t),
+        }
+        for name, t in times.items()
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -123,8 +141,6 @@ def percentile(values: list[float], q: float) -> float:
 
 def pipeline_agreement(model_dir: str, sentences, texts, theirs, ours) -> dict:
     """Same entities where both sides split the text into exactly the gold words."""
-    from transformers import AutoTokenizer
-
     pre = AutoTokenizer.from_pretrained(model_dir).backend_tokenizer.pre_tokenizer
     comparable = same = 0
     for sentence, text, a, b in zip(sentences, texts, theirs, ours):
@@ -143,11 +159,6 @@ def same_entities(a: list[list[dict]], b: list[list[dict]]) -> float:
 
 
 def test_f1(directories: dict) -> dict:
-    from nertune.evaluate.model_scores import evaluate_sentences
-    from nertune.export.onnx import is_export
-    from nertune.model.load import load_tokenizer, load_trained
-    from nertune.model.onnx_runtime import OnnxTokenClassifier
-
     sentences = read_conll(conll2003_files()["test"]).sentences
     out = {}
     for name, directory in directories.items():
@@ -161,8 +172,13 @@ def test_f1(directories: dict) -> dict:
 
 def child_memory(directory: str) -> dict:
     """Load and tag the whole test set in a fresh process; its peak RSS."""
-    out = subprocess.run([sys.executable, "-m", "benchmarks.serve.tag_speed", "--memory-child", directory], capture_output=True, text=True,
-                         check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.serve.tag_speed", "--memory-child", directory],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     return json.loads(out.stdout)
 
 
@@ -175,8 +191,6 @@ def memory_child(directory: str) -> None:
 
 
 def onnx_exports(model_dir: str, onnx_dir: Path) -> dict:
-    from nertune.export.onnx import export_onnx, is_export
-
     out = {}
     for name, quantize in (("onnx_fp32", None), ("onnx_int8", "int8")):
         target = onnx_dir / name
@@ -203,16 +217,23 @@ def main() -> None:
     if not args.model_dir:
         parser.error("model_dir is required")
 
-    import transformers
-    from transformers import pipeline
+    from transformers import pipeline  # noqa: PLC0415  (memory child: no pipeline)
 
     transformers.logging.set_verbosity_error()
     sentences, texts = test_texts(args.sentences)
     results: dict = {
-        "sentences": len(texts), "words": sum(len(s.words) for s in sentences), "model_dir": args.model_dir,
-        "rounds": args.rounds, "repeats": args.repeats, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-        "machine": platform.platform(), "processor": cpu_name(), "load_average_at_start": os.getloadavg(),
-        "versions": versions(), "git_sha": git_sha(),
+        "sentences": len(texts),
+        "words": sum(len(s.words) for s in sentences),
+        "model_dir": args.model_dir,
+        "rounds": args.rounds,
+        "repeats": args.repeats,
+        "torch_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "processor": cpu_name(),
+        "load_average_at_start": os.getloadavg(),
+        "versions": versions(),
+        "git_sha": git_sha(),
     }
     scratch = tempfile.TemporaryDirectory(prefix="tag_speed.")
     exports = onnx_exports(args.model_dir, Path(args.onnx_dir or scratch.name))
@@ -237,8 +258,11 @@ def main() -> None:
     results["throughput"] = speeds(seconds, len(texts), "pipeline")
     for name, speed in results["throughput"].items():
         speed["speedup_vs_pipeline_batch32"] = round(sum(seconds["pipeline_batch32"]) / sum(seconds[name]), 2)
-        console.print(f"{name}: {speed['sentences_per_second']} sentences/s, {speed['speedup_vs_pipeline']}x the pipeline "
-                      f"(median over parts {speed['median_part_speedup_vs_pipeline']}x)", markup=False)
+        console.print(
+            f"{name}: {speed['sentences_per_second']} sentences/s, {speed['speedup_vs_pipeline']}x the pipeline "
+            f"(median over parts {speed['median_part_speedup_vs_pipeline']}x)",
+            markup=False,
+        )
     results["agreement"] = pipeline_agreement(args.model_dir, sentences, texts, outputs["pipeline"], outputs["tagger_unconstrained"])
     results["agreement"]["sentences_same_entities_onnx_int8_vs_tagger"] = round(same_entities(outputs["onnx_int8"], outputs["tagger"]), 4)
     results["agreement"]["sentences_same_entities_onnx_fp32_vs_tagger"] = round(same_entities(outputs["onnx_fp32"], outputs["tagger"]), 4)
@@ -247,8 +271,9 @@ def main() -> None:
 
     # ---- single-text latency -------------------------------------------------------------------
     sample = random.Random(0).sample(texts, min(args.latency_texts, len(texts)))
-    results["latency"] = latencies({"pipeline": ner, "tagger": taggers["tagger"], "onnx_fp32": taggers["onnx_fp32"],
-                                    "onnx_int8": taggers["onnx_int8"]}, sample)
+    results["latency"] = latencies(
+        {"pipeline": ner, "tagger": taggers["tagger"], "onnx_fp32": taggers["onnx_fp32"], "onnx_int8": taggers["onnx_int8"]}, sample
+    )
     console.print(f"latency: {results['latency']}", markup=False)
 
     # ---- the Tagger's max_tokens per forward pass ----------------------------------------------
@@ -258,8 +283,10 @@ def main() -> None:
         for max_tokens in MAX_TOKENS_SWEEP:
             sweep[f"{backend}@{max_tokens}"] = lambda part, t=taggers[backend], m=max_tokens: _with_max_tokens(t, m, part)
     sweep_seconds, _ = interleaved(sweep, sweep_texts, 2)
-    results["max_tokens_sweep"] = {"sentences": len(sweep_texts), "sentences_per_second": {
-        name: round(len(sweep_texts) / sum(s), 1) for name, s in sweep_seconds.items()}}
+    results["max_tokens_sweep"] = {
+        "sentences": len(sweep_texts),
+        "sentences_per_second": {name: round(len(sweep_texts) / sum(s), 1) for name, s in sweep_seconds.items()},
+    }
     results["rss_mb_peak_this_process"] = round(peak_rss_mb(), 1)
     # Free the pipeline and the taggers before the accuracy and memory phases: the systems' and the sweep's
     # functions hold them too, so those go as well.
@@ -267,7 +294,9 @@ def main() -> None:
 
     # ---- accuracy and memory -------------------------------------------------------------------
     results["test_f1"] = test_f1({"pytorch": args.model_dir, **exports})
-    results["test_f1"]["onnx_int8_minus_pytorch_points"] = round(100 * (results["test_f1"]["onnx_int8"]["f1"] - results["test_f1"]["pytorch"]["f1"]), 2)
+    results["test_f1"]["onnx_int8_minus_pytorch_points"] = round(
+        100 * (results["test_f1"]["onnx_int8"]["f1"] - results["test_f1"]["pytorch"]["f1"]), 2
+    )
     results["memory"] = {name: child_memory(d) for name, d in {"tagger": args.model_dir, **exports}.items()}
     console.print(f"memory: {results['memory']}", markup=False)
     results["load_average_at_end"] = os.getloadavg()

@@ -18,7 +18,12 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from benchmarks.common import ROOT, results_dir, write_result
+from nertune.data.splits import load_splits
+from nertune.evaluate.model_scores import evaluate_sentences
+from nertune.model.load import load_tokenizer, load_trained
 
 RESULTS = results_dir(__file__)
 KEYS = ("precision", "recall", "f1", "accuracy")
@@ -29,17 +34,13 @@ def headline(metrics: dict) -> dict:
 
 
 def constrained_scores(model_dir: Path) -> dict:
-    import torch
-
-    from nertune.data.splits import load_splits
-    from nertune.evaluate.model_scores import evaluate_sentences
-    from nertune.model.load import load_tokenizer, load_trained
-
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model, tokenizer = load_trained(model_dir), load_tokenizer(str(model_dir))
     splits = load_splits("conll2003")
-    return {name: headline(evaluate_sentences(model, tokenizer, getattr(splits, name).sentences, constrain=True)["metrics"])
-            for name in ("validation", "test")}
+    return {
+        name: headline(evaluate_sentences(model, tokenizer, getattr(splits, name).sentences, constrain=True)["metrics"])
+        for name in ("validation", "test")
+    }
 
 
 def main() -> None:
@@ -52,7 +53,10 @@ def main() -> None:
         metrics = json.loads((RESULTS / f"{run}.json").read_text())
         recipe = metrics["recipe"]
         row = {
-            "recipe": {k: recipe.get(k) for k in ("learning_rate", "warmup_ratio", "epochs", "casing", "context_pieces", "crf", "accumulation", "seed", "pack")},
+            "recipe": {
+                k: recipe.get(k)
+                for k in ("learning_rate", "warmup_ratio", "epochs", "casing", "context_pieces", "crf", "accumulation", "seed", "pack")
+            },
             "best_epoch": metrics["best_epoch"],
             "epochs_validation_f1": [round(e["validation"]["f1"], 4) for e in metrics["epochs"]],
             "train_seconds": round(metrics["train_seconds"]),
@@ -71,8 +75,10 @@ def main() -> None:
 
 
 def markdown(table: dict) -> str:
-    lines = ["| run | lr / warm-up / epochs | steps | casing | context | head | decoding | val P | val R | val F1 | test P | test R | test F1 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | lr / warm-up / epochs | steps | casing | context | head | decoding | val P | val R | val F1 | test P | test R | test F1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for run, row in table.items():
         r = row["recipe"]
         for decoding in ("argmax", "constrained"):
@@ -80,9 +86,13 @@ def markdown(table: dict) -> str:
                 continue
             v, t = row[decoding]["validation"], row[decoding]["test"]
             steps = "random, packed" if r.get("pack") else "length-grouped"  # runs before `pack` existed were grouped
-            lines.append(f"| {run} | {r['learning_rate']:g} / {r['warmup_ratio']:g} / {r['epochs']} | {steps} | {'yes' if r.get('casing') else 'no'} | "
-                         f"{r.get('context_pieces') or 0} | {'CRF' if r.get('crf') else 'softmax'} | {_decoding(decoding, r)} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | "
-                         f"{t['precision']:.4f} | {t['recall']:.4f} | {t['f1']:.4f} |")
+            lines.append(
+                f"| {run} | {r['learning_rate']:g} / {r['warmup_ratio']:g} / {r['epochs']} | {steps} | "
+                f"{'yes' if r.get('casing') else 'no'} | "
+                f"{r.get('context_pieces') or 0} | {'CRF' if r.get('crf') else 'softmax'} | {_decoding(decoding, r)} | "
+                f"{v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | "
+                f"{t['precision']:.4f} | {t['recall']:.4f} | {t['f1']:.4f} |"
+            )
     best = max(table, key=lambda run: max(row["validation"]["f1"] for key, row in table[run].items() if key in ("argmax", "constrained")))
     lines.append(f"\nBest on validation F1: {best}.")
     return "\n".join(lines)

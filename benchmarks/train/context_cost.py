@@ -37,14 +37,31 @@ def main() -> None:
     for size in args.sizes:
         windows = build_windows(tokenizer, words, 510, config=SimpleNamespace(nertune_context_pieces=size), documents=documents)
         lengths = [len(w.input_ids) for w in windows]
-        rows.append({"context_pieces": size, "windows": len(windows), "pieces": sum(lengths),
-                     "mean_pieces": round(sum(lengths) / len(lengths), 1), "sum_squared": sum(n * n for n in lengths)})
+        rows.append(
+            {
+                "context_pieces": size,
+                "windows": len(windows),
+                "pieces": sum(lengths),
+                "mean_pieces": round(sum(lengths) / len(lengths), 1),
+                "sum_squared": sum(n * n for n in lengths),
+            }
+        )
         base = rows[0]
-        console.print(f"context {size:>3}: {rows[-1]['mean_pieces']:6.1f} pieces a window, "
-                      f"{rows[-1]['pieces'] / base['pieces']:.2f}x the pieces of context {base['context_pieces']}, "
-                      f"{rows[-1]['sum_squared'] / base['sum_squared']:.1f}x the attention")
-    write_result(OUT, {"split": "conll2003 train", "sentences": len(sentences), "model": "embedded-minilm (max 510 pieces)",
-                     "rows": rows, "git_sha": git_sha()})
+        console.print(
+            f"context {size:>3}: {rows[-1]['mean_pieces']:6.1f} pieces a window, "
+            f"{rows[-1]['pieces'] / base['pieces']:.2f}x the pieces of context {base['context_pieces']}, "
+            f"{rows[-1]['sum_squared'] / base['sum_squared']:.1f}x the attention"
+        )
+    write_result(
+        OUT,
+        {
+            "split": "conll2003 train",
+            "sentences": len(sentences),
+            "model": "embedded-minilm (max 510 pieces)",
+            "rows": rows,
+            "git_sha": git_sha(),
+        },
+    )
     console.print(f"wrote {OUT}")
 
 

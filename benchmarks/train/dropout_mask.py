@@ -64,8 +64,10 @@ def steps_ab(n_steps: int, blocks: int) -> None:
     windows = build_windows(tokenizer, [s.words for s in sentences], 510, [[label2id[t] for t in s.tags] for s in sentences])
     words = [len(s.words) for s in sentences]
     steps = length_grouped_steps([len(w.input_ids) for w in windows], 16, random.Random(1), group_by_length=False)[:n_steps]
-    models = {"torch dropout": load_for_training("embedded-minilm", splits.labels).train(),
-              "cheap dropout": load_for_training("embedded-minilm", splits.labels).train()}
+    models = {
+        "torch dropout": load_for_training("embedded-minilm", splits.labels).train(),
+        "cheap dropout": load_for_training("embedded-minilm", splits.labels).train(),
+    }
     use_cheap_dropout(models["cheap dropout"])
 
     def run(model) -> float:
@@ -81,7 +83,7 @@ def steps_ab(n_steps: int, blocks: int) -> None:
         run(model)  # warm-up
     times: dict[str, list[float]] = {name: [] for name in models}
     for block in range(blocks):
-        for name in (list(models) if block % 2 == 0 else list(models)[::-1]):
+        for name in list(models) if block % 2 == 0 else list(models)[::-1]:
             times[name].append(run(models[name]))
     print(f"\nforward + backward of {len(steps)} random packed steps of 16 sentences (ms a step, {blocks} alternated blocks):")
     for name, values in times.items():

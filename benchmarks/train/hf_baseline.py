@@ -12,6 +12,14 @@ from __future__ import annotations
 import time
 
 import torch
+import transformers
+from transformers import (
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    DataCollatorForTokenClassification,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 
 def tokenize_and_align(tokenizer, sentences, label2id, max_length=512):
@@ -34,8 +42,6 @@ class _Timer:
     """Seconds inside trainer.train()'s loop (from on_train_begin to on_train_end)."""
 
     def __init__(self):
-        from transformers import TrainerCallback
-
         timer = self
 
         class Callback(TrainerCallback):
@@ -49,30 +55,62 @@ class _Timer:
         self.seconds = 0.0
 
 
-def train_trainer(model_path, train_sentences, labels, output_dir, batch_size=16, grad_accum=1, epochs=1,
-                  learning_rate=2e-5, seed=42, use_cpu=None, bf16=False, max_steps=-1):
-    import transformers
-    from transformers import AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification, Trainer, TrainingArguments
+def train_trainer(
+    model_path,
+    train_sentences,
+    labels,
+    output_dir,
+    batch_size=16,
+    grad_accum=1,
+    epochs=1,
+    learning_rate=2e-5,
+    seed=42,
+    use_cpu=None,
+    bf16=False,
+    max_steps=-1,
+):
+    from transformers import Trainer  # noqa: PLC0415  (Trainer: a 2 s import)
 
     transformers.logging.set_verbosity_error()
     label2id = {label: i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     torch.manual_seed(seed)
     model = AutoModelForTokenClassification.from_pretrained(
-        model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id, use_safetensors=True)
+        model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id, use_safetensors=True
+    )
     if grad_accum > 1:
         model.accepts_loss_kwargs = False
     features = tokenize_and_align(tokenizer, train_sentences, label2id)
     args = TrainingArguments(
-        output_dir=output_dir, per_device_train_batch_size=batch_size, gradient_accumulation_steps=grad_accum,
-        learning_rate=learning_rate, num_train_epochs=epochs, adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8,
-        weight_decay=0.0, lr_scheduler_type="linear", warmup_steps=0, seed=seed, save_strategy="no", eval_strategy="no",
-        report_to="none", logging_strategy="no", disable_tqdm=True, bf16=bf16, max_steps=max_steps,
+        output_dir=output_dir,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
+        learning_rate=learning_rate,
+        num_train_epochs=epochs,
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        adam_epsilon=1e-8,
+        weight_decay=0.0,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        seed=seed,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        logging_strategy="no",
+        disable_tqdm=True,
+        bf16=bf16,
+        max_steps=max_steps,
         **({"use_cpu": use_cpu} if use_cpu is not None else {}),
     )
     timer = _Timer()
-    trainer = Trainer(model=model, args=args, train_dataset=features,
-                      data_collator=DataCollatorForTokenClassification(tokenizer), callbacks=[timer.callback])
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=features,
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        callbacks=[timer.callback],
+    )
     trainer.train()
     return trainer.model, tokenizer, timer.seconds
 
@@ -86,8 +124,9 @@ def first_subword_predictions(model, tokenizer, sentences, batch_size=32):
     out = []
     for start in range(0, len(sentences), batch_size):
         chunk = sentences[start : start + batch_size]
-        enc = tokenizer([s.words for s in chunk], is_split_into_words=True, truncation=True, max_length=512,
-                        padding=True, return_tensors="pt")
+        enc = tokenizer(
+            [s.words for s in chunk], is_split_into_words=True, truncation=True, max_length=512, padding=True, return_tensors="pt"
+        )
         logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits.argmax(-1).cpu()
         for i, sentence in enumerate(chunk):
             tags, previous = ["O"] * len(sentence.words), None

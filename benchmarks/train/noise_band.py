@@ -13,6 +13,7 @@ import json
 import statistics
 
 from benchmarks.common import results_dir, write_result
+from nertune.training.recipe import Recipe
 
 RESULTS = results_dir(__file__)
 # Fields that do not change what a run learns; `mixed_precision` is replaced by the precision the run really used.
@@ -32,14 +33,19 @@ def runs() -> list[dict]:
 
 
 def group_key(run: dict) -> str:
-    from nertune.training.recipe import Recipe
-
     # a field added to nertune after a run was made: that run used its default
     defaults = {name: field.default for name, field in Recipe.model_fields.items()}
     recipe = {k: v for k, v in sorted({**defaults, **run["recipe"]}.items()) if k not in IGNORED}
     cpu = run.get("machine", {}).get("cpu", {})
-    return json.dumps({"recipe": recipe, "precision": run.get("precision"), "cpu": cpu.get("model", "unknown"),
-                       "bf16_cpu": bool(cpu.get("flags", {}).get("avx512_bf16") or cpu.get("flags", {}).get("amx_bf16"))}, sort_keys=True)
+    return json.dumps(
+        {
+            "recipe": recipe,
+            "precision": run.get("precision"),
+            "cpu": cpu.get("model", "unknown"),
+            "bf16_cpu": bool(cpu.get("flags", {}).get("avx512_bf16") or cpu.get("flags", {}).get("amx_bf16")),
+        },
+        sort_keys=True,
+    )
 
 
 def band(values: list[float]) -> dict:
@@ -56,16 +62,25 @@ def main() -> None:
         seeds = [r["recipe"]["seed"] for r in members]
         if len(set(seeds)) < 2:
             continue  # one seed is a row of its own table, not a band
-        rows.append({**json.loads(key), "seeds": seeds, "files": [r["file"] for r in members],
-                     "validation_f1": band([r["validation"]["f1"] for r in members]), "test_f1": band([r["test"]["f1"] for r in members])})
+        rows.append(
+            {
+                **json.loads(key),
+                "seeds": seeds,
+                "files": [r["file"] for r in members],
+                "validation_f1": band([r["validation"]["f1"] for r in members]),
+                "test_f1": band([r["test"]["f1"] for r in members]),
+            }
+        )
     write_result(RESULTS / "noise_band.json", rows)
     print("| recipe (lr / casing / context / CRF) | precision | CPU | seeds | validation F1 | test F1 |\n|---|---|---|---|---|---|")
     for row in rows:
         recipe = row["recipe"]
         name = f"{recipe['learning_rate']:g} / {recipe['casing']} / {recipe['context_pieces']} / {recipe['crf']}"
         cell = lambda b: f"{b['mean']:.4f} ± {b['sd']:.4f}"  # noqa: E731
-        print(f"| {name} | {row['precision']} | {'bf16 CPU' if row['bf16_cpu'] else 'AVX2 CPU'} | {', '.join(map(str, row['seeds']))} "
-              f"| {cell(row['validation_f1'])} | {cell(row['test_f1'])} |")
+        print(
+            f"| {name} | {row['precision']} | {'bf16 CPU' if row['bf16_cpu'] else 'AVX2 CPU'} | {', '.join(map(str, row['seeds']))} "
+            f"| {cell(row['validation_f1'])} | {cell(row['test_f1'])} |"
+        )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def pack_layout_by_window(windows, pad_id, position_offset, multiple=1, width=No
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     positions = torch.zeros((len(rows), width), dtype=torch.long)
     segment = torch.full((len(rows), width), -1, dtype=torch.long)
-    types = torch.zeros((len(rows), width), dtype=torch.long) if any(w.type_ids for w in windows) else None
+    types = torch.zeros((len(rows), width), dtype=torch.long) if any(w.token_type_ids for w in windows) else None
     unpack = torch.zeros((len(windows), longest), dtype=torch.long)
     for row, members in enumerate(rows):
         start = 0
@@ -45,8 +45,8 @@ def pack_layout_by_window(windows, pad_id, position_offset, multiple=1, width=No
             input_ids[row, start : start + n] = torch.tensor(window.input_ids)
             positions[row, start : start + n] = torch.arange(position_offset, position_offset + n)
             segment[row, start : start + n] = index
-            if types is not None and window.type_ids:
-                types[row, start : start + n] = torch.tensor(window.type_ids)
+            if types is not None and window.token_type_ids:
+                types[row, start : start + n] = torch.tensor(window.token_type_ids)
             unpack[index, :n] = torch.arange(row * width + start, row * width + start + n)
             start += n
     return Packed(input_ids, positions, segment, types, unpack)
@@ -57,7 +57,7 @@ def packed_targets_by_window(windows, weights, unpack, rows, width):
     token_weights = torch.zeros(rows * width, dtype=torch.float32)
     for index, window in enumerate(windows):
         if window.labels:
-            where = unpack[index, window.positions]
+            where = unpack[index, window.first_pieces]
             labels[where] = torch.tensor(window.labels)
             token_weights[where] = weights[index]
     return labels.view(rows, width), token_weights.view(rows, width)
@@ -68,8 +68,9 @@ def main() -> None:
     splits = load_splits("conll2003", max_train_sentences=3000, max_eval_sentences=16)
     sentences = splits.train.sentences
     label2id = {label: i for i, label in enumerate(splits.labels)}
-    windows = build_windows(load_tokenizer("embedded-minilm"), [s.words for s in sentences], 510,
-                            [[label2id[t] for t in s.tags] for s in sentences])
+    windows = build_windows(
+        load_tokenizer("embedded-minilm"), [s.words for s in sentences], 510, [[label2id[t] for t in s.tags] for s in sentences]
+    )
     words = [len(s.words) for s in sentences]
     steps = length_grouped_steps([len(w.input_ids) for w in windows], 16, random.Random(0), False)
 
@@ -83,7 +84,10 @@ def main() -> None:
         return packed, targets(step_windows, weights, packed.unpack, *packed.input_ids.shape)
 
     for step in steps:  # identical outputs first
-        new, old = run(pack_layout, packed_targets, *step_inputs(step)), run(pack_layout_by_window, packed_targets_by_window, *step_inputs(step))
+        new, old = (
+            run(pack_layout, packed_targets, *step_inputs(step)),
+            run(pack_layout_by_window, packed_targets_by_window, *step_inputs(step)),
+        )
         for a, b in zip([*new[0], *new[1]], [*old[0], *old[1]]):
             assert (a is None and b is None) or torch.equal(a, b)
 

@@ -11,6 +11,7 @@ Output recorded in benchmarks/train/results/packing_width.txt:
 
     .venv/bin/python -m benchmarks.train.packing_width
 """
+
 import random
 import time
 
@@ -32,7 +33,9 @@ sentences = splits.train.sentences
 tokenizer = load_tokenizer("embedded-minilm")
 model = load_for_training("embedded-minilm", splits.labels).train()
 kept = KeptEmbeddingGradient(model)  # as the training loop on one CPU process
-windows = build_windows(tokenizer, [s.words for s in sentences], max_pieces_for(model, tokenizer), [[label2id[t] for t in s.tags] for s in sentences])
+windows = build_windows(
+    tokenizer, [s.words for s in sentences], max_pieces_for(model, tokenizer), [[label2id[t] for t in s.tags] for s in sentences]
+)
 lengths = [len(w.input_ids) for w in windows]
 random_steps = length_grouped_steps(lengths, 16, random.Random(1), False)[:100]
 grouped_steps = length_grouped_steps(lengths, 16, random.Random(1), True)[:100]
@@ -90,5 +93,7 @@ measured = len(random_steps) - 3
 real = sum(lengths[i] for step in random_steps[3:] for i in step)
 for name in variants:
     per_real = f"{tokens[name] / real:.3f} per real token" if name != "grouped" else "(other sentences)"
-    print(f"{name:10s} {seconds[name] / measured * 1000:6.1f} ms a step  {16 * measured / seconds[name]:5.1f} sentences/s  "
-          f"tokens {tokens[name]:,} {per_real}  attention scores {attention[name] / 1e6:.1f}M")
+    print(
+        f"{name:10s} {seconds[name] / measured * 1000:6.1f} ms a step  {16 * measured / seconds[name]:5.1f} sentences/s  "
+        f"tokens {tokens[name]:,} {per_real}  attention scores {attention[name] / 1e6:.1f}M"
+    )

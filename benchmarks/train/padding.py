@@ -6,10 +6,12 @@ windows packed into shared rows as wide as the longest (data/packing.py until ro
 at `row_width`'s width (a little wider where that saves a row), what training on a CPU uses; random-packed-8: widths
 a multiple of 8 (a GPU's eager step); random-packed-bucketed: widths rounded up to 64 tokens, the few shapes a GPU's
 CUDA graphs replay (training/speed/graphs.py), and -bucketed-32 at 32 (not used: it saves 2% for 50% more shapes), each with how many
-(rows, width) shapes an epoch needs. No model runs: this is arithmetic on the real wordpiece lengths. Output recorded in benchmarks/train/results/padding.txt:
+(rows, width) shapes an epoch needs. No model runs: this is arithmetic on the real wordpiece lengths.
+Output recorded in benchmarks/train/results/padding.txt:
 
     .venv/bin/python -m benchmarks.train.padding
 """
+
 import random
 
 from nertune.data.features import length_grouped_steps
@@ -44,10 +46,16 @@ def carried(steps, packed):
     return total, len(shapes)
 
 
-for name, group, mega, packed in (("grouped-50", True, 50, None), ("grouped-8", True, 8, None), ("random", False, 50, None),
-                                  ("random-packed-longest", False, 50, "longest"), ("random-packed", False, 50, "row_width"),
-                                  ("random-packed-8", False, 50, "row_width-8"), ("random-packed-bucketed", False, 50, "bucketed-64"),
-                                  ("random-packed-bucketed-32", False, 50, "bucketed-32")):
+for name, group, mega, packed in (
+    ("grouped-50", True, 50, None),
+    ("grouped-8", True, 8, None),
+    ("random", False, 50, None),
+    ("random-packed-longest", False, 50, "longest"),
+    ("random-packed", False, 50, "row_width"),
+    ("random-packed-8", False, 50, "row_width-8"),
+    ("random-packed-bucketed", False, 50, "bucketed-64"),
+    ("random-packed-bucketed-32", False, 50, "bucketed-32"),
+):
     steps = length_grouped_steps(lengths, 16, random.Random(42), group, mega)
     tokens, shapes = carried(steps, packed)
     print(f"{name:25s} {tokens / real:.3f} tokens carried per real token, {shapes} shapes")

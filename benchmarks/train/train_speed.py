@@ -25,7 +25,13 @@ import subprocess
 import sys
 import tempfile
 
+import torch
+
 from benchmarks.common import ROOT, cpu_name, results_dir, versions, write_result
+from nertune.data.embedded import resolve_model
+from nertune.data.splits import load_splits
+from nertune.evaluate.scoring import score
+from nertune.training.recipe import load_recipe
 
 
 def peak_rss_mb() -> float:
@@ -34,36 +40,51 @@ def peak_rss_mb() -> float:
 
 def run_system(system: str, args) -> dict:
     """One system's run, in this process (called in a child process)."""
-    import torch
-
-    from nertune.data.splits import load_splits
-
     splits = load_splits(max_train_sentences=args.sentences, max_eval_sentences=args.eval_sentences)
     train, validation, labels = splits.train.sentences, splits.validation.sentences, splits.labels
     with tempfile.TemporaryDirectory() as tmp:
         if system == "trainer":
-            from benchmarks.train.hf_baseline import first_subword_predictions, train_trainer
-            from nertune.data.embedded import resolve_model
-            from nertune.evaluate.scoring import score
+            from benchmarks.train.hf_baseline import first_subword_predictions, train_trainer  # noqa: PLC0415  (trainer child only)
 
             batch, accum = (1, 16) if args.literal else (16, 1)
-            model, tokenizer, seconds = train_trainer(resolve_model(args.model), train, labels, tmp + "/hf", batch_size=batch, grad_accum=accum,
-                                                      epochs=args.epochs, learning_rate=args.learning_rate, use_cpu=True)
+            model, tokenizer, seconds = train_trainer(
+                resolve_model(args.model),
+                train,
+                labels,
+                tmp + "/hf",
+                batch_size=batch,
+                grad_accum=accum,
+                epochs=args.epochs,
+                learning_rate=args.learning_rate,
+                use_cpu=True,
+            )
             f1 = score([s.tags for s in validation], first_subword_predictions(model, tokenizer, validation))["f1"]
             result = {"system": f"Trainer, batch {batch} x accumulation {accum}", "train_seconds": seconds, "validation_f1": f1}
         else:
-            from nertune.training.loop import train_run
-            from nertune.training.recipe import load_recipe
+            from nertune.training.loop import train_run  # noqa: PLC0415  (nertune child only)
 
-            recipe = load_recipe("seed", {"model": args.model, "max_train_sentences": args.sentences, "max_eval_sentences": args.eval_sentences,
-                                          "epochs": args.epochs, "learning_rate": args.learning_rate, "output_dir": tmp + "/nertune",
-                                          "accumulation": "sentence" if args.literal else "token"})
+            recipe = load_recipe(
+                "seed",
+                {
+                    "model": args.model,
+                    "max_train_sentences": args.sentences,
+                    "max_eval_sentences": args.eval_sentences,
+                    "epochs": args.epochs,
+                    "learning_rate": args.learning_rate,
+                    "output_dir": tmp + "/nertune",
+                    "accumulation": "sentence" if args.literal else "token",
+                },
+            )
             metrics = train_run(recipe, progress=False)
             # Validation F1 with the same first-subword argmax as the Trainer's side (no constrained decoding).
-            result = {"system": f"nertune, 16 sentences a step ({recipe.accumulation} semantics)",
-                      "train_seconds": metrics["train_seconds"], "validation_f1": metrics["validation"]["f1"]}
-    result.update(sentences_per_second=len(train) * args.epochs / result["train_seconds"], peak_rss_mb=peak_rss_mb(),
-                  threads=torch.get_num_threads())
+            result = {
+                "system": f"nertune, 16 sentences a step ({recipe.accumulation} semantics)",
+                "train_seconds": metrics["train_seconds"],
+                "validation_f1": metrics["validation"]["f1"],
+            }
+    result.update(
+        sentences_per_second=len(train) * args.epochs / result["train_seconds"], peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads()
+    )
     return result
 
 
@@ -85,38 +106,69 @@ def main() -> None:
         print(json.dumps(run_system(args.system, args)))
         return
 
-    child_args = ["--sentences", str(args.sentences), "--eval-sentences", str(args.eval_sentences), "--epochs", str(args.epochs),
-                  "--model", args.model, "--learning-rate", str(args.learning_rate), *(["--literal"] if args.literal else [])]
+    child_args = [
+        "--sentences",
+        str(args.sentences),
+        "--eval-sentences",
+        str(args.eval_sentences),
+        "--epochs",
+        str(args.epochs),
+        "--model",
+        args.model,
+        "--learning-rate",
+        str(args.learning_rate),
+        *(["--literal"] if args.literal else []),
+    ]
     runs: list[dict] = []
     for round_index in range(args.rounds):
         order = ["trainer", "nertune"] if (round_index % 2 == 0) == (args.first == "trainer") else ["nertune", "trainer"]
         for system in order:
-            child = subprocess.run([sys.executable, "-m", "benchmarks.train.train_speed", *child_args, "--system", system],
-                                   capture_output=True, text=True, cwd=ROOT)
+            child = subprocess.run(
+                [sys.executable, "-m", "benchmarks.train.train_speed", *child_args, "--system", system],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             if child.returncode != 0:
                 sys.exit(f"{system} run failed:\n{child.stderr[-4000:]}")
             result = json.loads(child.stdout.strip().splitlines()[-1]) | {"round": round_index + 1, "key": system}
             runs.append(result)
-            print(f"round {round_index + 1} {result['system']}: {result['sentences_per_second']:.1f} sentences/s, "
-                  f"validation F1 {result['validation_f1']:.4f}, peak RSS {result['peak_rss_mb']:.0f} MB", file=sys.stderr)
+            print(
+                f"round {round_index + 1} {result['system']}: {result['sentences_per_second']:.1f} sentences/s, "
+                f"validation F1 {result['validation_f1']:.4f}, peak RSS {result['peak_rss_mb']:.0f} MB",
+                file=sys.stderr,
+            )
 
     def summary(key: str) -> dict:
         mine = [r for r in runs if r["key"] == key]
-        return {"system": mine[0]["system"], "sentences_per_second": statistics.median(r["sentences_per_second"] for r in mine),
-                "train_seconds": statistics.median(r["train_seconds"] for r in mine),
-                "validation_f1": statistics.median(r["validation_f1"] for r in mine),
-                "peak_rss_mb": max(r["peak_rss_mb"] for r in mine)}
+        return {
+            "system": mine[0]["system"],
+            "sentences_per_second": statistics.median(r["sentences_per_second"] for r in mine),
+            "train_seconds": statistics.median(r["train_seconds"] for r in mine),
+            "validation_f1": statistics.median(r["validation_f1"] for r in mine),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in mine),
+        }
 
     trainer, nertune = summary("trainer"), summary("nertune")
     results = {
         "command": "python -m benchmarks.train.train_speed " + " ".join(sys.argv[1:]),
-        "sentences": args.sentences, "epochs": args.epochs, "eval_sentences": args.eval_sentences, "model": args.model,
-        "learning_rate": args.learning_rate, "literal": args.literal, "machine": platform.platform(),
-        "processor": cpu_name(), "versions": versions(),
-        "trainer": trainer, "nertune": nertune, "runs": runs,
+        "sentences": args.sentences,
+        "epochs": args.epochs,
+        "eval_sentences": args.eval_sentences,
+        "model": args.model,
+        "learning_rate": args.learning_rate,
+        "literal": args.literal,
+        "machine": platform.platform(),
+        "processor": cpu_name(),
+        "versions": versions(),
+        "trainer": trainer,
+        "nertune": nertune,
+        "runs": runs,
         "speedup": nertune["sentences_per_second"] / trainer["sentences_per_second"],
-        "speedup_per_round": [n["sentences_per_second"] / t["sentences_per_second"]
-                              for t, n in zip([r for r in runs if r["key"] == "trainer"], [r for r in runs if r["key"] == "nertune"])],
+        "speedup_per_round": [
+            n["sentences_per_second"] / t["sentences_per_second"]
+            for t, n in zip([r for r in runs if r["key"] == "trainer"], [r for r in runs if r["key"] == "nertune"])
+        ],
         "f1_difference_points": 100 * (nertune["validation_f1"] - trainer["validation_f1"]),
     }
     tag = args.tag or ("literal" if args.literal else "batch16") + f"-{args.sentences}x{args.epochs}"

@@ -10,11 +10,11 @@ __all__ = ["Tagger", "train", "__version__"]
 def __getattr__(name: str):
     # Lazy: `import nertune` stays fast; torch loads when first needed.
     if name == "Tagger":
-        from nertune.tag.tagger import Tagger
+        from nertune.tag.tagger import Tagger  # noqa: PLC0415  (facade: lazy names)
 
         return Tagger
     if name == "train":
-        from nertune.training.api import train
+        from nertune.training.api import train  # noqa: PLC0415  (facade: lazy names)
 
         return train
     raise AttributeError(f"module 'nertune' has no attribute {name!r}")

@@ -11,9 +11,18 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src"
 # Stage of each package; a module may import its own package and any stage below it.
 STAGES = {
-    "nertune.errors": 0, "nertune.atomic": 0, "nertune.console": 0,
-    "nertune.data": 1, "nertune.model": 2, "nertune.evaluate": 3, "nertune.training": 4,
-    "nertune.tag": 5, "nertune.export": 6, "nertune.serve": 6, "nertune.cli": 7, "nertune.__main__": 8,
+    "nertune.errors": 0,
+    "nertune.atomic": 0,
+    "nertune.console": 0,
+    "nertune.data": 1,
+    "nertune.model": 2,
+    "nertune.evaluate": 3,
+    "nertune.training": 4,
+    "nertune.tag": 5,
+    "nertune.export": 6,
+    "nertune.serve": 6,
+    "nertune.cli": 7,
+    "nertune.__main__": 8,
 }
 
 
@@ -28,8 +37,11 @@ def modules() -> dict[str, set[str]]:
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nertune") and not node.level:
                 for alias in node.names:  # `from nertune.cli import train` names a module
                     sub = f"{node.module}.{alias.name}"
-                    imported.add(sub if (SRC / sub.replace(".", "/")).with_suffix(".py").exists()
-                                 or (SRC / sub.replace(".", "/")).is_dir() else node.module)
+                    imported.add(
+                        sub
+                        if (SRC / sub.replace(".", "/")).with_suffix(".py").exists() or (SRC / sub.replace(".", "/")).is_dir()
+                        else node.module
+                    )
             elif isinstance(node, ast.ImportFrom):
                 assert not node.level, f"{path}: relative import; write nertune.… in full"
             elif isinstance(node, ast.Import):
@@ -85,7 +97,7 @@ def find_cycles(graph: dict[str, set[str]]) -> list[str]:
         state[node] = 1
         for nxt in sorted(edges[node]):
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(path[path.index(nxt):] + [nxt]))
+                cycles.append(" -> ".join(path[path.index(nxt) :] + [nxt]))
             elif nxt not in state:
                 visit(nxt, path + [nxt])
         state[node] = 2

@@ -143,7 +143,9 @@ def test_every_link_anchor_and_path_in_the_documents_exists():
 
 
 def test_the_slug_is_githubs():
-    assert slug("Tagging speed: Tagger and ONNX Runtime vs `transformers.pipeline` (CPU)") == \
-        "tagging-speed-tagger-and-onnx-runtime-vs-transformerspipeline-cpu"
+    assert (
+        slug("Tagging speed: Tagger and ONNX Runtime vs `transformers.pipeline` (CPU)")
+        == "tagging-speed-tagger-and-onnx-runtime-vs-transformerspipeline-cpu"
+    )
     assert slug("Document context (`context_pieces: N`)") == "document-context-context_pieces-n"
     assert slug("Evaluating: `nertune evaluate`, `score`, `compare`") == "evaluating-nertune-evaluate-score-compare"

@@ -6,15 +6,13 @@ line on stderr and exit code 2.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from typing import Optional
 
 import typer
-from rich.table import Table
 
 from nertune.errors import NertuneError
+from nertune.training.signals import exit_at_once
 
 app = typer.Typer(
     name="nertune",
@@ -24,20 +22,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 @app.callback()
 def _root() -> None:
     """Fine-tune BERT-family encoders for named entity recognition, and put them to work."""
 
 
 def _console():
-    from nertune.console import console
+    from nertune.console import console  # noqa: PLC0415  (CLI start-up: rich console)
 
     return console
 
 
 def main() -> None:
-    from nertune.training.signals import exit_at_once
-
     exit_at_once()  # from here on Ctrl-C / SIGTERM stop the command, whatever is importing (training/signals.py)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -49,4 +46,3 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
-

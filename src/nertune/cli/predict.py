@@ -24,7 +24,9 @@ from typing import IO, Iterator, Optional
 import typer
 
 from nertune.cli.app import app
+from nertune.data.words import split_sentences
 from nertune.errors import NertuneError
+from nertune.model.load import require_model_dir
 
 FORMATS = ("jsonl", "json", "conll")
 
@@ -41,16 +43,22 @@ def read_lines(handle: IO[bytes], name: str, max_chars: int = 100_000, notice=No
         try:
             pending += decoder.decode(raw, final=ended)
         except UnicodeDecodeError as error:
-            raise NertuneError(f"byte 0x{error.object[error.start]:02x} is not UTF-8", path=name, line=number,
-                               fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+            raise NertuneError(
+                f"byte 0x{error.object[error.start]:02x} is not UTF-8",
+                path=name,
+                line=number,
+                fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+            ) from None
         if start:
             pending, start = pending.removeprefix("\ufeff"), False
         if ended:
             pending = pending.rstrip("\n").removesuffix("\r")
         while len(pending) > max_chars:
             if pieces == 0 and notice:
-                notice(f"{name}:{number} is longer than {max_chars:,} characters (--max-line-chars): tagged in pieces cut between "
-                       "sentences, one record each; joined, their texts are the line")
+                notice(
+                    f"{name}:{number} is longer than {max_chars:,} characters (--max-line-chars): tagged in pieces cut between "
+                    "sentences, one record each; joined, their texts are the line"
+                )
             end = cut(pending, max_chars)
             yield pending[:end]
             pending, pieces = pending[end:], pieces + 1
@@ -60,8 +68,12 @@ def read_lines(handle: IO[bytes], name: str, max_chars: int = 100_000, notice=No
     try:
         pending += decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        raise NertuneError("the file ends inside a UTF-8 character", path=name, line=number,
-                           fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+        raise NertuneError(
+            "the file ends inside a UTF-8 character",
+            path=name,
+            line=number,
+            fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+        ) from None
     if pending:  # a last line with no line end
         yield pending.removesuffix("\r")
 
@@ -69,8 +81,6 @@ def read_lines(handle: IO[bytes], name: str, max_chars: int = 100_000, notice=No
 def cut(text: str, limit: int) -> int:
     """Where to end a piece of at most `limit` characters: before its last sentence, else after its last
     whitespace, else at the limit (an entity is only split in the last case)."""
-    from nertune.tag.words import split_sentences
-
     window = text[:limit]
     sentences = split_sentences(window)
     if len(sentences) > 1:  # the last one may go on past the window: it starts the next piece
@@ -107,7 +117,7 @@ class Writer:
                     parts.extend(f"{w.text} {w.tag}\n" for w in sentence)
                     parts.append("\n")
         else:
-            from nertune.tag.tagger import entities
+            from nertune.tag.tagger import entities  # noqa: PLC0415  (CLI start-up: no torch)
 
             for text, sentences in zip(texts, tagger.tag_sentences(texts, constrain)):
                 found = [e for sentence in sentences for e in entities(text, sentence)]
@@ -133,7 +143,9 @@ def predict(
     file: Optional[str] = typer.Argument(None, help="Text file, one text per line; '-' reads stdin."),
     text: Optional[str] = typer.Option(None, "--text", help="Tag this text instead of a file."),
     format: str = typer.Option("jsonl", "--format", help="jsonl | json | conll."),
-    constrain: bool = typer.Option(True, "--constrain/--no-constrain", help="Decode valid IOB2 only (Viterbi; default), or show the raw per-word argmax."),
+    constrain: bool = typer.Option(
+        True, "--constrain/--no-constrain", help="Decode valid IOB2 only (Viterbi; default), or show the raw per-word argmax."
+    ),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when available)."),
     batch_lines: int = typer.Option(256, help="Lines read and tagged together."),
     max_line_chars: int = typer.Option(100_000, help="Longer lines are tagged in pieces of at most this many characters, one record each."),
@@ -143,23 +155,25 @@ def predict(
     if format not in FORMATS:
         raise NertuneError(f"unknown format {format!r}", fix="use --format jsonl, json or conll")
     if (text is None) == (file is None):
-        raise NertuneError("give either --text TEXT or a FILE ('-' for stdin)" if text is None else "give --text or FILE, not both",
-                           fix='nertune predict MODEL_DIR --text "…"  or  nertune predict MODEL_DIR input.txt')
+        raise NertuneError(
+            "give either --text TEXT or a FILE ('-' for stdin)" if text is None else "give --text or FILE, not both",
+            fix='nertune predict MODEL_DIR --text "…"  or  nertune predict MODEL_DIR input.txt',
+        )
     if batch_lines < 1:
         raise NertuneError("--batch-lines must be at least 1")
     if max_line_chars < 1_000:
         raise NertuneError("--max-line-chars must be at least 1,000", fix="a piece should hold whole sentences")
-    from nertune.model.load import require_model_dir
-
     require_model_dir(model_dir)
     handle = None
     if file not in (None, "-"):
         path = Path(file)
         if not path.is_file():
-            raise NertuneError("is a directory, expected a text file" if path.is_dir() else "file not found", path=file, fix="check the path")
+            raise NertuneError(
+                "is a directory, expected a text file" if path.is_dir() else "file not found", path=file, fix="check the path"
+            )
         handle = open(path, "rb")
 
-    from nertune.tag.tagger import Tagger
+    from nertune.tag.tagger import Tagger  # noqa: PLC0415  (CLI start-up: no torch)
 
     tagger = Tagger.load(model_dir, device=device)
     if hasattr(sys.stdout, "reconfigure"):
@@ -184,7 +198,7 @@ def predict(
 
 
 def _notice(message: str) -> None:
-    from nertune.console import notice  # stderr
+    from nertune.console import notice  # noqa: PLC0415  (CLI start-up: rich console; stderr)
 
     notice(message)
 
@@ -198,12 +212,19 @@ class _progress:
     def __enter__(self):
         if not self.enabled:
             return lambda position, lines: None
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # noqa: PLC0415  (CLI start-up: rich console)
 
-        from nertune.console import console
+        from nertune.console import console  # noqa: PLC0415  (CLI start-up: rich console)
 
-        self.bar = Progress(TextColumn("[bold]tagging"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[lines]} lines"),
-                            TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+        self.bar = Progress(
+            TextColumn("[bold]tagging"),
+            BarColumn(),
+            DownloadColumn(),
+            TextColumn("{task.fields[lines]} lines"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
         self.task = self.bar.add_task("tagging", total=self.total, lines=0)
         self.bar.start()
         return self.advance

@@ -6,52 +6,35 @@ import inspect
 import json
 import shlex
 import sys
-from types import UnionType
-from typing import Literal, Optional, Union, get_args, get_origin
+from typing import Optional
 
 import typer
 from rich.table import Table
 
 from nertune.cli.app import _console, app
-from nertune.training.recipe import Recipe
+from nertune.cli.options import recipe_options, with_parameters
+from nertune.training.api import train as run_training
+from nertune.training.signals import TrainingInterrupted, say_on_interrupt
 
 SAMPLE = "George Washington flew from Washington to Paris on Monday to meet officials of the European Union."
-
-
-def _recipe_options() -> list[inspect.Parameter]:
-    """One option per recipe field, its help and range from the schema (training/recipe.py); default None:
-    a flag overrides the recipe file's value only when given."""
-    params = []
-    for name, info in Recipe.model_fields.items():
-        kind = _option_type(info.annotation)
-        flag = "--" + name.replace("_", "-")
-        off = (info.json_schema_extra or {}).get("off")
-        decls = [f"{flag}/{off}"] if off else [flag]
-        default = info.default
-        shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else default
-        choices = get_args(_bare(info.annotation)) if get_origin(_bare(info.annotation)) is Literal else ()
-        help = info.description + (f" One of: {', '.join(choices)}." if choices else "") + f" (recipe default: {shown})"
-        option = typer.Option(None, *decls, help=help, show_default=False)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[kind]))
-    return params
-
-
-def _bare(annotation):
-    args = [a for a in get_args(annotation) if a is not type(None)]
-    return args[0] if get_origin(annotation) in (Union, UnionType) and len(args) == 1 else annotation
-
-
-def _option_type(annotation) -> type:
-    bare = _bare(annotation)
-    return str if get_origin(bare) is Literal else bare
 
 
 _OWN_OPTIONS = [
     inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
     for name, kind, default in [
         ("recipe", Optional[str], typer.Option(None, help="Recipe name in recipes/ (e.g. seed) or a YAML file. Default: the seed recipe.")),
-        ("resume", bool, typer.Option(False, "--resume", help="Continue the run in --output-dir from its latest checkpoint (same other flags).")),
-        ("overwrite", bool, typer.Option(False, "--overwrite", help="Replace the earlier run in --output-dir (its files are removed once the new run starts).")),
+        (
+            "resume",
+            bool,
+            typer.Option(False, "--resume", help="Continue the run in --output-dir from its latest checkpoint (same other flags)."),
+        ),
+        (
+            "overwrite",
+            bool,
+            typer.Option(
+                False, "--overwrite", help="Replace the earlier run in --output-dir (its files are removed once the new run starts)."
+            ),
+        ),
         ("sample", str, typer.Option(SAMPLE, help="Sentence to tag at the end.")),
         ("json_out", bool, typer.Option(False, "--json", help="Print metrics.json to stdout.")),
         ("progress", bool, typer.Option(True, help="Show progress bars.")),
@@ -61,16 +44,16 @@ _OWN_OPTIONS = [
 
 def train(**options) -> None:
     """Fine-tune on CoNLL data; evaluate each epoch; keep the best; tag a sample."""
-    recipe, resume, overwrite, sample, json_out, progress = (options.pop(k) for k in ("recipe", "resume", "overwrite", "sample", "json_out", "progress"))
-    from nertune.training.signals import TrainingInterrupted, say_on_interrupt
-
+    recipe, resume, overwrite, sample, json_out, progress = (
+        options.pop(k) for k in ("recipe", "resume", "overwrite", "sample", "json_out", "progress")
+    )
     say_on_interrupt("interrupted before training started: nothing was saved")
-    from nertune.training.api import train as run_training
-
     try:
         metrics = run_training(recipe, progress=progress, resume=resume, overwrite=overwrite, **options)
     except TrainingInterrupted as stop:
-        _console().print(f"interrupted at step {stop.step}; checkpoint {stop.checkpoint}; resume with: {_resume_command(stop.output_dir)}", markup=False)
+        _console().print(
+            f"interrupted at step {stop.step}; checkpoint {stop.checkpoint}; resume with: {_resume_command(stop.output_dir)}", markup=False
+        )
         raise typer.Exit(stop.exit_code)
     if not metrics:  # not the main process
         return
@@ -84,22 +67,22 @@ def train(**options) -> None:
             table.add_row(split, *(f"{m[k]:.4f}" for k in ("loss", "precision", "recall", "f1", "accuracy")))
     console.print(table)
     if sample:
-        from nertune.tag.tagger import Tagger
+        from nertune.tag.tagger import Tagger  # noqa: PLC0415  (CLI start-up: no torch)
 
         entities = Tagger.load(metrics["output_dir"])(sample)
         console.print(f"sample: {sample}")
         for entity in entities:
             console.print(f"  {entity['type']:<5} {entity['text']!r} [{entity['start']}:{entity['end']}] {entity['score']:.3f}")
-    console.print(f"[green]model saved to {metrics['output_dir']}[/] (best epoch {metrics['best_epoch']}, "
-                  f"{metrics['train_seconds']:.0f} s in the training loop)")
+    console.print(
+        f"[green]model saved to {metrics['output_dir']}[/] (best epoch {metrics['best_epoch']}, "
+        f"{metrics['train_seconds']:.0f} s in the training loop)"
+    )
     if json_out:
         sys.stdout.write(json.dumps(metrics, indent=2) + "\n")
 
 
-
 def _resume_command(output_dir) -> str:
     """This command line again, with --output-dir and --resume."""
-    import shlex
 
     args = [a for a in sys.argv[1:] if a != "--resume"]
     if not any(a == "--output-dir" or a.startswith("--output-dir=") for a in args):
@@ -107,7 +90,4 @@ def _resume_command(output_dir) -> str:
     return shlex.join(["nertune", *args, "--resume"])
 
 
-_PARAMETERS = _OWN_OPTIONS[:1] + _recipe_options() + _OWN_OPTIONS[1:]
-train.__signature__ = inspect.Signature(_PARAMETERS)
-train.__annotations__ = {p.name: p.annotation for p in _PARAMETERS}
-app.command()(train)
+app.command()(with_parameters(train, _OWN_OPTIONS[:1] + recipe_options() + _OWN_OPTIONS[1:]))

@@ -61,12 +61,16 @@ def casing_scheme(config) -> str | None:
     if scheme is None:
         return None
     if scheme not in SCHEMES:
-        raise NertuneError(f"config.json {CONFIG_FIELD} is {scheme!r}, which this nertune does not know",
-                           fix=f"use a model trained with one of: {', '.join(SCHEMES)} (or upgrade nertune)")
+        raise NertuneError(
+            f"config.json {CONFIG_FIELD} is {scheme!r}, which this nertune does not know",
+            fix=f"use a model trained with one of: {', '.join(SCHEMES)} (or upgrade nertune)",
+        )
     rows = getattr(config, "type_vocab_size", 0) or 0
     if rows < SCHEMES[scheme]:
-        raise NertuneError(f"config.json has {CONFIG_FIELD} {scheme!r} but type_vocab_size {rows} < {SCHEMES[scheme]}",
-                           fix="re-save the model with nertune, or remove the field to tag without casing")
+        raise NertuneError(
+            f"config.json has {CONFIG_FIELD} {scheme!r} but type_vocab_size {rows} < {SCHEMES[scheme]}",
+            fix="re-save the model with nertune, or remove the field to tag without casing",
+        )
     return scheme
 
 
@@ -77,7 +81,7 @@ def add_casing(model, scheme: str = DEFAULT_SCHEME) -> None:
     the model computes exactly what it did before (row 1, BERT's segment B, is
     overwritten too: casing ids take the place of segment ids).
     """
-    import torch
+    import torch  # noqa: PLC0415  (CLI start-up: no torch)
 
     if casing_scheme(model.config) == scheme:
         return  # continuing from a model that already has the rows

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from nertune.data.schemes import detect_scheme, split_tag, to_iob2
+from nertune.data.schemes import TAG_HELP, TAG_PATTERN, detect_scheme, entity_types, is_tag, to_iob2
 from nertune.errors import NertuneError
 
 _COLUMN_SEPARATOR = re.compile(r"[ \t]+")
@@ -41,7 +41,7 @@ class ConllFile:
 
     @property
     def entity_types(self) -> set[str]:
-        return {tag[2:] for s in self.sentences for tag in s.tags if tag != "O"}
+        return set(entity_types(tag for s in self.sentences for tag in s.tags))
 
 
 MAX_LINE_CHARS = 1 << 20  # a CoNLL line is a word and its columns: a longer one is not a CoNLL file
@@ -75,26 +75,42 @@ def text_lines(handle, path: str, from_bytes: bool = False) -> Iterator[tuple[in
             return
         number += 1
         body = line.rstrip("\r\n")
-        end = line[len(body):]
+        end = line[len(body) :]
         if number == 1:
             body = body.removeprefix("\ufeff")
         if not end and len(line) > MAX_LINE_CHARS:
-            raise NertuneError(f"line longer than {MAX_LINE_CHARS:,} characters: not a CoNLL file", path=path, line=number,
-                               fix="pass a text file with one 'WORD ... TAG' per line")
+            raise NertuneError(
+                f"line longer than {MAX_LINE_CHARS:,} characters: not a CoNLL file",
+                path=path,
+                line=number,
+                fix="pass a text file with one 'WORD ... TAG' per line",
+            )
         if "\x00" in body:
-            raise NertuneError("binary data (NUL byte), not a CoNLL text file", path=path, line=number,
-                               fix="pass a text file with one 'WORD ... TAG' per line")
+            raise NertuneError(
+                "binary data (NUL byte), not a CoNLL text file",
+                path=path,
+                line=number,
+                fix="pass a text file with one 'WORD ... TAG' per line",
+            )
         bad = next((c for c in body if "\udc80" <= c <= "\udcff"), None) if from_bytes else None
         if bad is not None:  # surrogateescape keeps an undecodable byte as one such character
-            raise NertuneError(f"byte 0x{ord(bad) - 0xDC00:02x} is not UTF-8", path=path, line=number,
-                               fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+            raise NertuneError(
+                f"byte 0x{ord(bad) - 0xDC00:02x} is not UTF-8",
+                path=path,
+                line=number,
+                fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+            )
         if end:
             kind = "CR" if end == "\r" else "LF or CRLF"
             if first_end is None:
                 first_end = (kind, number)
             elif kind != first_end[0]:
-                raise NertuneError(f"mixed line ends: lines end in {first_end[0]} up to here, then in {kind}", path=path, line=number,
-                                   fix="convert the file to one kind of line end (e.g. `mac2unix` or `dos2unix`, or re-save it)")
+                raise NertuneError(
+                    f"mixed line ends: lines end in {first_end[0]} up to here, then in {kind}",
+                    path=path,
+                    line=number,
+                    fix="convert the file to one kind of line end (e.g. `mac2unix` or `dos2unix`, or re-save it)",
+                )
         yield number, body
 
 
@@ -102,17 +118,25 @@ def string_lines(text: str, path: str) -> Iterator[tuple[int, str]]:
     return text_lines(io.StringIO(text, newline=""), path)
 
 
-def column_lines(lines: Iterable[tuple[int, str]], path: str, ragged: bool = False, least: int = 2) -> Iterator[tuple[int, list[str] | None]]:
+def column_lines(
+    lines: Iterable[tuple[int, str]], path: str, ragged: bool = False, least: int = 2, comments: bool = False
+) -> Iterator[tuple[int, list[str] | None]]:
     """(line number, columns) for each non-blank line, (line number, None) for a blank one. Checks that
     every word line has as many columns as the first, unless `ragged` (`-DOCSTART-` lines are not words;
-    a line with fewer than `least` columns is the caller's to name)."""
+    a line with fewer than `least` columns is the caller's to name). With `comments`, `#` lines where a
+    sentence may start are skipped (`_comment`)."""
     expected = None
+    sentence_start = True
     for number, line in lines:
         line = line.strip(" \t")
         if not line:
+            sentence_start = True
             yield number, None
             continue
         columns = _COLUMN_SEPARATOR.split(line)
+        if comments and sentence_start and _comment(columns):
+            continue
+        sentence_start = columns[0] == "-DOCSTART-"  # a sentence may start after it too
         if columns[0] == "-DOCSTART-" or len(columns) < least:
             yield number, columns
             continue
@@ -121,7 +145,9 @@ def column_lines(lines: Iterable[tuple[int, str]], path: str, ragged: bool = Fal
         elif len(columns) != expected[0] and not ragged:
             raise NertuneError(
                 f"{len(columns)} columns, but line {expected[1]} has {expected[0]}",
-                path=path, line=number, fix="give every line the same columns, or pass --ragged-columns (the tag is the last column whatever the count)",
+                path=path,
+                line=number,
+                fix="give every line the same columns, or pass --ragged-columns (the tag is the last column whatever the count)",
             )
         yield number, columns
 
@@ -130,16 +156,25 @@ def docstart(columns: list[str] | None) -> bool:
     return columns is not None and columns[0] == "-DOCSTART-"
 
 
-def parse_conll(text: str, path: str = "<text>", ragged: bool = False) -> ConllFile:
-    return parse_lines(string_lines(text, path), path, ragged)
+def parse_conll(text: str, path: str = "<text>", ragged: bool = False, tag_column: int | None = None) -> ConllFile:
+    return parse_lines(string_lines(text, path), path, ragged, tag_column)
 
 
-def parse_lines(lines: Iterable[tuple[int, str]], path: str, ragged: bool = False) -> ConllFile:
+def _comment(columns: list[str]) -> bool:
+    """A `#` line where a sentence may start (CoNLL-U's `# text = ...`, `# sent_id = 3`, a note) rather than
+    the word `#` with its tag (`# O`)."""
+    return columns[0].startswith("#") and ("=" in columns or len(columns) == 1 or not TAG_PATTERN.match(columns[-1]))
+
+
+def parse_lines(lines: Iterable[tuple[int, str]], path: str, ragged: bool = False, tag_column: int | None = None) -> ConllFile:
+    """Sentences of a CoNLL column file: the word in the first column, the tag in the last (or `tag_column`,
+    1-based); blank lines end sentences, -DOCSTART- lines documents, `#` lines before a sentence are comments."""
     sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
     document = 0
     first_line = 0
+    first_bare = None  # the first IO tag's line: a file may not mix IO with prefixed tags
 
     def end_sentence() -> None:
         nonlocal words, tags
@@ -147,7 +182,7 @@ def parse_lines(lines: Iterable[tuple[int, str]], path: str, ragged: bool = Fals
             sentences.append(Sentence(words, tags, document, first_line))
             words, tags = [], []
 
-    for number, columns in column_lines(lines, path, ragged):
+    for number, columns in column_lines(lines, path, ragged, comments=True):
         if columns is None:
             end_sentence()
             continue
@@ -159,16 +194,25 @@ def parse_lines(lines: Iterable[tuple[int, str]], path: str, ragged: bool = Fals
         if len(columns) < 2:
             raise NertuneError(
                 f"one column ({columns[0][:40]!r}); expected a word and a tag",
-                path=path, line=number, fix="write 'WORD TAG' (tag in the last column, space or tab between)",
+                path=path,
+                line=number,
+                fix="write 'WORD TAG' (tag in the last column, space or tab between)",
             )
-        tag = columns[-1]
-        try:
-            split_tag(tag)
-        except ValueError:
+        if tag_column is not None and not 1 <= tag_column <= len(columns):
+            raise NertuneError(
+                f"{len(columns)} columns, no column {tag_column}", path=path, line=number, fix="check --tag-column (1 is the word)"
+            )
+        tag = columns[tag_column - 1] if tag_column else columns[-1]
+        if not is_tag(tag):
+            where = f"column {tag_column}" if tag_column else "the last column"
             raise NertuneError(
                 f"unknown tag shape {tag[:40]!r}",
-                path=path, line=number, fix="tags must be O or B-/I-/E-/S-TYPE in the last column",
-            ) from None
+                path=path,
+                line=number,
+                fix=f"{TAG_HELP}, in {where} (--tag-column N picks another)",
+            )
+        if not TAG_PATTERN.match(tag) and first_bare is None:
+            first_bare = number
         if not words:
             first_line = number
         words.append(columns[0])
@@ -177,14 +221,21 @@ def parse_lines(lines: Iterable[tuple[int, str]], path: str, ragged: bool = Fals
     if not sentences:
         raise NertuneError("no sentences found (empty file)", path=path, fix="pass a CoNLL file with 'WORD TAG' lines")
 
-    scheme = detect_scheme([s.tags for s in sentences])
+    try:
+        scheme = detect_scheme([s.tags for s in sentences])
+    except ValueError as error:
+        raise NertuneError(
+            f"bare type {str(error)!r} (IO) in a file with B-/I- tags", path=path, line=first_bare, fix="use one tag scheme in a file"
+        ) from None
     notices = []
     if scheme != "iob2":
+        bare = sorted({t for s in sentences for t in s.tags} - {"O"})[:8] if scheme == "io" else []
+        kinds = f" (bare types: {', '.join(bare)})" if bare else ""
         for sentence in sentences:
             sentence.tags = to_iob2(sentence.tags, scheme)
-        notices.append(f"{path}: tags are {scheme.upper()}; converted to IOB2")
+        notices.append(f"{path}: tags are {scheme.upper()}{kinds}; converted to IOB2")
     return ConllFile(path=path, sentences=sentences, scheme=scheme, notices=notices)
 
 
-def read_conll(path: str | Path, ragged: bool = False) -> ConllFile:
-    return parse_lines(file_lines(path), str(path), ragged)
+def read_conll(path: str | Path, ragged: bool = False, tag_column: int | None = None) -> ConllFile:
+    return parse_lines(file_lines(path), str(path), ragged, tag_column)

@@ -56,13 +56,17 @@ def add_context(encoded: Sequence[Encoded], documents: Sequence, context_pieces:
             Encoded(
                 piece_ids=pieces + centre.piece_ids + [p for word in right for p in word[0]],
                 word_starts=[start + len(pieces) for start in centre.word_starts],
-                types=None if centre.types is None else types + centre.types + [t for word in right for t in word[1]],
+                token_type_ids=None
+                if centre.token_type_ids is None
+                else types + centre.token_type_ids + [t for word in right for t in word[1]],
             )
         )
     return out
 
 
-def _words(encoded: Sequence[Encoded], documents: Sequence, document, order: range, backwards: bool) -> Iterator[tuple[list[int], list[int]]]:
+def _words(
+    encoded: Sequence[Encoded], documents: Sequence, document, order: range, backwards: bool
+) -> Iterator[tuple[list[int], list[int]]]:
     """(pieces, types) of each word of the neighbouring sequences of `document`, nearest first."""
     for other in order:
         if documents[other] != document:
@@ -71,7 +75,7 @@ def _words(encoded: Sequence[Encoded], documents: Sequence, document, order: ran
         ends = [*enc.word_starts[1:], len(enc.piece_ids)]
         spans = list(zip(enc.word_starts, ends))
         for start, end in reversed(spans) if backwards else spans:
-            types = enc.types[start:end] if enc.types is not None else [0] * (end - start)
+            types = enc.token_type_ids[start:end] if enc.token_type_ids is not None else [0] * (end - start)
             yield enc.piece_ids[start:end], types
 
 

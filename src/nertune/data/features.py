@@ -22,7 +22,7 @@ class Encoded:
 
     piece_ids: list[int]
     word_starts: list[int]  # index into piece_ids of each word's first piece
-    types: list[int] | None = None  # token type of each piece (casing classes, data/casing.py); None: all 0
+    token_type_ids: list[int] | None = None  # token type of each piece (casing classes, data/casing.py); None: all 0
 
 
 @dataclass
@@ -31,10 +31,10 @@ class Window:
 
     sequence: int  # which word sequence (sentence) it came from
     input_ids: list[int]
-    positions: list[int]  # position in input_ids of each owned word's first piece
+    first_pieces: list[int]  # index in input_ids of each owned word's first piece
     words: list[int]  # index in the sequence of each owned word
     labels: list[int]  # label id per owned word (empty when predicting)
-    type_ids: list[int] = field(default_factory=list)  # token type per input id; empty: the model's default (all 0)
+    token_type_ids: list[int] = field(default_factory=list)  # token type per input id; empty: the model's default (all 0)
 
 
 def encode_words(tokenizer, sequences: Sequence[Sequence[str]], batch_size: int = 2048) -> list[Encoded]:
@@ -95,10 +95,10 @@ def make_windows(
                 Window(
                     sequence=index,
                     input_ids=[cls_id, *enc.piece_ids[start:end], sep_id],
-                    positions=[enc.word_starts[w] - start + 1 for w in words],
+                    first_pieces=[enc.word_starts[w] - start + 1 for w in words],
                     words=words,
                     labels=[label_ids[index][w] for w in words] if label_ids is not None else [],
-                    type_ids=[0, *enc.types[start:end], 0] if enc.types is not None else [],
+                    token_type_ids=[0, *enc.token_type_ids[start:end], 0] if enc.token_type_ids is not None else [],
                 )
             )
     return windows
@@ -136,10 +136,10 @@ def collate(windows: Sequence[Window], pad_id: int, multiple: int = 8) -> dict[s
         input_ids[row, :n] = torch.tensor(window.input_ids)
         attention_mask[row, :n] = 1
     batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": collate_labels(windows, length)}
-    if any(w.type_ids for w in windows):  # casing classes; padding is type 0 like [CLS]/[SEP]
+    if any(w.token_type_ids for w in windows):  # casing classes; padding is type 0 like [CLS]/[SEP]
         batch["token_type_ids"] = torch.zeros((len(windows), length), dtype=torch.long)
         for row, window in enumerate(windows):
-            batch["token_type_ids"][row, : len(window.type_ids)] = torch.tensor(window.type_ids)
+            batch["token_type_ids"][row, : len(window.token_type_ids)] = torch.tensor(window.token_type_ids)
     return batch
 
 
@@ -148,7 +148,7 @@ def collate_labels(windows: Sequence[Window], length: int) -> torch.Tensor:
     labels = torch.full((len(windows), length), -100, dtype=torch.long)
     for row, window in enumerate(windows):
         if window.labels:
-            labels[row, window.positions] = torch.tensor(window.labels)
+            labels[row, window.first_pieces] = torch.tensor(window.labels)
     return labels
 
 

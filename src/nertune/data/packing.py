@@ -24,6 +24,7 @@ import torch
 
 from nertune.data.features import Window
 
+
 def pack_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
     """Window indices per row: first-fit decreasing into rows of `width` tokens."""
     rows: list[list[int]] = []
@@ -43,8 +44,8 @@ def pack_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
 def row_width(lengths: Sequence[int], multiple: int = 1, attention_tokens: float = 512.0) -> int:
     """The row width that carries the fewest tokens once the windows are packed.
 
-    Rows as wide as the longest window leave, on average, half a row empty at the end. A slightly wider row often fits the same windows in one
-    row fewer. Each candidate row count r is tried at the narrowest width first-fit
+    Rows as wide as the longest window leave, on average, half a row empty at the end. A slightly wider row often fits
+    the same windows in one row fewer. Each candidate row count r is tried at the narrowest width first-fit
     decreasing fits it in; the cost r*w*(1 + w/attention_tokens) also charges for attention
     scores growing with the width (w/512, fitted: BENCHMARKS.md, "Measurements behind the code").
     """
@@ -66,9 +67,9 @@ class Packed(NamedTuple):
     """Windows laid out in rows: per token its piece id, position, window (-1: padding) and casing class."""
 
     input_ids: torch.Tensor  # [rows, width]
-    positions: torch.Tensor
-    segment: torch.Tensor
-    types: torch.Tensor | None
+    position_ids: torch.Tensor
+    window_of_token: torch.Tensor  # the window each token belongs to (-1: padding): what the block mask is made of
+    token_type_ids: torch.Tensor | None  # casing classes (data/casing.py); None: all 0
     unpack: torch.Tensor  # [windows, longest]: each window's tokens as flat indices into the rows
 
 
@@ -100,8 +101,10 @@ def pack_layout(windows: Sequence[Window], pad_id: int, position_offset: int, mu
 
     input_ids = laid_out(np.fromiter(chain.from_iterable(w.input_ids for w in windows), np.int64, total), pad_id)
     types = None
-    if any(w.type_ids for w in windows):  # casing classes; a window without them is all type 0
-        types = laid_out(np.fromiter(chain.from_iterable(w.type_ids or repeat(0, len(w.input_ids)) for w in windows), np.int64, total), 0)
+    if any(w.token_type_ids for w in windows):  # casing classes; a window without them is all type 0
+        types = laid_out(
+            np.fromiter(chain.from_iterable(w.token_type_ids or repeat(0, len(w.input_ids)) for w in windows), np.int64, total), 0
+        )
     unpack = np.zeros((len(windows), longest), dtype=np.int64)
     unpack[owner, within] = flat
     return Packed(input_ids, laid_out(within + position_offset, 0), laid_out(owner, -1), types, torch.from_numpy(unpack))
@@ -118,7 +121,9 @@ def block_attention_mask(segment: torch.Tensor) -> torch.Tensor:
     return mask[:, None]
 
 
-def pack(windows: Sequence[Window], pad_id: int, position_offset: int, multiple: int = 1, width: int | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def pack(
+    windows: Sequence[Window], pad_id: int, position_offset: int, multiple: int = 1, width: int | None = None
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Model inputs for the windows packed in rows, and the index that unpacks the logits.
 
     Rows are `width` tokens wide (default: `row_width`'s choice). Returns (inputs, unpack):
@@ -128,9 +133,13 @@ def pack(windows: Sequence[Window], pad_id: int, position_offset: int, multiple:
     collate's are.
     """
     packed = pack_layout(windows, pad_id, position_offset, multiple, width)
-    inputs = {"input_ids": packed.input_ids, "position_ids": packed.positions, "attention_mask": block_attention_mask(packed.segment)}
-    if packed.types is not None:
-        inputs["token_type_ids"] = packed.types
+    inputs = {
+        "input_ids": packed.input_ids,
+        "position_ids": packed.position_ids,
+        "attention_mask": block_attention_mask(packed.window_of_token),
+    }
+    if packed.token_type_ids is not None:
+        inputs["token_type_ids"] = packed.token_type_ids
     return inputs, packed.unpack
 
 

@@ -1,7 +1,8 @@
-"""Tag schemes: recognise IOB1 / IOB2 / BIOES and convert everything to IOB2.
+"""Tag schemes: recognise IO / IOB1 / IOB2 / BIOES (and BILOU) and convert everything to IOB2.
 
 IOB2: every entity starts with B-.  IOB1: B- only where an entity directly
-follows another of the same type.  BIOES: S- singletons and E- ends.
+follows another of the same type.  BIOES: S- singletons and E- ends.  IO: bare types (`PER`), each
+run of one type one entity.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Sequence
 
 TAG_PATTERN = re.compile(r"^(O|([BIESLU])-(\S+))$")
 
+IO_TAG = re.compile(r"^[A-Za-z][A-Za-z0-9_.$]*$")  # a bare type: PER, ORG, product
+TAG_HELP = "tags must be O, B-/I-/E-/S-/U-/L-TYPE (IOB1, IOB2, BIOES, BILOU) or bare types (IO: PER)"
 # BILOU is BIOES under other letters.
 _BILOU = {"L": "E", "U": "S"}
 
@@ -26,12 +29,36 @@ def split_tag(tag: str) -> tuple[str, str | None]:
     return prefix, match.group(3)
 
 
+def prefix_and_type(tag: str) -> tuple[str, str | None]:
+    """'B-PER' -> ('B', 'PER'), 'O' (or any label that is not PREFIX-TYPE) -> ('O', None), without checks:
+    for labels already read (a model's, the Tagger's); files go through `split_tag`, which refuses bad shapes."""
+    if len(tag) > 2 and tag[1] == "-" and tag[0] in "BIESLU":
+        return tag[0], tag[2:]
+    return "O", None
+
+
+def entity_types(tags) -> list[str]:
+    """The entity types of a label set or tag sequence, sorted."""
+    return sorted({kind for tag in tags if (kind := prefix_and_type(tag)[1]) is not None})
+
+
+def is_tag(tag: str) -> bool:
+    """A tag of any scheme nertune reads (prefixed, O, or an IO bare type)."""
+    return bool(TAG_PATTERN.match(tag) or IO_TAG.match(tag))
+
+
 def detect_scheme(sentences_tags: Sequence[Sequence[str]]) -> str:
-    """Return 'bioes', 'iob1' or 'iob2' for a whole file.
+    """Return 'io', 'bioes', 'iob1' or 'iob2' for a whole file; ValueError(tag) for a file that mixes
+    bare IO types with prefixed tags.
 
     A file is IOB1 when some entity starts with I- and every B-X directly
     follows an X tag (the only place IOB1 uses B-).
     """
+    bare = next((t for tags in sentences_tags for t in tags if t != "O" and not TAG_PATTERN.match(t)), None)
+    if bare is not None:
+        if any(TAG_PATTERN.match(t) and t != "O" for tags in sentences_tags for t in tags):
+            raise ValueError(bare)
+        return "io"
     some_entity_starts_with_i = False
     every_b_follows_same_type = True
     for tags in sentences_tags:
@@ -76,7 +103,32 @@ def bioes_to_iob2(tags: Sequence[str]) -> list[str]:
     return out
 
 
+def io_to_iob2(tags: Sequence[str]) -> list[str]:
+    out, previous = [], "O"
+    for tag in tags:
+        out.append("O" if tag == "O" else ("I-" if tag == previous else "B-") + tag)
+        previous = tag
+    return out
+
+
+def iob2_to_bioes(tags: Sequence[str]) -> list[str]:
+    """IOB2 -> BIOES: single-word entities S-, last words E-."""
+    out = []
+    for i, tag in enumerate(tags):
+        if tag == "O":
+            out.append(tag)
+            continue
+        continues = i + 1 < len(tags) and tags[i + 1] == "I-" + tag[2:]
+        if tag.startswith("B-"):
+            out.append(("B-" if continues else "S-") + tag[2:])
+        else:
+            out.append(("I-" if continues else "E-") + tag[2:])
+    return out
+
+
 def to_iob2(tags: Sequence[str], scheme: str) -> list[str]:
+    if scheme == "io":
+        return io_to_iob2(tags)
     if scheme == "iob1":
         return iob1_to_iob2(tags)
     if scheme == "bioes":

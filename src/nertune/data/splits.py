@@ -1,4 +1,5 @@
-"""Choose the train / validation / test files and the label set over them."""
+"""Choose the train / validation / test data (any format data/formats.py reads), map its labels, and
+build the label set over them."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from nertune.data.conll import ConllFile, read_conll
+from nertune.data.conll import ConllFile
 from nertune.data.embedded import conll2003_files
+from nertune.data.formats import detect_format, read_data
+from nertune.data.jsonl import ReadOptions
+from nertune.data.labels import apply_label_map
 from nertune.errors import NertuneError
 
 
@@ -18,16 +22,23 @@ class Splits:
     test: ConllFile | None
     labels: list[str]
     md5: dict[str, str]
+    extra_notices: list[str] | None = None
 
     def notices(self) -> list[str]:
-        return [n for f in (self.train, self.validation, self.test) if f for n in f.notices]
+        return [n for f in (self.train, self.validation, self.test) if f for n in f.notices] + (self.extra_notices or [])
 
 
 def file_md5(path: str | Path) -> str:
+    """The md5 of a data file, or of a folder's files (names and bytes, sorted): what a resume checks."""
     digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
@@ -45,16 +56,29 @@ def load_splits(
     max_train_sentences: int | None = None,
     max_eval_sentences: int | None = None,
     ragged: bool = False,
+    options: ReadOptions | None = None,
+    label_map: dict | None = None,
 ) -> Splits:
+    options = options or ReadOptions(ragged=ragged)
     paths: dict[str, str | None] = {"train": train, "validation": validation, "test": test}
+    split_of = {}  # a Hugging Face DatasetDict's split for each of ours
     if data == "conll2003" and not any(paths.values()):
         paths = {k: str(v) for k, v in conll2003_files().items()}
     elif data not in (None, "", "conll2003", "files"):
-        raise NertuneError(f"unknown data set {data!r}", fix="use --data conll2003, or --train/--validation/--test FILE")
+        if not Path(data).exists():
+            raise NertuneError(
+                f"unknown data set {data!r}",
+                fix="use --data conll2003, a saved Hugging Face dataset folder, or --train/--validation/--test FILE",
+            )
+        paths, split_of = _dataset_dict(data)
     if not paths["train"] and not paths["validation"] and not paths["test"]:
         raise NertuneError("no data given", fix="use --data conll2003, or --train/--validation/--test FILE")
 
-    loaded = {name: read_conll(path, ragged) if path else None for name, path in paths.items()}
+    loaded = {}
+    for name, path in paths.items():
+        split = split_of.get(name) or options.split
+        loaded[name] = read_data(path, ReadOptions(**{**vars(options), "split": split})) if path else None
+    dropped = {name: apply_label_map(f, label_map) for name, f in loaded.items() if f is not None}
     # Labels come from the whole files, so a slice still knows every type.
     labels = build_labels([f for f in loaded.values() if f is not None])
     limits = {"train": max_train_sentences, "validation": max_eval_sentences, "test": max_eval_sentences}
@@ -65,4 +89,45 @@ def load_splits(
                 raise NertuneError(f"--max-{'train' if name == 'train' else 'eval'}-sentences must be at least 1")
             conll.sentences = conll.sentences[:limit]
     md5 = {name: file_md5(path) for name, path in paths.items() if path}
-    return Splits(loaded["train"], loaded["validation"], loaded["test"], labels, md5)
+    return Splits(loaded["train"], loaded["validation"], loaded["test"], labels, md5, _label_notices(loaded, dropped))
+
+
+def _dataset_dict(folder: str) -> tuple[dict[str, str | None], dict[str, str]]:
+    """`--data FOLDER` for a Hugging Face DatasetDict: its train / validation (or dev) / test splits."""
+    if detect_format(folder) != "hf":
+        raise NertuneError(
+            "--data takes conll2003 or a saved Hugging Face dataset", path=folder, fix="give files with --train/--validation/--test"
+        )
+    from nertune.data.hf_datasets import hf_splits  # noqa: PLC0415  (optional: datasets extra)
+
+    names = hf_splits(folder) or []
+    ours = {"train": ("train",), "validation": ("validation", "dev", "valid"), "test": ("test",)}
+    split_of = {k: next((n for n in alias if n in names), None) for k, alias in ours.items()}
+    if not split_of["train"]:
+        raise NertuneError(
+            f"the dataset has no train split (it has: {', '.join(names) or 'none'})", path=folder, fix="use --train FOLDER --split NAME"
+        )
+    return {k: folder if v else None for k, v in split_of.items()}, {k: v for k, v in split_of.items() if v}
+
+
+def _label_notices(loaded: dict[str, ConllFile | None], dropped: dict) -> list[str]:
+    """What --label-map dropped, and types in validation / test that training never saw."""
+    notices = [
+        f"--label-map dropped {sum(counts.values()):,} {name} entities ({', '.join(f'{k} {v:,}' for k, v in sorted(counts.items()))})"
+        for name, counts in dropped.items()
+        if counts
+    ]
+    if loaded.get("train") is not None:
+        seen = loaded["train"].entity_types
+        for name in ("validation", "test"):
+            if loaded.get(name) is None:
+                continue
+            unseen = {}
+            for sentence in loaded[name].sentences:
+                for tag in sentence.tags:
+                    if tag.startswith("B-") and tag[2:] not in seen:
+                        unseen[tag[2:]] = unseen.get(tag[2:], 0) + 1
+            if unseen:
+                listed = ", ".join(f"{k} ({v:,})" for k, v in sorted(unseen.items()))
+                notices.append(f"{name} has entity types training never saw: {listed}; the model cannot predict them")
+    return notices

@@ -73,8 +73,14 @@ def paired_bootstrap(totals_a: np.ndarray, totals_b: np.ndarray, resamples: int 
     low, high = _interval(differences, level)
     f1_a, f1_b = float(f1_of(totals_a.sum(axis=0))), float(f1_of(totals_b.sum(axis=0)))
     return {
-        "f1_a": f1_a, "f1_b": f1_b, "difference": f1_b - f1_a, "low": low, "high": high,
-        "level": level, "resamples": resamples, "b_better_share": wins / resamples,
+        "f1_a": f1_a,
+        "f1_b": f1_b,
+        "difference": f1_b - f1_a,
+        "low": low,
+        "high": high,
+        "level": level,
+        "resamples": resamples,
+        "b_better_share": wins / resamples,
     }
 
 

@@ -71,7 +71,8 @@ def parse_prediction_lines(text_lines, path: str, scheme: str = "iob2", ragged: 
         if len(columns) < 3:
             raise NertuneError(
                 f"{len(columns)} column(s); expected a word, the gold tag and the predicted tag",
-                path=path, line=number,
+                path=path,
+                line=number,
                 fix="write 'WORD GOLD PRED' per line (to score a model on a plain CoNLL file use `nertune evaluate MODEL --file FILE`)",
             )
         _check_tag(columns[-2], path, number, "gold")

@@ -9,11 +9,14 @@ import torch
 
 from nertune.data.conll import Sentence
 from nertune.errors import NertuneError
-from nertune.model.word_scores import build_windows, predict_word_logits
-from nertune.model.positions import max_pieces_for
+from nertune.evaluate.bootstrap import f1_interval, sentence_totals
+from nertune.evaluate.error_analysis import error_breakdown
 from nertune.evaluate.scoring import score
 from nertune.model.crf import crf_scores
 from nertune.model.decode import decode
+from nertune.model.loss import weighted_crf_loss
+from nertune.model.positions import max_pieces_for
+from nertune.model.word_scores import build_windows, predict_word_logits
 
 
 def check_labels(id2label: dict[int, str]) -> None:
@@ -56,8 +59,14 @@ def evaluate_sentences(
         tokenizer, [s.words for s in sentences], max_pieces_for(model, tokenizer), label_ids, model.config, [s.document for s in sentences]
     )
     scores = predict_word_logits(
-        model, windows, len(sentences), [len(s.words) for s in sentences], tokenizer.pad_token_id, device,
-        autocast_dtype=autocast_dtype, max_tokens=max_tokens,
+        model,
+        windows,
+        len(sentences),
+        [len(s.words) for s in sentences],
+        tokenizer.pad_token_id,
+        device,
+        autocast_dtype=autocast_dtype,
+        max_tokens=max_tokens,
     )
     crf = crf_scores(model)
     predictions = decode(scores.logits, id2label, constrain, crf)
@@ -67,9 +76,6 @@ def evaluate_sentences(
     result = {"loss": loss_sum / max(1, scores.labelled), **result}
     result["sentences"] = len(sentences)
     if details:
-        from nertune.evaluate.bootstrap import f1_interval, sentence_totals
-        from nertune.evaluate.error_analysis import error_breakdown
-
         breakdown = error_breakdown(gold, predictions, strict)
         result["confusion"] = breakdown.pop("confusion")
         result["errors"] = breakdown
@@ -83,11 +89,11 @@ def evaluate_sentences(
 @torch.no_grad()
 def _crf_loss_sum(crf, logits: Sequence[torch.Tensor], label_ids: Sequence[Sequence[int]]) -> float:
     """The CRF's negative log-likelihood of every sentence's gold tags, summed (the training loss, whole sentences)."""
-    from nertune.model.loss import weighted_crf_loss
-
     if not logits:
         return 0.0
     device = crf.transitions.device
     emissions = torch.nn.utils.rnn.pad_sequence(list(logits), batch_first=True).to(device)
-    labels = torch.nn.utils.rnn.pad_sequence([torch.tensor(ids, dtype=torch.long) for ids in label_ids], batch_first=True, padding_value=-100)
+    labels = torch.nn.utils.rnn.pad_sequence(
+        [torch.tensor(ids, dtype=torch.long) for ids in label_ids], batch_first=True, padding_value=-100
+    )
     return float(weighted_crf_loss(crf, emissions, labels, torch.ones(len(logits), device=device)))

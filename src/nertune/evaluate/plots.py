@@ -12,6 +12,7 @@ import functools
 from pathlib import Path
 
 from nertune.atomic import atomic_path
+from nertune.evaluate.error_analysis import error_breakdown
 
 CURVES = "training_curves.png"
 PER_TYPE = "per_type_f1.png"
@@ -19,7 +20,7 @@ CONFUSION = "confusion.png"
 
 
 def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # noqa: PLC0415  (optional: matplotlib)
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
@@ -49,15 +50,30 @@ def training_curves(path: Path, epochs: list[dict], steps: list[tuple[int, float
     numbers = [e["epoch"] for e in epochs]
     if steps:
         steps_per_epoch = steps[-1][0] / max(numbers)  # every epoch has the same number of steps
-        loss_axes.plot([s / steps_per_epoch for s, _ in steps], [loss for _, loss in steps],
-                       color="tab:blue", alpha=0.35, linewidth=1, label="train loss (logged steps)")
+        loss_axes.plot(
+            [s / steps_per_epoch for s, _ in steps],
+            [loss for _, loss in steps],
+            color="tab:blue",
+            alpha=0.35,
+            linewidth=1,
+            label="train loss (logged steps)",
+        )
     loss_axes.plot(numbers, [e["train_loss"] for e in epochs], "o-", color="tab:blue", label="train loss (epoch mean)")
     validated = [e for e in epochs if "validation" in e]
     if validated:
-        loss_axes.plot([e["epoch"] for e in validated], [e["validation"]["loss"] for e in validated], "s-", color="tab:orange", label="validation loss")
+        loss_axes.plot(
+            [e["epoch"] for e in validated], [e["validation"]["loss"] for e in validated], "s-", color="tab:orange", label="validation loss"
+        )
         f1_axes.plot([e["epoch"] for e in validated], [e["validation"]["f1"] for e in validated], "o-", color="tab:green")
         for e in validated:
-            f1_axes.annotate(f"{e['validation']['f1']:.4f}", (e["epoch"], e["validation"]["f1"]), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+            f1_axes.annotate(
+                f"{e['validation']['f1']:.4f}",
+                (e["epoch"], e["validation"]["f1"]),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=8,
+            )
     loss_axes.set(xlabel="epoch", ylabel="loss", title="Loss")
     loss_axes.legend(fontsize=8)
     f1_axes.set(xlabel="epoch", ylabel="entity F1 (conlleval)", title="Validation F1")
@@ -78,7 +94,13 @@ def per_type_f1(path: Path, per_type: dict, title: str) -> Path | None:
     axes.barh(types, f1s, color="tab:blue")
     for row, t in enumerate(types):
         v = per_type[t]
-        axes.text(min(v["f1"], 1.0) + 0.01, row, f"F1 {v['f1']:.3f}  P {v['precision']:.3f}  R {v['recall']:.3f}  n={v['support']}", va="center", fontsize=8)
+        axes.text(
+            min(v["f1"], 1.0) + 0.01,
+            row,
+            f"F1 {v['f1']:.3f}  P {v['precision']:.3f}  R {v['recall']:.3f}  n={v['support']}",
+            va="center",
+            fontsize=8,
+        )
     axes.set(xlim=(0, 1.6), xlabel="F1", title=title)
     axes.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
     axes.invert_yaxis()
@@ -121,7 +143,7 @@ def evaluation_plots(directory: Path, metrics: dict, label: str) -> list[str]:
 
 def write_run_plots(output_dir: Path, metrics: dict, reports: dict | None = None, splits=None) -> list[str]:
     """All three plots of a training run, next to its metrics.json. Never fails the run: a plot error is a notice."""
-    from nertune.console import console
+    from nertune.console import notice  # noqa: PLC0415  (CLI start-up: rich console)
 
     output_dir = Path(output_dir)
     try:
@@ -134,13 +156,11 @@ def write_run_plots(output_dir: Path, metrics: dict, reports: dict | None = None
             evaluation = dict(metrics[split])
             report, gold_file = (reports or {}).get(split), getattr(splits, split, None)
             if report is not None and gold_file is not None:
-                from nertune.evaluate.error_analysis import error_breakdown
-
                 evaluation["confusion"] = error_breakdown([s.tags for s in gold_file.sentences], report["predictions"])["confusion"]
             names += evaluation_plots(output_dir, evaluation, split)
         return names
     except Exception as error:  # noqa: BLE001 — a plot must never cost a finished run its model card
-        console.print(f"[yellow]notice:[/] plots skipped ({type(error).__name__}: {error})")
+        notice(f"plots skipped ({type(error).__name__}: {error})")
         return []
 
 
@@ -155,10 +175,10 @@ def plots_markdown(names: list[str]) -> str:
 @functools.cache  # one notice per process
 def _have_matplotlib() -> bool:
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401, PLC0415  (optional: matplotlib)
     except ImportError:
-        from nertune.console import console
+        from nertune.console import notice  # noqa: PLC0415  (CLI start-up: rich console)
 
-        console.print("[yellow]notice:[/] matplotlib is not installed; plots skipped (pip install matplotlib)")
+        notice("matplotlib is not installed; plots skipped (pip install matplotlib)")
         return False
     return True

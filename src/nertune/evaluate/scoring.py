@@ -7,7 +7,7 @@ chunks count, an I-X that does not continue one is ignored.
 
 The two chunk rules are written out here rather than imported from seqeval:
 seqeval's default-mode chunker sits in a module that imports scikit-learn
-(2 s on every `nertune score`). tests/test_scoring.py checks, on random and
+(2 s on every `nertune score`). tests/unit/test_scoring.py checks, on random and
 invalid sequences, that both rules agree with seqeval exactly.
 
 Tags are O, B-TYPE or I-TYPE (IOB2 read as written). One module, used by
@@ -98,9 +98,16 @@ def scores_from_counts(counts: Counter) -> dict:
     precision, recall, f1 = _prf(tp, n_pred, n_gold)
     accuracy = counts["correct_words"] / counts["words"] if counts["words"] else 0.0
     return {
-        "precision": precision, "recall": recall, "f1": f1, "accuracy": accuracy, "per_type": per_type,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "accuracy": accuracy,
+        "per_type": per_type,
         # conlleval's header line: "processed W tokens with G phrases; found: P phrases; correct: C."
-        "words": counts["words"], "gold_entities": n_gold, "pred_entities": n_pred, "correct_entities": tp,
+        "words": counts["words"],
+        "gold_entities": n_gold,
+        "pred_entities": n_pred,
+        "correct_entities": tp,
     }
 
 

@@ -20,16 +20,25 @@ exactly like the PyTorch directory (see model/onnx_runtime.py).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 
+import torch
+
 from nertune.atomic import _umask, atomic_dir, write_json
+from nertune.console import console
+from nertune.data.casing import SCHEMES, casing_scheme
+from nertune.data.features import collate, model_inputs
 from nertune.errors import NertuneError
 from nertune.model.crf import CRF_FILE, has_crf
 from nertune.model.load import load_tokenizer, load_trained, sha256
-from nertune.model.onnx_runtime import EXPORT_FILE, MODEL_FILE, is_export  # noqa: F401  (is_export: for callers)
+from nertune.model.onnx_runtime import EXPORT_FILE, MODEL_FILE, is_export, session  # noqa: F401  (is_export: for callers)
+from nertune.model.positions import max_pieces_for
+from nertune.model.word_scores import build_windows
 
 QUANTIZATIONS = ("int8",)
 OPSET = 17
@@ -47,18 +56,23 @@ CHECK_TEXTS = [
 
 def export_onnx(model_dir: str | Path, out: str | Path, quantize: str | None = None) -> dict:
     """Write an ONNX Runtime model of `model_dir` to `out`; returns what nertune_export.json holds."""
-    from nertune.console import console
-
     model_dir, out = Path(model_dir), Path(out)
     if quantize not in (None, *QUANTIZATIONS):
         raise NertuneError(f"unknown quantization {quantize!r}", fix="use --quantize int8, or leave it out for fp32")
     _check_out(model_dir, out)
     if is_export(model_dir):
-        raise NertuneError("is already an ONNX export", path=str(model_dir), fix="export from the PyTorch model directory (the --output-dir of `nertune train`)")
+        raise NertuneError(
+            "is already an ONNX export",
+            path=str(model_dir),
+            fix="export from the PyTorch model directory (the --output-dir of `nertune train`)",
+        )
     model = load_trained(model_dir)  # manifest and safetensors checked, no remote code
     if not any(a.endswith("ForTokenClassification") for a in (model.config.architectures or [])):
-        raise NertuneError("is not a token-classification model (config.json architectures)", path=str(model_dir),
-                           fix="export a directory written by `nertune train`")
+        raise NertuneError(
+            "is not a token-classification model (config.json architectures)",
+            path=str(model_dir),
+            fix="export a directory written by `nertune train`",
+        )
     tokenizer = load_tokenizer(str(model_dir))
     model.set_attn_implementation("eager")
     model.eval()
@@ -77,8 +91,11 @@ def export_onnx(model_dir: str | Path, out: str | Path, quantize: str | None = N
             (tmp / scratch).unlink(missing_ok=True)
         check = compare_with_torch(model, tokenizer, tmp / MODEL_FILE)
         if quantize is None and check["max_abs_logit_diff"] > FP32_TOLERANCE:
-            raise NertuneError(f"the exported model's logits differ from PyTorch's by {check['max_abs_logit_diff']:.2g}",
-                               path=str(model_dir), fix="this is a bug in the export; please report it with the model's config.json")
+            raise NertuneError(
+                f"the exported model's logits differ from PyTorch's by {check['max_abs_logit_diff']:.2g}",
+                path=str(model_dir),
+                fix="this is a bug in the export; please report it with the model's config.json",
+            )
         model.config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if (model_dir / "recipe.yaml").is_file():
@@ -108,17 +125,14 @@ def _check_out(model_dir: Path, out: Path) -> None:
     if out.resolve() == model_dir.resolve():
         raise NertuneError("the output directory is the model directory", path=str(out), fix="pass a new directory to --onnx")
     if out.exists() and not (out.is_dir() and (is_export(out) or not any(out.iterdir()))):
-        raise NertuneError("exists and is not an earlier ONNX export; refusing to replace it", path=str(out),
-                           fix="pass a new directory to --onnx, or delete this one")
+        raise NertuneError(
+            "exists and is not an earlier ONNX export; refusing to replace it",
+            path=str(out),
+            fix="pass a new directory to --onnx, or delete this one",
+        )
 
 
 def _torch_export(model, path: Path) -> None:
-    import warnings
-
-    import torch
-
-    from nertune.data.casing import SCHEMES, casing_scheme
-
     # Two rows, one padded: the traced graph must keep the mask path general.
     ids = torch.full((2, 16), 1000, dtype=torch.long)
     mask = torch.ones_like(ids)
@@ -131,8 +145,13 @@ def _torch_export(model, path: Path) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes; checked below instead
         torch.onnx.export(
-            model, tuple(inputs.values()), str(path), input_names=list(inputs), output_names=["logits"],  # forward's order
-            dynamic_axes={**{name: axes for name in inputs}, "logits": axes}, opset_version=OPSET,
+            model,
+            tuple(inputs.values()),
+            str(path),
+            input_names=list(inputs),
+            output_names=["logits"],  # forward's order
+            dynamic_axes={**{name: axes for name in inputs}, "logits": axes},
+            opset_version=OPSET,
             dynamo=False,  # the TorchScript exporter: the dynamo one needs onnxscript
         )
 
@@ -141,9 +160,7 @@ def _fuse(raw: Path, fused: Path, config) -> Path:
     """ONNX Runtime's transformer fusions; a model it does not know is exported unfused."""
     if getattr(config, "model_type", None) not in FUSABLE:
         return raw
-    import logging
-
-    from onnxruntime.transformers.optimizer import optimize_model
+    from onnxruntime.transformers.optimizer import optimize_model  # noqa: PLC0415  (optional: onnx extra)
 
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
     optimized = optimize_model(str(raw), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size)
@@ -152,17 +169,17 @@ def _fuse(raw: Path, fused: Path, config) -> Path:
 
 
 def _quantize_int8(source: Path, target: Path) -> None:
-    import logging
-
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    import onnx  # noqa: PLC0415  (optional: onnx extra)
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415  (optional: onnx extra)
 
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer's "consider pre-processing" notice (meant for CNNs)
     try:
         quantize_dynamic(
-            source, target, weight_type=QuantType.QInt8,
+            source,
+            target,
+            weight_type=QuantType.QInt8,
             per_channel=True,  # one scale per output column: closer to fp32 than one per matrix (benchmarks/serve/tag_speed.py)
             # The fused graph drops some intermediate type annotations the quantizer looks up.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
@@ -173,13 +190,6 @@ def _quantize_int8(source: Path, target: Path) -> None:
 
 def compare_with_torch(model, tokenizer, onnx_path: Path) -> dict:
     """Logits of the ONNX model vs PyTorch's on a padded batch of CHECK_TEXTS (real positions only)."""
-    import torch
-
-    from nertune.data.features import collate, model_inputs
-    from nertune.model.word_scores import build_windows
-    from nertune.model.positions import max_pieces_for
-    from nertune.model.onnx_runtime import session
-
     # The windows every other path builds (casing types included), padded like a real batch.
     windows = build_windows(tokenizer, [t.split() for t in CHECK_TEXTS], max_pieces_for(model, tokenizer), config=model.config)
     batch = model_inputs(collate(windows, tokenizer.pad_token_id), "cpu")
@@ -196,9 +206,13 @@ def compare_with_torch(model, tokenizer, onnx_path: Path) -> dict:
 
 
 def _versions() -> dict:
-    import onnx
-    import onnxruntime
-    import torch
-    import transformers
+    import onnx  # noqa: PLC0415  (optional: onnx extra)
+    import onnxruntime  # noqa: PLC0415  (optional: onnx extra)
+    import transformers  # noqa: PLC0415  (no transformers at import)
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }

@@ -15,6 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torchcrf import CRF
 
 from nertune.errors import NertuneError
 
@@ -30,8 +33,6 @@ def has_crf(config) -> bool:
 
 def add_crf(model) -> None:
     """A fresh CRF over the model's labels, as `model.crf` (a submodule: it moves, trains and checkpoints with the model)."""
-    from torchcrf import CRF
-
     model.crf = CRF(model.config.num_labels, batch_first=True)
     setattr(model.config, CONFIG_FIELD, True)
 
@@ -45,8 +46,6 @@ def crf_scores(model) -> CrfScores | None:
 
 
 def save_crf(crf, directory: Path) -> None:
-    from safetensors.torch import save_file
-
     # Keys: start_transitions, end_transitions, transitions.
     save_file({name: t.detach().cpu().contiguous() for name, t in crf.state_dict().items()}, str(Path(directory) / CRF_FILE))
 
@@ -57,19 +56,24 @@ def load_crf(model, directory: str | Path) -> None:
         return
     path = Path(directory) / CRF_FILE
     if not path.is_file():
-        raise NertuneError(f"config.json says the model has a CRF head but {CRF_FILE} is missing", path=str(directory),
-                           fix=f"copy the whole model directory again ({CRF_FILE} sits next to config.json), or re-train")
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+        raise NertuneError(
+            f"config.json says the model has a CRF head but {CRF_FILE} is missing",
+            path=str(directory),
+            fix=f"copy the whole model directory again ({CRF_FILE} sits next to config.json), or re-train",
+        )
     try:
         tensors = load_file(path)
     except (SafetensorError, OSError) as error:
-        raise NertuneError(f"{CRF_FILE} is unreadable ({str(error).splitlines()[0]})", path=str(path), fix="copy the model directory again or re-train") from None
+        raise NertuneError(
+            f"{CRF_FILE} is unreadable ({str(error).splitlines()[0]})", path=str(path), fix="copy the model directory again or re-train"
+        ) from None
     if getattr(model, "crf", None) is None:
         add_crf(model)
     try:
         model.crf.load_state_dict(tensors)
     except RuntimeError:  # other keys or shapes: not this model's CRF
-        raise NertuneError(f"{CRF_FILE} does not fit the model's {model.config.num_labels} labels", path=str(path),
-                           fix="copy the whole model directory again, or re-train") from None
+        raise NertuneError(
+            f"{CRF_FILE} does not fit the model's {model.config.num_labels} labels",
+            path=str(path),
+            fix="copy the whole model directory again, or re-train",
+        ) from None

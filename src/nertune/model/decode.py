@@ -15,13 +15,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from nertune.data.schemes import prefix_and_type
 from nertune.model.crf import CrfScores
 
 
 def allowed_transitions(labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """(start_allowed [C], transition_allowed [C_prev, C_next]) as bool tensors."""
     n = len(labels)
-    kinds = [(label.split("-", 1) + [None])[:2] if label != "O" else ["O", None] for label in labels]
+    kinds = [prefix_and_type(label) for label in labels]
     start = torch.tensor([prefix != "I" for prefix, _ in kinds])
     allowed = torch.ones((n, n), dtype=torch.bool)
     for j, (prefix, entity_type) in enumerate(kinds):
@@ -62,7 +63,9 @@ def viterbi(log_probs: torch.Tensor, start: torch.Tensor, allowed: torch.Tensor,
     return path[::-1]
 
 
-def decode(logits: Sequence[torch.Tensor], id2label: dict[int, str], constrain: bool = True, crf: CrfScores | None = None) -> list[list[str]]:
+def decode(
+    logits: Sequence[torch.Tensor], id2label: dict[int, str], constrain: bool = True, crf: CrfScores | None = None
+) -> list[list[str]]:
     """Tags for each sequence of word logits; `crf`: the model's CRF scores (model/crf.py crf_scores), None for softmax."""
     if not constrain and crf is None:
         return [[id2label[int(i)] for i in x.argmax(-1)] for x in logits]

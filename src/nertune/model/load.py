@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from nertune.atomic import _umask, write_json
+from nertune.data.casing import add_casing
 from nertune.data.embedded import resolve_model
 from nertune.errors import NertuneError
 
@@ -26,21 +27,24 @@ WEIGHT_SUFFIXES = (".safetensors",)
 
 
 def _quiet_transformers() -> None:
-    import transformers
+    import transformers  # noqa: PLC0415  (CLI start-up: no transformers)
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
 
 
 def load_tokenizer(name: str):
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # noqa: PLC0415  (CLI start-up: no transformers)
 
     _quiet_transformers()
     path = resolve_model(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as error:
-        raise NertuneError(f"cannot load a tokenizer from {name!r} ({str(error).splitlines()[0]})", fix="pass a local model folder or a Hugging Face model id") from None
+        raise NertuneError(
+            f"cannot load a tokenizer from {name!r} ({str(error).splitlines()[0]})",
+            fix="pass a local model folder or a Hugging Face model id",
+        ) from None
     if not getattr(tokenizer, "is_fast", False):
         raise NertuneError(f"tokenizer of {name!r} is not a fast tokenizer", fix="use a model that ships tokenizer.json")
     return tokenizer
@@ -53,7 +57,9 @@ def dropout_overrides(config, dropout: float | None) -> dict:
     return {key: dropout for key, value in config.to_dict().items() if "dropout" in key and isinstance(value, float)}
 
 
-def load_for_training(name: str, labels: list[str], dropout: float | None = None, casing: bool = False, context_pieces: int = 0, crf: bool = False):
+def load_for_training(
+    name: str, labels: list[str], dropout: float | None = None, casing: bool = False, context_pieces: int = 0, crf: bool = False
+):
     """A pretrained encoder with a fresh classification head over `labels`.
 
     `dropout` (when given) replaces the config's dropout probabilities, e.g. 0.0
@@ -62,7 +68,7 @@ def load_for_training(name: str, labels: list[str], dropout: float | None = None
     `context_pieces` (data/context.py; 0: none). `crf` adds a CRF head
     (model/crf.py): a fresh one, or the one of the nertune run it continues from.
     """
-    from transformers import AutoConfig, AutoModelForTokenClassification
+    from transformers import AutoConfig, AutoModelForTokenClassification  # noqa: PLC0415  (CLI start-up: no transformers)
 
     _quiet_transformers()
     path = resolve_model(name)
@@ -82,18 +88,20 @@ def load_for_training(name: str, labels: list[str], dropout: float | None = None
             ignore_mismatched_sizes=True,  # a model fine-tuned on other labels gets a new head
         )
     except (OSError, ValueError) as error:
-        raise NertuneError(f"cannot load model {name!r} ({str(error).splitlines()[0]})", fix="pass a local folder with model.safetensors or a Hugging Face model id") from None
+        raise NertuneError(
+            f"cannot load model {name!r} ({str(error).splitlines()[0]})",
+            fix="pass a local folder with model.safetensors or a Hugging Face model id",
+        ) from None
     if casing:
-        from nertune.data.casing import add_casing
-
         add_casing(model)
-    from nertune.data.context import CONFIG_FIELD as CONTEXT_FIELD
+    from nertune.data.context import CONFIG_FIELD as CONTEXT_FIELD  # noqa: PLC0415  (CLI start-up: no torch)
 
     if context_pieces:
         setattr(model.config, CONTEXT_FIELD, context_pieces)
     elif hasattr(model.config, CONTEXT_FIELD):  # continuing from a context model: this recipe says none
         delattr(model.config, CONTEXT_FIELD)
-    from nertune.model.crf import CONFIG_FIELD as CRF_FIELD, CRF_FILE, add_crf, load_crf
+    from nertune.model.crf import CONFIG_FIELD as CRF_FIELD  # noqa: PLC0415  (CLI start-up: no torch)
+    from nertune.model.crf import CRF_FILE, add_crf, load_crf  # noqa: PLC0415  (CLI start-up: no torch)
 
     if crf:
         add_crf(model)
@@ -124,7 +132,7 @@ def require_model_dir(directory: str | Path) -> Path:
 def load_trained(directory: str | Path, verify: bool = True):
     """A model nertune (or anyone) fine-tuned for token classification."""
     directory = require_model_dir(directory)
-    from transformers import AutoModelForTokenClassification
+    from transformers import AutoModelForTokenClassification  # noqa: PLC0415  (CLI start-up: no transformers)
 
     _quiet_transformers()
     if verify:
@@ -133,8 +141,12 @@ def load_trained(directory: str | Path, verify: bool = True):
     try:
         model = AutoModelForTokenClassification.from_pretrained(directory, use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError) as error:
-        raise NertuneError(f"cannot load model ({str(error).splitlines()[0]})", path=str(directory), fix="the directory needs config.json and model.safetensors") from None
-    from nertune.model.crf import load_crf
+        raise NertuneError(
+            f"cannot load model ({str(error).splitlines()[0]})",
+            path=str(directory),
+            fix="the directory needs config.json and model.safetensors",
+        ) from None
+    from nertune.model.crf import load_crf  # noqa: PLC0415  (CLI start-up: no torch)
 
     load_crf(model, directory)  # when config.json says the model has a CRF head
     return model
@@ -146,7 +158,9 @@ def _refuse_pickles(path: str) -> None:
     if not folder.is_dir():
         return
     if not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
-        raise NertuneError("only pickled weights (*.bin) found; nertune loads safetensors only", path=path, fix="convert the weights to model.safetensors")
+        raise NertuneError(
+            "only pickled weights (*.bin) found; nertune loads safetensors only", path=path, fix="convert the weights to model.safetensors"
+        )
     for weights in sorted(folder.glob("*.safetensors")):
         check_safetensors(file_in(folder, weights.name, "the folder"))
 
@@ -165,7 +179,7 @@ def save_model(model, tokenizer, directory: str | Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_saves(directory)
     staging = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=directory))
-    from nertune.model.crf import CRF_FILE, save_crf
+    from nertune.model.crf import CRF_FILE, save_crf  # noqa: PLC0415  (CLI start-up: no torch)
 
     # The CRF goes to its own file (model/crf.py): model.safetensors keeps exactly the Hugging Face keys.
     crf = model._modules.pop("crf", None)
@@ -187,8 +201,14 @@ def save_model(model, tokenizer, directory: str | Path) -> None:
         if crf is None:
             (directory / CRF_FILE).unlink(missing_ok=True)  # an earlier CRF model's, no longer this model's
         weights = sorted(p.name for p in directory.iterdir() if p.name.endswith(WEIGHT_SUFFIXES))
-        write_json(directory / MANIFEST, {"format": 1, "sha256": {name: sha256(directory / name) for name in weights},
-                                          "size": {name: (directory / name).stat().st_size for name in weights}})
+        write_json(
+            directory / MANIFEST,
+            {
+                "format": 1,
+                "sha256": {name: sha256(directory / name) for name in weights},
+                "size": {name: (directory / name).stat().st_size for name in weights},
+            },
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -203,7 +223,9 @@ def verify_manifest(directory: Path) -> None:
     manifest_path = directory / MANIFEST
     if not manifest_path.exists():
         return  # a directory not written by nertune (e.g. a hub download): nothing to check
-    unreadable = NertuneError("manifest.json is unreadable", path=str(manifest_path), fix="re-save the model, or delete manifest.json to skip the check")
+    unreadable = NertuneError(
+        "manifest.json is unreadable", path=str(manifest_path), fix="re-save the model, or delete manifest.json to skip the check"
+    )
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         expected = dict(manifest["sha256"])
@@ -217,7 +239,11 @@ def verify_manifest(directory: Path) -> None:
         # the size first: a wrong one needs no hashing of what may be gigabytes
         size = file.stat().st_size
         if size != sizes.get(name, size) or not isinstance(digest, str) or sha256(file) != digest:
-            raise NertuneError(f"weight file {name} does not match its sha256 in manifest.json (truncated or altered)", path=str(file), fix="copy the model directory again or re-train")
+            raise NertuneError(
+                f"weight file {name} does not match its sha256 in manifest.json (truncated or altered)",
+                path=str(file),
+                fix="copy the model directory again or re-train",
+            )
 
 
 def file_in(directory: Path, name, listed_in: str) -> Path:
@@ -225,7 +251,9 @@ def file_in(directory: Path, name, listed_in: str) -> Path:
     folder (a link may point only within it). Nothing outside the folder is ever opened, nor a device or pipe."""
     fix = "copy the whole model directory again, or re-save the model"
     if not _plain_name(name):
-        raise NertuneError(f"{listed_in} names {name!r}, which is not a plain file name in the folder", path=str(directory / listed_in), fix=fix)
+        raise NertuneError(
+            f"{listed_in} names {name!r}, which is not a plain file name in the folder", path=str(directory / listed_in), fix=fix
+        )
     file = directory / name
     try:
         real, inside = file.resolve(strict=True), directory.resolve(strict=True)

@@ -23,7 +23,12 @@ from nertune.data.features import Window
 
 
 def window_weights(
-    windows: Sequence[Window], words_in_sentence: Sequence[int], semantics: str, sentences_per_step: int, step_words: int, world_size: int = 1
+    windows: Sequence[Window],
+    words_in_sentence: Sequence[int],
+    semantics: str,
+    sentences_per_step: int,
+    step_words: int,
+    world_size: int = 1,
 ) -> list[float]:
     """Weight of each labelled word in each window (one number per window).
 
@@ -70,13 +75,15 @@ def weighted_crf_loss(crf, logits: torch.Tensor, labels: torch.Tensor, row_weigh
     return (-log_likelihood * row_weights[keep]).sum()
 
 
-def packed_targets(windows: Sequence[Window], weights: Sequence[float], unpack: torch.Tensor, rows: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+def packed_targets(
+    windows: Sequence[Window], weights: Sequence[float], unpack: torch.Tensor, rows: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels and loss weights laid out as the packed rows (data/packing.py): each window's label ids and
     weight at its labelled pieces, -100 and 0 elsewhere. With them the loss needs no unpacking (training/speed/graphed_step.py)."""
     counts = np.array([len(w.labels) if w.labels else 0 for w in windows], dtype=np.int64)
     total = int(counts.sum())
     owner = np.repeat(np.arange(len(windows)), counts)
-    where = unpack.numpy()[owner, np.fromiter(chain.from_iterable(w.positions for w in windows if w.labels), np.int64, total)]
+    where = unpack.numpy()[owner, np.fromiter(chain.from_iterable(w.first_pieces for w in windows if w.labels), np.int64, total)]
     labels = np.full(rows * width, -100, dtype=np.int64)
     labels[where] = np.fromiter(chain.from_iterable(w.labels for w in windows if w.labels), np.int64, total)
     token_weights = np.zeros(rows * width, dtype=np.float32)

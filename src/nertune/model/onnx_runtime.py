@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from nertune.data.casing import casing_scheme
 from nertune.errors import NertuneError
 from nertune.model.crf import CRF_FILE, load_crf
 from nertune.model.load import file_in, sha256
@@ -31,7 +32,7 @@ def is_export(directory: str | Path) -> bool:
 def session(path: str | Path, threads: int = 0):
     """An ONNX Runtime CPU session with every graph optimization; threads=0: one per physical core."""
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # noqa: PLC0415  (optional: onnx extra)
     except ImportError:
         raise NertuneError("onnxruntime is not installed", fix="pip install 'nertune[onnx]'") from None
     options = ort.SessionOptions()
@@ -48,7 +49,7 @@ class OnnxTokenClassifier:
     training = False  # inference only
 
     def __init__(self, directory: str | Path, threads: int = 0):
-        from transformers import AutoConfig
+        from transformers import AutoConfig  # noqa: PLC0415  (no transformers at import)
 
         directory = Path(directory)
         self.info = read_export_info(directory)
@@ -57,17 +58,20 @@ class OnnxTokenClassifier:
         try:
             self.config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
         except (OSError, ValueError) as error:
-            raise NertuneError(f"cannot read config.json ({str(error).splitlines()[0]})", path=str(directory), fix="export the model again") from None
+            raise NertuneError(
+                f"cannot read config.json ({str(error).splitlines()[0]})", path=str(directory), fix="export the model again"
+            ) from None
         if (directory / CRF_FILE).exists():
             self._check_digest(file_in(directory, CRF_FILE, EXPORT_FILE))
         load_crf(self, directory)  # a CRF head's scores, for decoding (config.json says whether there is one)
         self.session = session(path, threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
-        from nertune.data.casing import casing_scheme
-
         if casing_scheme(self.config) and "token_type_ids" not in self.inputs:  # would silently tag without casing
-            raise NertuneError(f"config.json names casing classes but {path.name} takes no token_type_ids", path=str(directory),
-                               fix="export the model again with `nertune export`")
+            raise NertuneError(
+                f"config.json names casing classes but {path.name} takes no token_type_ids",
+                path=str(directory),
+                fix="export the model again with `nertune export`",
+            )
         self.backend = "onnxruntime-int8" if self.info.get("quantize") == "int8" else "onnxruntime"
 
     def _check_digest(self, path: Path) -> None:
@@ -75,11 +79,17 @@ class OnnxTokenClassifier:
         digests = self.info.get("sha256")
         expected = digests.get(path.name) if isinstance(digests, dict) else None
         if not isinstance(expected, str):
-            raise NertuneError(f"{EXPORT_FILE} records no sha256 for {path.name}, so the file cannot be checked", path=str(path.parent / EXPORT_FILE),
-                               fix="export the model again with `nertune export`")
+            raise NertuneError(
+                f"{EXPORT_FILE} records no sha256 for {path.name}, so the file cannot be checked",
+                path=str(path.parent / EXPORT_FILE),
+                fix="export the model again with `nertune export`",
+            )
         if sha256(path) != expected:
-            raise NertuneError(f"{path.name} does not match its sha256 in {EXPORT_FILE} (truncated or altered)", path=str(path),
-                               fix="export the model again with `nertune export`")
+            raise NertuneError(
+                f"{path.name} does not match its sha256 in {EXPORT_FILE} (truncated or altered)",
+                path=str(path),
+                fix="export the model again with `nertune export`",
+            )
 
     def eval(self) -> "OnnxTokenClassifier":
         return self
@@ -91,11 +101,14 @@ class OnnxTokenClassifier:
 
     def to(self, device) -> "OnnxTokenClassifier":
         if torch.device(device).type != "cpu":
-            raise NertuneError(f"an ONNX export runs on the CPU, not {device}", fix="use device='cpu' (--device cpu), or the PyTorch model directory on a GPU")
+            raise NertuneError(
+                f"an ONNX export runs on the CPU, not {device}",
+                fix="use device='cpu' (--device cpu), or the PyTorch model directory on a GPU",
+            )
         return self
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None, **_):
-        from transformers.modeling_outputs import TokenClassifierOutput
+        from transformers.modeling_outputs import TokenClassifierOutput  # noqa: PLC0415  (no transformers at import)
 
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self.inputs:  # a model with casing classes (data/casing.py) takes them as token types
@@ -111,5 +124,9 @@ def read_export_info(directory: Path) -> dict:
         if not isinstance(info, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError, RecursionError) as error:
-        raise NertuneError(f"{EXPORT_FILE} is unreadable ({str(error).splitlines()[0]})", path=str(path), fix="export the model again with `nertune export`") from None
+        raise NertuneError(
+            f"{EXPORT_FILE} is unreadable ({str(error).splitlines()[0]})",
+            path=str(path),
+            fix="export the model again with `nertune export`",
+        ) from None
     return info

@@ -29,7 +29,7 @@ def build_windows(
     encoded = encode_words(tokenizer, sequences)
     if casing_scheme(config):
         for enc, words in zip(encoded, sequences):
-            enc.types = piece_types(words, enc.word_starts, len(enc.piece_ids))
+            enc.token_type_ids = piece_types(words, enc.word_starts, len(enc.piece_ids))
     context = context_pieces_of(config)
     if context and documents is not None:
         encoded = add_context(encoded, documents, context, max_pieces)
@@ -78,7 +78,7 @@ def predict_word_logits(
         logits = logits.cpu()
         for row, window in enumerate(batch_windows):
             if window.words:
-                logits_out[window.sequence][window.words] = logits[row, window.positions]
+                logits_out[window.sequence][window.words] = logits[row, window.first_pieces]
     if was_training:
         model.train()
     assert n_sequences == len(logits_out)

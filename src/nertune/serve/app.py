@@ -24,8 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from nertune import __version__
+from nertune.data.schemes import entity_types
 from nertune.errors import NertuneError
 from nertune.serve.batcher import MicroBatcher, Overloaded, Stopped, TaggingFailed
+from nertune.serve.connections import GuardedH11Protocol
 from nertune.serve.http_errors import ApiError, install_error_handlers, invalid_request
 from nertune.serve.limits import Limits, read_body
 
@@ -34,10 +36,16 @@ ENV = "NERTUNE_SERVE"  # JSON: {"model_dir": ..., "device": ..., "limits": {...}
 
 # ---- the request and response shapes (they are also the OpenAPI docs) --------
 
+
 class EntitiesRequest(BaseModel):
     """Either one text or a list of texts; nothing else (unknown fields are refused)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "George Washington went to Washington."}, {"texts": ["EU rejects German call.", "Peter Blackburn"]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"text": "George Washington went to Washington."}, {"texts": ["EU rejects German call.", "Peter Blackburn"]}]
+        },
+    )
     text: StrictStr | None = None
     texts: list[StrictStr] | None = None
 
@@ -70,6 +78,7 @@ class ErrorBody(BaseModel):
 
 # ---- checking one request ----------------------------------------------------
 
+
 def parse_request(body: bytes, limits: Limits) -> EntitiesRequest:
     try:
         data = json.loads(body.decode("utf-8"))
@@ -86,11 +95,19 @@ def parse_request(body: bytes, limits: Limits) -> EntitiesRequest:
         raise invalid_request(error.errors()) from None
     texts = [request.text] if request.text is not None else request.texts
     if len(texts) > limits.max_texts:
-        raise ApiError(413, "too_many_texts", f"{len(texts)} texts in one request; at most {limits.max_texts} (--max-texts)", limit=limits.max_texts)
+        raise ApiError(
+            413, "too_many_texts", f"{len(texts)} texts in one request; at most {limits.max_texts} (--max-texts)", limit=limits.max_texts
+        )
     for i, text in enumerate(texts):
         where = "text" if request.text is not None else f"texts[{i}]"
         if len(text) > limits.max_text_chars:
-            raise ApiError(413, "text_too_long", f"{where} has {len(text)} characters; at most {limits.max_text_chars} (--max-text-chars)", limit=limits.max_text_chars, index=i)
+            raise ApiError(
+                413,
+                "text_too_long",
+                f"{where} has {len(text)} characters; at most {limits.max_text_chars} (--max-text-chars)",
+                limit=limits.max_text_chars,
+                index=i,
+            )
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as error:  # a lone surrogate escape such as "\ud800"
@@ -109,7 +126,7 @@ def model_info(tagger, model_dir: str | Path | None, limits: Limits, details: bo
         "model": Path(model_dir).resolve().name if model_dir is not None else None,
         "backend": getattr(tagger, "backend", "pytorch"),
         "labels": labels,
-        "entity_types": sorted({label[2:] for label in labels if label[:2] in ("B-", "I-")}),
+        "entity_types": entity_types(labels),
         "metrics": None,
         "limits": limits.public(),
     }
@@ -121,15 +138,20 @@ def model_info(tagger, model_dir: str | Path | None, limits: Limits, details: bo
                 try:
                     info[key] = parse(path.read_text(encoding="utf-8"))
                 except (ValueError, yaml.YAMLError) as error:
-                    raise NertuneError(f"cannot read {name} ({str(error).splitlines()[0]})", path=str(path), fix=f"repair or delete {name}") from None
+                    raise NertuneError(
+                        f"cannot read {name} ({str(error).splitlines()[0]})", path=str(path), fix=f"repair or delete {name}"
+                    ) from None
     if details:
         return info
     metrics = info["metrics"] if isinstance(info["metrics"], dict) else {}
-    headline = {split: {k: metrics[split].get(k) for k in HEADLINE} for split in ("validation", "test") if isinstance(metrics.get(split), dict)}
+    headline = {
+        split: {k: metrics[split].get(k) for k in HEADLINE} for split in ("validation", "test") if isinstance(metrics.get(split), dict)
+    }
     return {**public, "metrics": headline or None}
 
 
 # ---- the app -----------------------------------------------------------------
+
 
 def settings_from_env() -> dict:
     raw = os.environ.get(ENV)
@@ -138,18 +160,22 @@ def settings_from_env() -> dict:
     return json.loads(raw)
 
 
-def create_app(model_dir: str | Path | None = None, limits: Limits | None = None, device: str | None = None, tagger=None,
-               details: bool = False, docs: bool = False) -> FastAPI:
+def create_app(
+    model_dir: str | Path | None = None,
+    limits: Limits | None = None,
+    device: str | None = None,
+    tagger=None,
+    details: bool = False,
+    docs: bool = False,
+) -> FastAPI:
     if model_dir is None and tagger is None:
         settings = settings_from_env()
         model_dir, device, limits = settings["model_dir"], settings.get("device"), Limits(**settings.get("limits", {}))
         details, docs = settings.get("details", False), settings.get("docs", False)
-        from nertune.serve.connections import GuardedH11Protocol
-
         GuardedH11Protocol.configure(limits.head_timeout, limits.max_connections)  # this worker process's connections
     limits = limits or Limits()
     if tagger is None:
-        from nertune.tag.tagger import Tagger
+        from nertune.tag.tagger import Tagger  # noqa: PLC0415  (workers' parent: no torch)
 
         tagger = Tagger.load(model_dir, device=device)
     tagger.tag_batch(["Warm up the model before the first request ."])  # and fail here, not on a client
@@ -162,17 +188,36 @@ def create_app(model_dir: str | Path | None = None, limits: Limits | None = None
         yield
         await batcher.stop()  # uvicorn has finished in-flight requests; answer anything still queued
 
-    app = FastAPI(title="nertune", version=__version__, lifespan=lifespan, docs_url="/docs" if docs else None, redoc_url=None,
-                  description="Named entity recognition with a model fine-tuned by nertune. Every error is JSON: "
-                              '`{"error": {"code": ..., "message": ...}}`.')
+    app = FastAPI(
+        title="nertune",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        description="Named entity recognition with a model fine-tuned by nertune. Every error is JSON: "
+        '`{"error": {"code": ..., "message": ...}}`.',
+    )
     install_error_handlers(app)
-    error_docs = {status: {"model": ErrorBody, "description": what} for status, what in (
-        (400, "invalid JSON or not UTF-8"), (413, "body, text or text count over a limit"),
-        (422, "wrong shape or types"), (503, "overloaded, shutting down or tagging failed: retry"))}
+    error_docs = {
+        status: {"model": ErrorBody, "description": what}
+        for status, what in (
+            (400, "invalid JSON or not UTF-8"),
+            (413, "body, text or text count over a limit"),
+            (422, "wrong shape or types"),
+            (503, "overloaded, shutting down or tagging failed: retry"),
+        )
+    }
 
-    @app.post("/v1/entities", summary="Tag one text or a list of texts", response_model=None,
-              responses={200: {"model": Entities | BatchEntities, "description": '{"entities": [...]} for "text"; {"results": [...]} for "texts"'}, **error_docs},
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": EntitiesRequest.model_json_schema()}}}})
+    @app.post(
+        "/v1/entities",
+        summary="Tag one text or a list of texts",
+        response_model=None,
+        responses={
+            200: {"model": Entities | BatchEntities, "description": '{"entities": [...]} for "text"; {"results": [...]} for "texts"'},
+            **error_docs,
+        },
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": EntitiesRequest.model_json_schema()}}}},
+    )
     async def entities(request: Request):
         payload = parse_request(await read_body(request, limits.max_body_bytes, limits.body_timeout), limits)
         texts = [payload.text] if payload.text is not None else payload.texts
@@ -198,8 +243,14 @@ async def _tag(batcher: MicroBatcher, texts: list[str]) -> list[list[dict]]:
     try:
         return await batcher.submit(texts)
     except Overloaded:
-        raise ApiError(503, "overloaded", f"more than {batcher.max_queue} requests are waiting; retry shortly", headers={"Retry-After": "1"}) from None
+        raise ApiError(
+            503, "overloaded", f"more than {batcher.max_queue} requests are waiting; retry shortly", headers={"Retry-After": "1"}
+        ) from None
     except Stopped:
-        raise ApiError(503, "shutting_down", "the server is shutting down; retry on another instance", headers={"Retry-After": "1"}) from None
+        raise ApiError(
+            503, "shutting_down", "the server is shutting down; retry on another instance", headers={"Retry-After": "1"}
+        ) from None
     except TaggingFailed:
-        raise ApiError(503, "tagging_failed", "the model failed on this request (logged on the server); the server is still running") from None
+        raise ApiError(
+            503, "tagging_failed", "the model failed on this request (logged on the server); the server is still running"
+        ) from None

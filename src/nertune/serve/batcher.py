@@ -62,14 +62,21 @@ class BatchStats:
 
     def public(self) -> dict:
         mean = self.requests / self.batches if self.batches else 0.0
-        return {"batches": self.batches, "requests": self.requests, "texts": self.texts, "failures": self.failures,
-                "largest_batch_requests": self.largest_batch, "mean_requests_per_batch": round(mean, 3),
-                "model_seconds": round(self.model_seconds, 3)}
+        return {
+            "batches": self.batches,
+            "requests": self.requests,
+            "texts": self.texts,
+            "failures": self.failures,
+            "largest_batch_requests": self.largest_batch,
+            "mean_requests_per_batch": round(mean, 3),
+            "model_seconds": round(self.model_seconds, 3),
+        }
 
 
 class MicroBatcher:
-    def __init__(self, tag_batch: TagBatch, max_wait_ms: float = 5.0, max_batch_texts: int = 64, max_queue: int = 1024,
-                 max_batch_chars: int = 20_000):
+    def __init__(
+        self, tag_batch: TagBatch, max_wait_ms: float = 5.0, max_batch_texts: int = 64, max_queue: int = 1024, max_batch_chars: int = 20_000
+    ):
         self.tag_batch = tag_batch
         self.max_wait = max_wait_ms / 1000
         self.max_batch_texts = max_batch_texts

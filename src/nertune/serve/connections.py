@@ -46,9 +46,13 @@ def default_max_connections() -> int:
 
 
 def _busy_503() -> bytes:
-    body = json.dumps({"error": {"code": "too_many_connections", "message": "the server has too many open connections; retry shortly"}}).encode()
-    return (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    body = json.dumps(
+        {"error": {"code": "too_many_connections", "message": "the server has too many open connections; retry shortly"}}
+    ).encode()
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
 
 
 class GuardedH11Protocol(H11Protocol):

@@ -36,8 +36,14 @@ MAX_DETAILS = 10  # a list of 100,000 wrong items is one problem, not a 10 MB an
 
 def validation_details(errors) -> list[dict]:
     """Pydantic errors without the echoed input (it can be megabytes) or non-JSON context."""
-    return [{"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")).removeprefix("Value error, "), "type": e.get("type", "")}
-            for e in errors[:MAX_DETAILS]]
+    return [
+        {
+            "loc": [str(part) for part in e.get("loc", ())],
+            "msg": str(e.get("msg", "")).removeprefix("Value error, "),
+            "type": e.get("type", ""),
+        }
+        for e in errors[:MAX_DETAILS]
+    ]
 
 
 def invalid_request(errors) -> ApiError:
@@ -60,7 +66,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def unexpected(request: Request, error: Exception):
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return ApiError(503, "internal_error", "the server could not answer this request; it is still running — retry, and report it if it repeats").response()
+        return ApiError(
+            503, "internal_error", "the server could not answer this request; it is still running — retry, and report it if it repeats"
+        ).response()
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(HTTPException, http_error)

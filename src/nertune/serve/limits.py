@@ -34,9 +34,14 @@ class Limits:
         for name, value in asdict(self).items():
             flag = "--" + name.replace("_", "-")
             if value < 0 or (value == 0 and name != "max_wait_ms"):
-                raise NertuneError(f"{flag} must be {'>= 0' if name == 'max_wait_ms' else '> 0'}, got {value}", fix=f"pass a positive {flag}")
+                raise NertuneError(
+                    f"{flag} must be {'>= 0' if name == 'max_wait_ms' else '> 0'}, got {value}", fix=f"pass a positive {flag}"
+                )
         if self.max_wait_ms > 1000:
-            raise NertuneError(f"--max-wait-ms must be at most 1000 (it is a batching wait, not a timeout), got {self.max_wait_ms}", fix="use a few milliseconds, e.g. 5")
+            raise NertuneError(
+                f"--max-wait-ms must be at most 1000 (it is a batching wait, not a timeout), got {self.max_wait_ms}",
+                fix="use a few milliseconds, e.g. 5",
+            )
 
     def public(self) -> dict:
         return asdict(self)
@@ -56,7 +61,9 @@ async def read_body(request: Request, limit: int, timeout: float = 30.0) -> byte
     try:
         return await asyncio.wait_for(_read_body(request, limit), timeout)
     except asyncio.TimeoutError:
-        raise ApiError(408, "body_timeout", f"the request body did not arrive within {timeout:g} s (--body-timeout)", limit=timeout) from None
+        raise ApiError(
+            408, "body_timeout", f"the request body did not arrive within {timeout:g} s (--body-timeout)", limit=timeout
+        ) from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -29,7 +30,9 @@ class ServerProcess:
         with open(self.log, "wb") as handle:  # a file, not a pipe: a full pipe would block the server
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "nertune", "serve", str(model_dir), "--port", str(self.port), *args],
-                stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "HF_HUB_OFFLINE": "1"},
                 preexec_fn=None if max_descriptors is None else (lambda: _limit_descriptors(max_descriptors)),
             )
 
@@ -63,6 +66,4 @@ class ServerProcess:
 
 def _limit_descriptors(count: int) -> None:
     """In the child: the open-file limit a systemd service often has (1,024), or lower, to test against."""
-    import resource
-
     resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import TokenClassificationPipeline
+from transformers import TokenClassificationPipeline, pipeline
 
 from nertune.errors import NertuneError
 from nertune.model.crf import has_crf, load_crf
+from nertune.model.load import load_tokenizer, load_trained, verify_manifest
 from nertune.tag.tagger import Tagger
 
 
@@ -31,20 +32,34 @@ class NerPipeline(TokenClassificationPipeline):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if not getattr(self.tokenizer, "is_fast", False):
-            raise NertuneError("NerPipeline needs a fast tokenizer (word ids of each wordpiece)", fix="load the model folder's tokenizer.json (use_fast=True)")
+            raise NertuneError(
+                "NerPipeline needs a fast tokenizer (word ids of each wordpiece)",
+                fix="load the model folder's tokenizer.json (use_fast=True)",
+            )
         if has_crf(self.model.config) and getattr(self.model, "crf", None) is None:
             _attach_crf(self.model)
         self.tagger = Tagger(self.model, self.tokenizer, device=self.device)
 
-    def _sanitize_parameters(self, constrain=None, ignore_labels=None, aggregation_strategy=None, is_split_into_words=False,
-                             delimiter=None, offset_mapping=None, stride=None):
+    def _sanitize_parameters(
+        self,
+        constrain=None,
+        ignore_labels=None,
+        aggregation_strategy=None,
+        is_split_into_words=False,
+        delimiter=None,
+        offset_mapping=None,
+        stride=None,
+    ):
         if is_split_into_words or offset_mapping is not None:
             raise ValueError("NerPipeline tags raw text only: for pre-split words use nertune's Tagger.tag_words(words)")
         if stride is not None:
             raise ValueError("NerPipeline takes no stride: the Tagger covers any length with overlapping windows")
         name = getattr(aggregation_strategy, "value", aggregation_strategy)
         if name is not None and str(name).lower() != "first":
-            raise ValueError(f"NerPipeline returns the Tagger's whole-word entities (first-subword scores); aggregation_strategy={name!r} is not available")
+            raise ValueError(
+                "NerPipeline returns the Tagger's whole-word entities (first-subword scores); "
+                f"aggregation_strategy={name!r} is not available"
+            )
         forward = {} if constrain is None else {"constrain": bool(constrain)}
         post = {} if ignore_labels is None else {"ignore_labels": list(ignore_labels)}
         return {}, forward, post
@@ -77,10 +92,10 @@ def _attach_crf(model) -> None:
     name = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
     folder = Path(str(name)) if name else None
     if folder is None or not folder.is_dir():
-        raise NertuneError("config.json says the model has a CRF head, but the model has none and its folder is unknown",
-                           fix="pass the run directory as model=, or load the model with nertune.model.load.load_trained")
-    from nertune.model.load import verify_manifest
-
+        raise NertuneError(
+            "config.json says the model has a CRF head, but the model has none and its folder is unknown",
+            fix="pass the run directory as model=, or load the model with nertune.model.load.load_trained",
+        )
     verify_manifest(folder)  # the CRF must be this run's: crf.safetensors is in the manifest
     load_crf(model, folder)
 
@@ -88,9 +103,11 @@ def _attach_crf(model) -> None:
 def ner_pipeline(run_dir: str | Path, **kwargs) -> NerPipeline:
     """`pipeline("token-classification", pipeline_class=NerPipeline)` over a run directory, loaded as Tagger.load
     loads it (manifest checked, safetensors only, no remote code); kwargs go to pipeline() (device, batch_size...)."""
-    from transformers import pipeline
-
-    from nertune.model.load import load_tokenizer, load_trained
-
-    return pipeline("token-classification", model=load_trained(run_dir), tokenizer=load_tokenizer(str(run_dir)),
-                    pipeline_class=NerPipeline, trust_remote_code=False, **kwargs)
+    return pipeline(
+        "token-classification",
+        model=load_trained(run_dir),
+        tokenizer=load_tokenizer(str(run_dir)),
+        pipeline_class=NerPipeline,
+        trust_remote_code=False,
+        **kwargs,
+    )

@@ -1,6 +1,6 @@
 """Tagger: a trained model for raw text, pre-split words, or many texts at once.
 
-    text -> sentences -> Treebank words (tag/words.py) -> wordpieces in overlapping
+    text -> sentences -> Treebank words (data/words.py) -> wordpieces in overlapping
     windows, batched by length (model/word_scores.py) -> one score vector per word
     from its first subword -> IOB2 tags, constrained to valid sequences by default
     (model/decode.py) -> entities made of whole words, with character offsets.
@@ -17,13 +17,15 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from nertune.data.schemes import prefix_and_type
+from nertune.data.words import sentence_words
 from nertune.errors import NertuneError
-from nertune.model.word_scores import build_windows, predict_word_logits
-from nertune.model.positions import max_pieces_for
 from nertune.model.crf import crf_scores
-from nertune.model.load import load_tokenizer, load_trained
 from nertune.model.decode import decode
-from nertune.tag.words import sentence_words
+from nertune.model.load import load_tokenizer, load_trained
+from nertune.model.onnx_runtime import OnnxTokenClassifier, is_export
+from nertune.model.positions import max_pieces_for
+from nertune.model.word_scores import build_windows, predict_word_logits
 
 
 class TaggedWord(NamedTuple):
@@ -51,11 +53,7 @@ class Tagger:
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None, constrain: bool = True) -> "Tagger":
-        from nertune.model.onnx_runtime import is_export
-
         if is_export(directory):  # an `nertune export --onnx` directory: ONNX Runtime, on the CPU
-            from nertune.model.onnx_runtime import OnnxTokenClassifier
-
             return cls(OnnxTokenClassifier(directory), load_tokenizer(str(directory)), device or "cpu", constrain)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return cls(load_trained(directory), load_tokenizer(str(directory)), device, constrain)
@@ -72,17 +70,29 @@ class Tagger:
         filled = [i for i, s in enumerate(sequences) if s]
         out = [torch.empty((0, len(self.id2label))) for _ in sequences]
         if filled:
-            windows = build_windows(self.tokenizer, [sequences[i] for i in filled], self.max_pieces, config=self.model.config,
-                                    documents=None if documents is None else [documents[i] for i in filled])
+            windows = build_windows(
+                self.tokenizer,
+                [sequences[i] for i in filled],
+                self.max_pieces,
+                config=self.model.config,
+                documents=None if documents is None else [documents[i] for i in filled],
+            )
             scores = predict_word_logits(
-                self.model, windows, len(filled), [len(sequences[i]) for i in filled], self.tokenizer.pad_token_id,
-                self.device, max_tokens=self.max_tokens,
+                self.model,
+                windows,
+                len(filled),
+                [len(sequences[i]) for i in filled],
+                self.tokenizer.pad_token_id,
+                self.device,
+                max_tokens=self.max_tokens,
             )
             for i, logits in zip(filled, scores.logits):
                 out[i] = logits
         return out
 
-    def _decode(self, sequences: Sequence[Sequence[str]], constrain: bool | None, documents: Sequence | None = None) -> list[tuple[list[str], list[float]]]:
+    def _decode(
+        self, sequences: Sequence[Sequence[str]], constrain: bool | None, documents: Sequence | None = None
+    ) -> list[tuple[list[str], list[float]]]:
         constrain = self.constrain if constrain is None else constrain
         logits = self.word_logits(sequences, documents)
         results = []
@@ -93,7 +103,9 @@ class Tagger:
             results.append((tags, probs.tolist()))
         return results
 
-    def tag_words_batch(self, sequences: Sequence[Sequence[str]], constrain: bool | None = None, documents: Sequence | None = None) -> list[list[str]]:
+    def tag_words_batch(
+        self, sequences: Sequence[Sequence[str]], constrain: bool | None = None, documents: Sequence | None = None
+    ) -> list[list[str]]:
         """Tags of each word sequence; `documents` as in word_logits (e.g. the CoNLL sentences' .document)."""
         return [tags for tags, _ in self._decode(sequences, constrain, documents)]
 
@@ -137,7 +149,7 @@ def entities(text: str, words: Sequence[TaggedWord]) -> list[dict]:
     found: list[dict] = []
     current = None
     for word in words:
-        prefix, _, entity_type = word.tag.partition("-")
+        prefix, entity_type = prefix_and_type(word.tag)
         if prefix == "I" and current is not None and current["type"] == entity_type:
             current["end"] = word.end
             current["scores"].append(word.probability)
@@ -150,15 +162,22 @@ def entities(text: str, words: Sequence[TaggedWord]) -> list[dict]:
     if current is not None:
         found.append(current)
     return [
-        {"text": text[e["start"] : e["end"]], "type": e["type"], "start": e["start"], "end": e["end"],
-         "score": round(sum(e["scores"]) / len(e["scores"]), 6)}
+        {
+            "text": text[e["start"] : e["end"]],
+            "type": e["type"],
+            "start": e["start"],
+            "end": e["end"],
+            "score": round(sum(e["scores"]) / len(e["scores"]), 6),
+        }
         for e in found
     ]
 
 
 def _text(text) -> str:
     if not isinstance(text, str):
-        raise NertuneError(f"expected text (a str), got {type(text).__name__}", fix="pass a string; for pre-split words use tagger.tag_words(words)")
+        raise NertuneError(
+            f"expected text (a str), got {type(text).__name__}", fix="pass a string; for pre-split words use tagger.tag_words(words)"
+        )
     return text
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nertune.data.embedded import resolve_model
 from nertune.training.recipe import continue_from_run, load_recipe
 
 
@@ -14,10 +15,8 @@ def train(recipe: str | None = None, progress: bool = True, resume: bool = False
     >>> metrics = nertune.train(max_train_sentences=64, epochs=1, output_dir="runs/tiny")
     """
     checked = load_recipe(recipe, fields)  # a bad field fails before torch (let alone a model) loads
-    from nertune.data.embedded import resolve_model
-
     resolve_model(checked.model)  # so does a model folder that is not there, or a hub id with no hub to reach
     checked = continue_from_run(checked)
-    from nertune.training.loop import train_run
+    from nertune.training.loop import train_run  # noqa: PLC0415  (CLI start-up: no torch)
 
     return train_run(checked, progress=progress, resume=resume, overwrite=overwrite)

@@ -26,11 +26,16 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from accelerate.utils import gather_object
+from safetensors import SafetensorError
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from nertune.atomic import atomic_dir, write_json, write_text
 from nertune.errors import NertuneError
 from nertune.model.load import sha256
+from nertune.training.recipe import Recipe
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
@@ -91,18 +96,26 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> None:
     if not folder.is_dir() or not any(folder.iterdir()):
         return
     if not any((folder / marker).exists() for marker in RUN_MARKERS):
-        raise NertuneError("the output directory holds files nertune did not write, and nertune will not delete them",
-                           path=str(folder), fix="choose a new or empty --output-dir")
+        raise NertuneError(
+            "the output directory holds files nertune did not write, and nertune will not delete them",
+            path=str(folder),
+            fix="choose a new or empty --output-dir",
+        )
     if overwrite:
         return
     if checkpoint_dirs(folder):
         root = folder / CHECKPOINTS
-        raise NertuneError("this directory holds checkpoints of an unfinished run", path=str(root),
-                           fix="add --resume to continue it, or --overwrite to start over")
+        raise NertuneError(
+            "this directory holds checkpoints of an unfinished run",
+            path=str(root),
+            fix="add --resume to continue it, or --overwrite to start over",
+        )
     what = "a finished run" if (folder / "metrics.json").exists() else "an earlier run's files"
-    raise NertuneError(f"the output directory holds {what}", path=str(folder),
-                       fix=f"add --overwrite to replace it, train it further with --model {folder} and a new --output-dir, "
-                           "or choose another --output-dir")
+    raise NertuneError(
+        f"the output directory holds {what}",
+        path=str(folder),
+        fix=f"add --overwrite to replace it, train it further with --model {folder} and a new --output-dir, or choose another --output-dir",
+    )
 
 
 def clear_output_dir(output_dir: str | Path) -> None:
@@ -140,9 +153,6 @@ class Checkpoints:
         self.last: Path | None = None
 
     def save(self, state: RunState) -> Path:
-        from accelerate.utils import gather_object
-        from safetensors.torch import save_file, save_model
-
         accelerator = self.accelerator
         rng = gather_object([_rng_state()])  # every process's generators; dropout differs per process
         path = self.root / f"step-{state.global_step}"
@@ -156,12 +166,22 @@ class Checkpoints:
                 save_file(optimizer_tensors, str(tmp / "optimizer.safetensors"))
                 save_file(rng_tensors, str(tmp / "rng.safetensors"))
                 scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
-                write_json(tmp / STATE, {
-                    "format": FORMAT, "step": state.global_step, "sha256": {name: sha256(tmp / name) for name in TENSOR_FILES},
-                    "run": asdict(state), "recipe": self.recipe_fields,
-                    "data_md5": self.data_md5, "world_size": accelerator.num_processes, "optimizer": optimizer_json,
-                    "scheduler": self.scheduler.state_dict(), "scaler": scaler, "rng": rng_json,
-                })
+                write_json(
+                    tmp / STATE,
+                    {
+                        "format": FORMAT,
+                        "step": state.global_step,
+                        "sha256": {name: sha256(tmp / name) for name in TENSOR_FILES},
+                        "run": asdict(state),
+                        "recipe": self.recipe_fields,
+                        "data_md5": self.data_md5,
+                        "world_size": accelerator.num_processes,
+                        "optimizer": optimizer_json,
+                        "scheduler": self.scheduler.state_dict(),
+                        "scaler": scaler,
+                        "rng": rng_json,
+                    },
+                )
             for old in checkpoint_dirs(self.root.parent)[: -self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
@@ -170,10 +190,10 @@ class Checkpoints:
 
     def restore(self, path: Path, saved: dict) -> RunState:
         """Load a checkpoint found by `find_checkpoint` into the prepared model, optimizer, scheduler, RNGs."""
-        from safetensors.torch import load_model
-
         accelerator = self.accelerator
-        _safely(path / "model.safetensors", lambda f: load_model(accelerator.unwrap_model(self.model), str(f), device=str(accelerator.device)))
+        _safely(
+            path / "model.safetensors", lambda f: load_model(accelerator.unwrap_model(self.model), str(f), device=str(accelerator.device))
+        )
         optimizer_tensors = _safely(path / "optimizer.safetensors", _load_tensors)
         rng_tensors = _safely(path / "rng.safetensors", _load_tensors)
         try:
@@ -187,8 +207,11 @@ class Checkpoints:
             _set_rng_state(rng_tensors, saved["rng"], accelerator.process_index)
             run = RunState(**saved["run"])
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
-            raise NertuneError(f"checkpoint {STATE} does not fit its tensor files ({type(error).__name__}: {str(error)[:80]})", path=str(path / STATE),
-                               fix="delete this checkpoint directory to resume from the one before it") from None
+            raise NertuneError(
+                f"checkpoint {STATE} does not fit its tensor files ({type(error).__name__}: {str(error)[:80]})",
+                path=str(path / STATE),
+                fix="delete this checkpoint directory to resume from the one before it",
+            ) from None
         self.last = path
         return run
 
@@ -199,8 +222,11 @@ def _check_moments_fit(optimizer_state: dict, optimizer, path: Path) -> None:
     for index, entries in optimizer_state["state"].items():
         moment = entries.get("exp_avg")
         if moment is not None and (int(index) >= len(params) or moment.shape != params[int(index)].shape):
-            raise NertuneError("the checkpoint's optimizer moments do not fit this model's parameters (written by another "
-                               "nertune version or model)", path=str(path), fix="resume with the nertune version that wrote it, or start a fresh run")
+            raise NertuneError(
+                "the checkpoint's optimizer moments do not fit this model's parameters (written by another nertune version or model)",
+                path=str(path),
+                fix="resume with the nertune version that wrote it, or start a fresh run",
+            )
 
 
 def find_checkpoint(output_dir: str | None, recipe_fields: dict, data_md5: dict) -> tuple[Path, dict]:
@@ -212,7 +238,8 @@ def find_checkpoint(output_dir: str | None, recipe_fields: dict, data_md5: dict)
         finished = (Path(output_dir) / "metrics.json").exists()
         raise NertuneError(
             "no complete checkpoint to resume from" + (" (the run finished: metrics.json is there)" if finished else ""),
-            path=str(Path(output_dir) / CHECKPOINTS), fix="start the run without --resume",
+            path=str(Path(output_dir) / CHECKPOINTS),
+            fix="start the run without --resume",
         )
     path = directories[-1]
     before = f"delete {path} to resume from {directories[-2]}" if len(directories) > 1 else "start the run again without --resume"
@@ -221,19 +248,22 @@ def find_checkpoint(output_dir: str | None, recipe_fields: dict, data_md5: dict)
         if name not in TENSOR_FILES or not isinstance(digest, str):
             raise NertuneError(f"{STATE} lists {name!r} as a checkpoint file", path=str(path / STATE), fix=before)
         if not (path / name).is_file() or sha256(path / name) != digest:
-            raise NertuneError(f"checkpoint file {name} is damaged (missing, or its sha256 differs from {STATE}'s)", path=str(path / name), fix=before)
-    from nertune.training.recipe import Recipe
-
+            raise NertuneError(
+                f"checkpoint file {name} is damaged (missing, or its sha256 differs from {STATE}'s)", path=str(path / name), fix=before
+            )
     for name, value in recipe_fields.items():
         # A field added to nertune after the checkpoint was written: that run used its default.
         used = saved["recipe"].get(name, Recipe.model_fields[name].default if name in Recipe.model_fields else None)
         if name not in MECHANICS and used != value:
             raise NertuneError(
                 f"recipe field {name!r} is {value!r} but the interrupted run used {used!r}",
-                path=str(path / STATE), fix="resume with the same flags (or recipe) as the interrupted run",
+                path=str(path / STATE),
+                fix="resume with the same flags (or recipe) as the interrupted run",
             )
     if saved["data_md5"] != data_md5:
-        raise NertuneError("the data files changed since the checkpoint (md5 differs)", path=str(path / STATE), fix="resume with the same data files")
+        raise NertuneError(
+            "the data files changed since the checkpoint (md5 differs)", path=str(path / STATE), fix="resume with the same data files"
+        )
     return path, saved
 
 
@@ -294,8 +324,6 @@ def _unflatten_optimizer(tensors: dict, saved: dict) -> dict:
 
 
 def _rng_state() -> dict:
-    import numpy as np
-
     name, keys, position, has_gauss, gauss = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
@@ -316,8 +344,6 @@ def _flatten_rng(per_process: list[dict]) -> tuple[dict, list]:
 
 
 def _set_rng_state(tensors: dict, rest: list, rank: int) -> None:
-    import numpy as np
-
     rank = rank if rank < len(rest) else 0  # more processes than the run had: not bit-exact, but seeded
     torch.set_rng_state(tensors[f"{rank}.torch"])
     cuda = [tensors[f"{rank}.cuda.{d}"] for d in range(rest[rank]["cuda_devices"])]
@@ -329,17 +355,17 @@ def _set_rng_state(tensors: dict, rest: list, rank: int) -> None:
 
 
 def _load_tensors(path: Path) -> dict:
-    from safetensors.torch import load_file
-
     return load_file(str(path))
 
 
 def _safely(path: Path, load):
     """A damaged checkpoint file is the user's to know about, not a traceback."""
-    from safetensors import SafetensorError
-
     try:
         return load(path)
     except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise NertuneError(f"cannot load checkpoint file ({reason})", path=str(path), fix="delete this checkpoint directory to resume from the one before it") from None
+        raise NertuneError(
+            f"cannot load checkpoint file ({reason})",
+            path=str(path),
+            fix="delete this checkpoint directory to resume from the one before it",
+        ) from None

@@ -61,8 +61,9 @@ class DivergenceWatch:
         kept = f"; the last good checkpoint is kept: {checkpoint}" if checkpoint else ""
         raise NertuneError(
             f"training diverged: the loss or gradient became NaN/inf {when}; stopped{kept}",
-            fix=f"lower the learning rate (now {self.learning_rate:g}; try {_lower(self.learning_rate)} or less — encoders fine-tune at 1e-5 to 1e-4), "
-                "keep gradient clipping on (max_grad_norm), and with fp16 try --mixed-precision bf16 or no",
+            fix=f"lower the learning rate (now {self.learning_rate:g}; try {_lower(self.learning_rate)} or less — "
+            "encoders fine-tune at 1e-5 to 1e-4), "
+            "keep gradient clipping on (max_grad_norm), and with fp16 try --mixed-precision bf16 or no",
         )
 
 
@@ -83,12 +84,17 @@ class LossWatch:
         # time to beat guessing; 3x above it is absurd at once.
         if (step >= max(20, self.warmup_steps) or loss > 3 * self.uniform) and loss > self.uniform and "high" not in self.said:
             self.said.add("high")
-            message = (f"train loss {loss:.4f} at step {step} is above ln({self.n_labels} labels) = {self.uniform:.2f}, "
-                       f"the loss of guessing uniformly: the learning rate ({self.learning_rate:g}) is likely too high — try {_lower(self.learning_rate)}")
+            message = (
+                f"train loss {loss:.4f} at step {step} is above ln({self.n_labels} labels) = {self.uniform:.2f}, "
+                f"the loss of guessing uniformly: the learning rate ({self.learning_rate:g}) is likely too high — "
+                f"try {_lower(self.learning_rate)}"
+            )
         elif loss > 2 * self.best and loss - self.best > 0.5 and "rising" not in self.said:
             self.said.add("rising")
-            message = (f"train loss rose from {self.best:.4f} (step {self.best_step}) to {loss:.4f} (step {step}): "
-                       f"the learning rate ({self.learning_rate:g}) is likely too high — try {_lower(self.learning_rate)}")
+            message = (
+                f"train loss rose from {self.best:.4f} (step {self.best_step}) to {loss:.4f} (step {step}): "
+                f"the learning rate ({self.learning_rate:g}) is likely too high — try {_lower(self.learning_rate)}"
+            )
         if loss < self.best:
             self.best, self.best_step = loss, step
         return message
@@ -100,8 +106,10 @@ def epoch_loss_rose(history: list[dict], learning_rate: float) -> str | None:
         return None
     before, now = history[-2]["train_loss"], history[-1]["train_loss"]
     if now > 1.1 * before:
-        return (f"train loss rose from {before:.4f} (epoch {history[-2]['epoch']}) to {now:.4f} (epoch {history[-1]['epoch']}): "
-                f"the learning rate ({learning_rate:g}) is likely too high — try {_lower(learning_rate)}")
+        return (
+            f"train loss rose from {before:.4f} (epoch {history[-2]['epoch']}) to {now:.4f} (epoch {history[-1]['epoch']}): "
+            f"the learning rate ({learning_rate:g}) is likely too high — try {_lower(learning_rate)}"
+        )
     return None
 
 
@@ -110,7 +118,7 @@ def overfitting(history: list[dict], evaluations: int = 2) -> str | None:
     evaluated = [e for e in history if "validation" in e]
     if len(evaluated) < evaluations + 1:
         return None
-    window = evaluated[-(evaluations + 1):]
+    window = evaluated[-(evaluations + 1) :]
     train = [e["train_loss"] for e in window]
     loss = [e["validation"]["loss"] for e in window]
     f1 = [e["validation"]["f1"] for e in window]
@@ -123,10 +131,12 @@ def overfitting(history: list[dict], evaluations: int = 2) -> str | None:
         return None
     best = max(evaluated, key=lambda e: e["validation"]["f1"])
     arrow = lambda values: " -> ".join(f"{v:.4f}" for v in values)  # noqa: E731
-    return (f"overfitting: over the last {evaluations} evaluations train loss fell {arrow(train)} while validation "
-            + (f"loss rose {arrow(loss)}" if loss_rising else f"F1 stalled {arrow(f1)}")
-            + f" — the best model so far (epoch {best['epoch']}, F1 {best['validation']['f1']:.4f}) is the one kept; "
-            f"train fewer epochs, stop early with --patience {evaluations}, or add training data")
+    return (
+        f"overfitting: over the last {evaluations} evaluations train loss fell {arrow(train)} while validation "
+        + (f"loss rose {arrow(loss)}" if loss_rising else f"F1 stalled {arrow(f1)}")
+        + f" — the best model so far (epoch {best['epoch']}, F1 {best['validation']['f1']:.4f}) is the one kept; "
+        f"train fewer epochs, stop early with --patience {evaluations}, or add training data"
+    )
 
 
 def patience_exhausted(history: list[dict], patience: int | None) -> str | None:
@@ -138,8 +148,10 @@ def patience_exhausted(history: list[dict], patience: int | None) -> str | None:
     since = len(evaluated) - 1 - evaluated.index(best)
     if since < patience:
         return None
-    return (f"early stopping: validation F1 has not improved for {since} evaluation{'s' if since != 1 else ''} "
-            f"(best {best['validation']['f1']:.4f} at epoch {best['epoch']}; --patience {patience})")
+    return (
+        f"early stopping: validation F1 has not improved for {since} evaluation{'s' if since != 1 else ''} "
+        f"(best {best['validation']['f1']:.4f} at epoch {best['epoch']}; --patience {patience})"
+    )
 
 
 def _entity_starts(sentences) -> tuple[Counter, int]:
@@ -157,8 +169,9 @@ def _entity_starts(sentences) -> tuple[Counter, int]:
     return types, stray
 
 
-def weak_f1(f1: float, steps: int, learning_rate: float, train_loss: float, n_labels: int,
-            train: ConllFile, validation: ConllFile | None) -> str | None:
+def weak_f1(
+    f1: float, steps: int, learning_rate: float, train_loss: float, n_labels: int, train: ConllFile, validation: ConllFile | None
+) -> str | None:
     """Validation F1 near 0: name the data problems that explain it, or the optimisation."""
     if f1 >= NEAR_ZERO_F1:
         return None
@@ -168,22 +181,35 @@ def weak_f1(f1: float, steps: int, learning_rate: float, train_loss: float, n_la
         validation_types, validation_stray = _entity_starts(validation.sentences)
         unseen = sorted(set(validation_types) - set(train_types))
         if unseen:
-            causes.append(f"label mismatch: validation has {', '.join(f'{t} ({validation_types[t]})' for t in unseen)}, which training never shows "
-                          f"(training has {', '.join(sorted(train_types)) or 'no entities'}) — use the same tag set in every split")
-        for name, data, stray, types in (("training", train, train_stray, train_types), ("validation", validation, validation_stray, validation_types)):
+            causes.append(
+                f"label mismatch: validation has {', '.join(f'{t} ({validation_types[t]})' for t in unseen)}, which training never shows "
+                f"(training has {', '.join(sorted(train_types)) or 'no entities'}) — use the same tag set in every split"
+            )
+        for name, data, stray, types in (
+            ("training", train, train_stray, train_types),
+            ("validation", validation, validation_stray, validation_types),
+        ):
             if stray:
-                causes.append(f"IOB1/IOB2 mix: {stray} of {sum(types.values())} entities in the {name} file ({data.path}) start with I- "
-                              "although others start with B- — write every entity's first word as B- (IOB2), or the whole file as IOB1")
+                causes.append(
+                    f"IOB1/IOB2 mix: {stray} of {sum(types.values())} entities in the {name} file ({data.path}) start with I- "
+                    "although others start with B- — write every entity's first word as B- (IOB2), or the whole file as IOB1"
+                )
         if train.scheme != validation.scheme:
-            causes.append(f"the training file is {train.scheme.upper()} and the validation file {validation.scheme.upper()} "
-                          "(both were converted to IOB2) — check the conversion notices")
+            causes.append(
+                f"the training file is {train.scheme.upper()} and the validation file {validation.scheme.upper()} "
+                "(both were converted to IOB2) — check the conversion notices"
+            )
     mentions = sum(train_types.values())
     if mentions < FEW_ENTITIES:
         words = sum(len(s.words) for s in train.sentences)
-        causes.append(f"few entities: {mentions} entity mentions in {len(train.sentences)} training sentences ({words} words) — add training data")
+        causes.append(
+            f"few entities: {mentions} entity mentions in {len(train.sentences)} training sentences ({words} words) — add training data"
+        )
     if train_loss > math.log(max(2, n_labels)):
-        causes.append(f"train loss {train_loss:.4g} is above ln({n_labels} labels) = {math.log(max(2, n_labels)):.2f}, worse than guessing: "
-                      f"the learning rate ({learning_rate:g}) is likely too high — try {_lower(learning_rate)}")
+        causes.append(
+            f"train loss {train_loss:.4g} is above ln({n_labels} labels) = {math.log(max(2, n_labels)):.2f}, worse than guessing: "
+            f"the learning rate ({learning_rate:g}) is likely too high — try {_lower(learning_rate)}"
+        )
     if not causes:
         slow = f"; {learning_rate:g} is a slow learning rate for small encoders (MiniLM likes 1e-4)" if learning_rate <= 5e-5 else ""
         causes.append(f"only {steps} optimizer steps so far — train longer (more epochs or sentences){slow}")
@@ -195,8 +221,13 @@ def long_sentences(too_long: int, total: int, max_pieces: int) -> str | None:
     if not too_long:
         return None
     share = too_long / max(1, total)
-    message = (f"{too_long} of {total:,} training sentences ({share:.1%}) exceed the model's {max_pieces} wordpieces; "
-               "they are split into overlapping windows, not truncated")
+    message = (
+        f"{too_long} of {total:,} training sentences ({share:.1%}) exceed the model's {max_pieces} wordpieces; "
+        "they are split into overlapping windows, not truncated"
+    )
     if share >= 0.05:
-        message += " — that many suggests whole paragraphs or documents per 'sentence': split them at sentence ends (blank lines) for speed and context"
+        message += (
+            " — that many suggests whole paragraphs or documents per 'sentence': "
+            "split them at sentence ends (blank lines) for speed and context"
+        )
     return message

@@ -21,9 +21,12 @@ import time
 from pathlib import Path
 
 import torch
+from accelerate.utils import broadcast_object_list
+from safetensors.torch import load_file
 
 from nertune.console import stop_progress
 from nertune.data.features import length_grouped_steps
+from nertune.data.labels import parse_label_map
 from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.model.crf import load_crf
 from nertune.model.load import save_model
@@ -42,7 +45,11 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False, overw
     `overwrite` replaces the finished run there. Each call starts and leaves a clean Accelerate state."""
     try:
         with fresh_accelerator():
-            return train(setup(recipe, resume, overwrite, progress))
+            run = setup(recipe, resume, overwrite, progress)
+            try:
+                return train(run)
+            finally:
+                run.log.close()  # finished, failed or interrupted: the step log is flushed and closed
     finally:
         stop_progress()
 
@@ -53,8 +60,10 @@ def train(run: Run) -> dict:
     with StopRequests() as stop:  # installed before the first line a user (or a test) may react to
         run.say(_first_line(run))
         if run.resume_from:
-            run.say(f"resumed from step {state.global_step} (epoch {state.epoch}, step {state.steps_done} of "
-                    f"{run.steps_per_epoch}) of {run.resume_from[0]}")
+            run.say(
+                f"resumed from step {state.global_step} (epoch {state.epoch}, step {state.steps_done} of "
+                f"{run.steps_per_epoch}) of {run.resume_from[0]}"
+            )
         for epoch in range(state.epoch, recipe.epochs + 1):
             stopping = diagnostics.patience_exhausted(state.history, recipe.patience)
             if stopping:
@@ -62,8 +71,10 @@ def train(run: Run) -> dict:
                 break
             seconds, train_loss = train_epoch(run, epoch, stop)
             end_epoch(run, epoch, seconds, train_loss, stop)
-        say_on_interrupt(f"interrupted during the final evaluation: the best model (epoch {state.best_epoch}) is saved in "
-                         f"{run.output_dir}; score it with: nertune evaluate {run.output_dir}")
+        say_on_interrupt(
+            f"interrupted during the final evaluation: the best model (epoch {state.best_epoch}) is saved in "
+            f"{run.output_dir}; score it with: nertune evaluate {run.output_dir}"
+        )
     return finish(run)
 
 
@@ -129,18 +140,28 @@ def train_epoch(run: Run, epoch: int, stop: StopRequests) -> tuple[float, float]
 
 def end_epoch(run: Run, epoch: int, epoch_seconds: float, train_loss: float, stop: StopRequests) -> None:
     """Evaluate on validation (main process), keep the best weights, diagnose, save the next position."""
-    from accelerate.utils import broadcast_object_list
-
     state, accelerator = run.state, run.accelerator
-    record = {"epoch": epoch, "train_loss": train_loss, "train_seconds": epoch_seconds,
-              "sentences_per_second": len(run.splits.train.sentences) / epoch_seconds}
+    record = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "train_seconds": epoch_seconds,
+        "sentences_per_second": len(run.splits.train.sentences) / epoch_seconds,
+    }
     validation = run.splits.validation
     if run.main and validation is not None:
-        result = evaluate_sentences(accelerator.unwrap_model(run.model), run.tokenizer, validation.sentences, run.device, run.autocast_dtype,
-                                    max_tokens=run.recipe.eval_max_tokens)
+        result = evaluate_sentences(
+            accelerator.unwrap_model(run.model),
+            run.tokenizer,
+            validation.sentences,
+            run.device,
+            run.autocast_dtype,
+            max_tokens=run.recipe.eval_max_tokens,
+        )
         record["validation"] = {k: result["metrics"][k] for k in ("loss", "precision", "recall", "f1", "accuracy")}
-        run.say(f"epoch {epoch}: train loss {train_loss:.4f} | validation loss {record['validation']['loss']:.4f} "
-                f"F1 {record['validation']['f1']:.4f} ({record['sentences_per_second']:.1f} sentences/s)")
+        run.say(
+            f"epoch {epoch}: train loss {train_loss:.4f} | validation loss {record['validation']['loss']:.4f} "
+            f"F1 {record['validation']['f1']:.4f} ({record['sentences_per_second']:.1f} sentences/s)"
+        )
     if run.world > 1:  # every process keeps the same history, so early stopping agrees
         record = broadcast_object_list([record], from_process=0)[0]
     state.history.append(record)
@@ -171,18 +192,28 @@ def finish(run: Run) -> dict:
     if run.main:
         model = accelerator.unwrap_model(run.model)
         if state.best_epoch != state.history[-1]["epoch"]:  # the weights in memory are the last epoch's
-            from safetensors.torch import load_file
-
             model.load_state_dict(load_file(run.output_dir / "model.safetensors", device=str(run.device)), strict=False)
             load_crf(model, run.output_dir)  # a CRF head's best-epoch scores (crf.safetensors)
-        reports = {name: evaluate_sentences(model, run.tokenizer, split.sentences, run.device, run.autocast_dtype,
-                                                max_tokens=run.recipe.eval_max_tokens)
-                   for name in ("validation", "test") if (split := getattr(run.splits, name)) is not None}
+        reports = {
+            name: evaluate_sentences(
+                model, run.tokenizer, split.sentences, run.device, run.autocast_dtype, max_tokens=run.recipe.eval_max_tokens
+            )
+            for name in ("validation", "test")
+            if (split := getattr(run.splits, name)) is not None
+        }
         metrics = {
-            "epochs": state.history, "best_epoch": state.best_epoch, **{name: r["metrics"] for name, r in reports.items()},
-            "recipe": run.recipe.model_dump(), "model": run.recipe.model, "labels": run.labels,
-            "train_sentences": len(run.splits.train.sentences), "train_seconds": state.train_seconds,
-            "precision": run.precision, "precision_why": run.precision_why, "cuda_graphs": run.steps.report(),
+            "epochs": state.history,
+            "best_epoch": state.best_epoch,
+            **{name: r["metrics"] for name, r in reports.items()},
+            "recipe": run.recipe.model_dump(),
+            "model": run.recipe.model,
+            "labels": run.labels,
+            "label_map": parse_label_map(run.recipe.label_map),
+            "train_sentences": len(run.splits.train.sentences),
+            "train_seconds": state.train_seconds,
+            "precision": run.precision,
+            "precision_why": run.precision_why,
+            "cuda_graphs": run.steps.report(),
             **run_info(run.world, run.splits.md5, run.code_version),
         }
         if len(state.history) < run.recipe.epochs:
@@ -196,10 +227,16 @@ def finish(run: Run) -> dict:
 
 def _first_line(run: Run) -> str:
     per_step, world = run.sentences_per_step, run.world
-    split = f" = {per_step // world}{'-' + str(-(-per_step // world)) if per_step % world else ''} on each of {world} processes" if world > 1 else ""
+    split = (
+        f" = {per_step // world}{'-' + str(-(-per_step // world)) if per_step % world else ''} on each of {world} processes"
+        if world > 1
+        else ""
+    )
     precision = run.precision if run.precision != "no" else "fp32"
-    return (f"training {run.recipe.model} on {len(run.splits.train.sentences):,} sentences, {per_step} sentences per optimizer step"
-            f"{split}, {run.recipe.epochs} epochs ({run.total_steps:,} steps), {precision} on {run.device}{run.steps.describe()}")
+    return (
+        f"training {run.recipe.model} on {len(run.splits.train.sentences):,} sentences, {per_step} sentences per optimizer step"
+        f"{split}, {run.recipe.epochs} epochs ({run.total_steps:,} steps), {precision} on {run.device}{run.steps.describe()}"
+    )
 
 
 def _checkpoint(run: Run, epoch_loss: torch.Tensor, running: torch.Tensor) -> Path:

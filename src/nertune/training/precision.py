@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from accelerate.state import AcceleratorState, GradientState
 
 from nertune.errors import NertuneError
 
@@ -80,8 +81,11 @@ def choose_precision(requested: str, on_gpu: bool) -> Precision:
             return Precision("fp16", "this GPU has no bf16: using fp16 with loss scaling", "the GPU has no bf16")
         return Precision("fp16", None, "the GPU has no bf16" if requested == "auto" else "the recipe asks for fp16")
     if requested == "fp16":
-        return Precision("no", "fp16 with loss scaling is for GPUs: on a CPU training runs in fp32 (use bf16 where the CPU has it)",
-                         "fp16 asked on a CPU")
+        return Precision(
+            "no",
+            "fp16 with loss scaling is for GPUs: on a CPU training runs in fp32 (use bf16 where the CPU has it)",
+            "fp16 asked on a CPU",
+        )
     usable, why = cpu_bf16()
     if usable:
         return Precision("bf16", None, why)
@@ -89,8 +93,6 @@ def choose_precision(requested: str, on_gpu: bool) -> Precision:
 
 
 def reset_accelerator_state() -> None:
-    from accelerate.state import AcceleratorState, GradientState
-
     AcceleratorState._reset_state(reset_partial_state=True)  # a live process group is kept: Accelerate re-checks it
     GradientState._reset_state()
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from nertune.errors import NertuneError
+from nertune.model.load import model_labels
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 MAX_RECIPE_BYTES = 1 << 20  # read whole and parsed: a bound keeps a hostile file from taking the memory
@@ -27,14 +28,45 @@ class Recipe(BaseModel):
     # Each field once: its type, default, range and help. `nertune train` makes one option of each
     # (cli/train.py); `flag` renames an option, `off` gives a boolean its negative form.
     # what to train
-    model: str = Field("embedded-minilm", description="Encoder: a local folder or a Hugging Face id, or a finished run's folder to train it further (default: the embedded MiniLM).")
-    data: str = Field("conll2003", description="'conll2003' (embedded, the default), or give files with --train/--validation/--test.")
-    train: Optional[str] = Field(None, description="Training CoNLL file.")
-    validation: Optional[str] = Field(None, description="Validation CoNLL file.")
-    test: Optional[str] = Field(None, description="Test CoNLL file.")
+    model: str = Field(
+        "embedded-minilm",
+        description=(
+            "Encoder: a local folder or a Hugging Face id, or a finished run's folder to train it further (default: the embedded MiniLM)."
+        ),
+    )
+    data: str = Field(
+        "conll2003",
+        description="'conll2003' (embedded, the default), a saved Hugging Face DatasetDict folder, or files: --train/--validation/--test.",
+    )
+    train: Optional[str] = Field(
+        None, description="Training data: a CoNLL, JSON / JSONL, .spacy, .parquet / .arrow file, or a saved dataset or brat folder."
+    )
+    validation: Optional[str] = Field(None, description="Validation data (any format --train reads).")
+    test: Optional[str] = Field(None, description="Test data (any format --train reads).")
     max_train_sentences: Optional[int] = Field(None, ge=1, description="Use the first N training sentences.")
     max_eval_sentences: Optional[int] = Field(None, ge=1, description="Use the first N validation / test sentences.")
-    ragged_columns: bool = Field(False, description="Data lines may differ in column count: the tag is the last column (default: refused, as conlleval.pl does).")
+    ragged_columns: bool = Field(
+        False, description="Data lines may differ in column count: the tag is the last column (default: refused, as conlleval.pl does)."
+    )
+    # how to read the data files (data/formats.py: CoNLL, JSON / JSONL, Hugging Face datasets, spaCy DocBin, brat)
+    tag_column: Optional[int] = Field(None, ge=2, description="CoNLL: the tag's column, 1-based (default: the last).")
+    tokens_field: Optional[str] = Field(None, description="JSON / datasets: the words' field (default: tokens or words).")
+    tags_field: Optional[str] = Field(None, description="JSON / datasets: the tags' field (default: ner_tags, tags or labels).")
+    text_field: Optional[str] = Field(None, description="JSON: the raw text's field, for span records (default: text).")
+    spans_field: Optional[str] = Field(None, description="JSON: the character spans' field (default: entities, spans, label or labels).")
+    label_names: Optional[str] = Field(
+        None,
+        description="Names of integer tags in id order, comma-separated (default: the dataset's ClassLabel or labels.json).",
+    )
+    strict_spans: bool = Field(
+        False, description="Refuse a span whose edge falls inside a word (default: split the word there, with a notice)."
+    )
+    overlaps: Literal["longest", "outer", "refuse"] = Field(
+        "longest", description="Overlapping or nested spans: keep the longest, the outer one, or refuse."
+    )
+    label_map: Optional[str] = Field(
+        None, description='Rename, merge or drop entity types: JSON (\'{"PERSON": "PER", "MISC": null}\') or a JSON / YAML file.'
+    )
     # the optimisation, as the seed's Trainer ran it
     learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate.")
     batch_size: int = Field(1, ge=1, description="Sentences per micro-batch in the recipe; batch_size x grad_accum sentences make a step.")
@@ -47,24 +79,59 @@ class Recipe(BaseModel):
     lr_scheduler: Literal["linear", "constant"] = Field("linear", description="After warm-up: linear decay to 0, or constant.")
     warmup_ratio: float = Field(0.0, ge=0, le=1, description="Fraction of steps for linear warm-up.")
     epochs: int = Field(3, ge=1, description="Epochs.")
-    mixed_precision: Literal["auto", "bf16", "fp16", "no"] = Field("auto", description="auto (bf16 where the GPU or CPU has it) | bf16 | fp16 | no.")
+    mixed_precision: Literal["auto", "bf16", "fp16", "no"] = Field(
+        "auto", description="auto (bf16 where the GPU or CPU has it) | bf16 | fp16 | no."
+    )
     seed: int = Field(42, description="Random seed.")
-    accumulation: Literal["sentence", "token"] = Field("sentence", description="'sentence' (each sentence's mean loss weighs the same; the seed recipe's) or 'token'.")
+    accumulation: Literal["sentence", "token"] = Field(
+        "sentence", description="'sentence' (each sentence's mean loss weighs the same; the seed recipe's) or 'token'."
+    )
     # what the model sees besides the wordpieces (stored in the model's config.json)
-    casing: bool = Field(False, description="Words' casing classes as token types, for uncased encoders (docs/features.md).", json_schema_extra={"off": "--no-casing"})
+    casing: bool = Field(
+        False,
+        description="Words' casing classes as token types, for uncased encoders (docs/features.md).",
+        json_schema_extra={"off": "--no-casing"},
+    )
     context_pieces: int = Field(0, ge=0, description="Wordpieces of neighbouring sentences of the same document on each side (0: none).")
-    crf: bool = Field(False, description="A CRF head over the word scores instead of a plain softmax (docs/features.md).", json_schema_extra={"off": "--no-crf"})
+    crf: bool = Field(
+        False,
+        description="A CRF head over the word scores instead of a plain softmax (docs/features.md).",
+        json_schema_extra={"off": "--no-crf"},
+    )
     crf_learning_rate: float = Field(5e-3, gt=0, description="The CRF transition scores' own peak rate (same warm-up and decay).")
     # speed knobs that do not change the gradient of a step
-    dropout: Optional[float] = Field(None, ge=0, lt=1, description="Set every dropout probability of the encoder (default: the model's own).")
-    pack: bool = Field(True, description="Several windows per row of a forward pass, each masked to itself: the same gradient, less padding (default: on where exact).", json_schema_extra={"off": "--no-pack"})
-    group_by_length: Optional[bool] = Field(None, description="Steps of similar-length sentences, or random ones as the Trainer draws them (default: grouped only where windows are not packed).", json_schema_extra={"off": "--ungrouped"})
-    max_tokens_per_forward: int = Field(8192, ge=64, description="Token budget of one training forward pass (a step takes as many passes as it needs).")
-    cuda_graphs: Optional[bool] = Field(None, description="On a GPU, replay each packed step shape from a CUDA graph (default: on where it applies: one GPU, packed rows).", json_schema_extra={"off": "--eager"})
+    dropout: Optional[float] = Field(
+        None, ge=0, lt=1, description="Set every dropout probability of the encoder (default: the model's own)."
+    )
+    pack: bool = Field(
+        True,
+        description=(
+            "Several windows per row of a forward pass, each masked to itself: the same gradient, less padding (default: on where exact)."
+        ),
+        json_schema_extra={"off": "--no-pack"},
+    )
+    group_by_length: Optional[bool] = Field(
+        None,
+        description=(
+            "Steps of similar-length sentences, or random ones as the Trainer draws them "
+            "(default: grouped only where windows are not packed)."
+        ),
+        json_schema_extra={"off": "--ungrouped"},
+    )
+    max_tokens_per_forward: int = Field(
+        8192, ge=64, description="Token budget of one training forward pass (a step takes as many passes as it needs)."
+    )
+    cuda_graphs: Optional[bool] = Field(
+        None,
+        description="On a GPU, replay each packed step shape from a CUDA graph (default: on where it applies: one GPU, packed rows).",
+        json_schema_extra={"off": "--eager"},
+    )
     eval_max_tokens: int = Field(16384, ge=64, description="Token budget of one evaluation forward pass.")
     # stopping early, and never losing a run (training/checkpoint.py)
     patience: Optional[int] = Field(None, ge=1, description="Stop early when validation F1 has not improved for N epochs.")
-    save_every_steps: Optional[int] = Field(None, ge=1, description="Also save a resumable checkpoint every N steps (one is saved at each epoch end).")
+    save_every_steps: Optional[int] = Field(
+        None, ge=1, description="Also save a resumable checkpoint every N steps (one is saved at each epoch end)."
+    )
     keep_checkpoints: int = Field(2, ge=1, description="Keep the newest K checkpoints in the run's checkpoints/ folder.")
     # where
     output_dir: Optional[str] = Field(None, description="Run directory (default runs/<timestamp>).")
@@ -125,8 +192,11 @@ def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) 
             raise NertuneError(f"recipe {name_or_path!r} not found", fix=f"use one of: {known}, or a YAML file path")
         source = str(path)
         if path.stat().st_size > MAX_RECIPE_BYTES:
-            raise NertuneError(f"recipe is {path.stat().st_size:,} bytes: not a recipe (at most {MAX_RECIPE_BYTES:,})", path=source,
-                               fix="a recipe is a few lines of 'field: value'")
+            raise NertuneError(
+                f"recipe is {path.stat().st_size:,} bytes: not a recipe (at most {MAX_RECIPE_BYTES:,})",
+                path=source,
+                fix="a recipe is a few lines of 'field: value'",
+            )
         try:
             text = path.read_text(encoding="utf-8")
             fields = yaml.safe_load(text)
@@ -135,7 +205,9 @@ def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) 
         except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as error:
             # ValueError: YAML dates like 2024-13-45; RecursionError: absurdly deep nesting.
             line = getattr(getattr(error, "problem_mark", None), "line", None)
-            raise NertuneError("recipe is not valid YAML", path=source, line=None if line is None else line + 1, fix="check the YAML syntax") from None
+            raise NertuneError(
+                "recipe is not valid YAML", path=source, line=None if line is None else line + 1, fix="check the YAML syntax"
+            ) from None
         fields = {} if fields is None else fields  # an empty file is the defaults
         if not isinstance(fields, dict):
             raise NertuneError("recipe must be a mapping of field: value", path=source, fix="write one 'field: value' per line")
@@ -178,9 +250,14 @@ def continue_from_run(recipe: Recipe) -> Recipe:
     for field, (key, kind) in _RUN_SETTINGS.items():
         has = kind(config.get(key) or 0)
         if field in recipe.model_fields_set and getattr(recipe, field) != has:
-            flag = f"--{field.replace('_', '-')}" if kind is int else f"--{'' if getattr(recipe, field) else 'no-'}{field.replace('_', '-')}"
-            raise NertuneError(f"{flag} contradicts the model being continued, which has {field} {has!r}", path=str(path),
-                               fix=f"drop {flag} (or that field of the recipe) to keep the run's setting, or start from the base encoder")
+            flag = (
+                f"--{field.replace('_', '-')}" if kind is int else f"--{'' if getattr(recipe, field) else 'no-'}{field.replace('_', '-')}"
+            )
+            raise NertuneError(
+                f"{flag} contradicts the model being continued, which has {field} {has!r}",
+                path=str(path),
+                fix=f"drop {flag} (or that field of the recipe) to keep the run's setting, or start from the base encoder",
+            )
         setattr(recipe, field, has)
     return recipe
 
@@ -188,7 +265,5 @@ def continue_from_run(recipe: Recipe) -> Recipe:
 def labels_for(model: str, data_labels: list[str]) -> list[str]:
     """The label order of the run: the model's own when it already knows every label of the data (its
     classification head is kept, row for row), else the data's (a new head)."""
-    from nertune.model.load import model_labels
-
     own = model_labels(model)
     return own if own and set(data_labels) <= set(own) else data_labels

@@ -6,14 +6,19 @@ import csv
 import os
 import platform
 import subprocess
-import time
 from pathlib import Path
 
+import accelerate
+import tokenizers
+import torch
 import yaml
 
+from nertune import __version__
 from nertune.atomic import write_json, write_text
 from nertune.console import console, progress, stop_progress  # noqa: F401  (stop_progress: the loop's)
+from nertune.evaluate.plots import plots_markdown, write_run_plots
 from nertune.training.precision import cpu_description
+
 
 class RunLog:
     """Per-step CSV (and TensorBoard when installed) in the run directory."""
@@ -34,7 +39,7 @@ class RunLog:
             self.csv.writerow(self.FIELDS)
             self.handle.flush()
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415  (optional: tensorboard)
 
             self.writer = SummaryWriter(str(output_dir / "tensorboard"))
         except ImportError:
@@ -55,36 +60,51 @@ class RunLog:
             self.writer.add_scalar("train/loss", loss, step)
             self.writer.add_scalar("train/learning_rate", lr, step)
 
+    def close(self) -> None:
+        """Flush and close the CSV and the TensorBoard writer (a finished, failed or interrupted run alike)."""
+        if not self.enabled:
+            return
+        self.handle.close()
+        if self.writer:
+            self.writer.close()
+
 
 def git_sha() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
         sha = out.stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
         return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
 def versions() -> dict:
-    import accelerate
-    import tokenizers
-    import torch
-    import transformers
+    import transformers  # noqa: PLC0415  (no transformers at import)
 
-    from nertune import __version__
-
-    return {"nertune": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "tokenizers": tokenizers.__version__, "accelerate": accelerate.__version__}
+    return {
+        "nertune": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "accelerate": accelerate.__version__,
+    }
 
 
 def run_info(world_size: int, data_md5: dict, sha: str | None = None) -> dict:
-    return {"world_size": world_size, "versions": versions(), "data_md5": data_md5, "git_sha": sha or git_sha(),
-            "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": _cpus(), "cpu": cpu_description()}}
+    return {
+        "world_size": world_size,
+        "versions": versions(),
+        "data_md5": data_md5,
+        "git_sha": sha or git_sha(),
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": _cpus(), "cpu": cpu_description()},
+    }
 
 
 def _cpus() -> int:
-    import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -92,8 +112,6 @@ def _cpus() -> int:
 def write_run_files(output_dir: Path, metrics: dict, recipe, reports: dict, splits) -> None:
     write_json(output_dir / "metrics.json", metrics)
     write_text(output_dir / "recipe.yaml", yaml.safe_dump(recipe.model_dump(), sort_keys=False))
-    from nertune.evaluate.plots import plots_markdown, write_run_plots
-
     plots = write_run_plots(output_dir, metrics, reports, splits)  # PNGs next to metrics.json, linked from the card
     write_text(output_dir / "README.md", model_card(metrics) + plots_markdown(plots))
 
@@ -106,7 +124,11 @@ def model_card(metrics: dict) -> str:
     recipe = metrics["recipe"]
     rows = "\n".join(
         f"| {e['train_loss']:.4f} | {e['epoch']} | "
-        + (" | ".join(_fmt(e["validation"][k]) for k in ("loss", "precision", "recall", "f1", "accuracy")) if "validation" in e else "- | - | - | - | -")
+        + (
+            " | ".join(_fmt(e["validation"][k]) for k in ("loss", "precision", "recall", "f1", "accuracy"))
+            if "validation" in e
+            else "- | - | - | - | -"
+        )
         + " |"
         for e in metrics["epochs"]
     )
@@ -114,13 +136,21 @@ def model_card(metrics: dict) -> str:
     for split in ("validation", "test"):
         if split in metrics:
             m = metrics[split]
-            headline += f"- {split}: loss {m['loss']:.4f}, precision {m['precision']:.4f}, recall {m['recall']:.4f}, F1 {m['f1']:.4f}, accuracy {m['accuracy']:.4f}\n"
+            headline += (
+                f"- {split}: loss {m['loss']:.4f}, precision {m['precision']:.4f}, recall {m['recall']:.4f}, "
+                f"F1 {m['f1']:.4f}, accuracy {m['accuracy']:.4f}\n"
+            )
     per_type = ""
     if "test" in metrics or "validation" in metrics:
         split = "test" if "test" in metrics else "validation"
-        per_type = f"\n### Per type ({split})\n\n| type | precision | recall | F1 | support |\n|---|---|---|---|---|\n" + "\n".join(
-            f"| {t} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | {v['support']} |" for t, v in metrics[split]["per_type"].items()
-        ) + "\n"
+        per_type = (
+            f"\n### Per type ({split})\n\n| type | precision | recall | F1 | support |\n|---|---|---|---|---|\n"
+            + "\n".join(
+                f"| {t} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | {v['support']} |"
+                for t, v in metrics[split]["per_type"].items()
+            )
+            + "\n"
+        )
     return f"""---
 library_name: transformers
 pipeline_tag: token-classification
@@ -129,10 +159,10 @@ tags: [nertune, token-classification, ner]
 
 # NER model fine-tuned with nertune
 
-Base model: `{metrics['model']}`, fine-tuned for named entity recognition on
-{'the embedded CoNLL-2003 English splits' if recipe['data'] == 'conll2003' and not recipe['train'] else 'user-supplied CoNLL files'}
-({metrics['train_sentences']:,} training sentences). Labels: {', '.join(metrics['labels'])}.
-Best epoch by validation F1: {metrics['best_epoch']}.
+Base model: `{metrics["model"]}`, fine-tuned for named entity recognition on
+{"the embedded CoNLL-2003 English splits" if recipe["data"] == "conll2003" and not recipe["train"] else "user-supplied CoNLL files"}
+({metrics["train_sentences"]:,} training sentences). Labels: {", ".join(metrics["labels"])}.
+Best epoch by validation F1: {metrics["best_epoch"]}.
 
 ## Results (conlleval entity scores, word accuracy)
 
@@ -147,8 +177,8 @@ Best epoch by validation F1: {metrics['best_epoch']}.
 {_card_usage(recipe)}
 ## Framework versions
 
-{chr(10).join(f'- {k}: {v}' for k, v in metrics['versions'].items())}
-- git: {metrics['git_sha']}
+{chr(10).join(f"- {k}: {v}" for k, v in metrics["versions"].items())}
+- git: {metrics["git_sha"]}
 """
 
 
@@ -157,13 +187,25 @@ def _card_training(metrics: dict) -> str:
     r = metrics["recipe"]
     crf, context = bool(r.get("crf")), int(r.get("context_pieces") or 0)
     files = ", ".join(f"{split} {r[split]}" for split in ("train", "validation", "test") if r.get(split))
-    accumulation = {"sentence": "each sentence's mean word loss counts equally in a step",
-                    "token": "every labelled word counts equally across a step"}.get(r["accumulation"], "")
-    casing = ("true: each word's casing class (lower, Title, UPPER, mixed, digits; scheme shape6) as the token_type_ids of its wordpieces"
-              if r.get("casing") else "false: token type 0 throughout")
-    context_text = f"{context}: up to {context} wordpieces of the neighbouring sentences of the same document on each side of a sentence" if context else "0: each sentence alone"
-    head = ("true: a CRF head over the word scores (learned start, end and transition scores in crf.safetensors), decoded with Viterbi"
-            if crf else "false: softmax head")
+    accumulation = {
+        "sentence": "each sentence's mean word loss counts equally in a step",
+        "token": "every labelled word counts equally across a step",
+    }.get(r["accumulation"], "")
+    casing = (
+        "true: each word's casing class (lower, Title, UPPER, mixed, digits; scheme shape6) as the token_type_ids of its wordpieces"
+        if r.get("casing")
+        else "false: token type 0 throughout"
+    )
+    context_text = (
+        f"{context}: up to {context} wordpieces of the neighbouring sentences of the same document on each side of a sentence"
+        if context
+        else "0: each sentence alone"
+    )
+    head = (
+        "true: a CRF head over the word scores (learned start, end and transition scores in crf.safetensors), decoded with Viterbi"
+        if crf
+        else "false: softmax head"
+    )
     crf_rate = "(the CRF transition scores' peak rate, same warm-up and decay)" if crf else "(unused: no CRF head)"
     dropout = r.get("dropout") if r.get("dropout") is not None else "none (the encoder's own, from its config)"
     return f"""## Training hyperparameters
@@ -173,26 +215,28 @@ What the model reads, and its head (recorded in config.json, applied by the Tagg
 - casing: {casing}
 - context_pieces: {context_text}
 - crf: {head}
-- max length: windows of the encoder's maximum length less [CLS] and [SEP]; a longer sentence is covered by overlapping windows, every word scored once from its first wordpiece
+- max length: windows of the encoder's maximum length less [CLS] and [SEP]; a longer sentence is covered by overlapping windows, \
+every word scored once from its first wordpiece
 
 Training:
 
-- data: {r['data']}{f' ({files})' if files else ''}; max_train_sentences: {_flag(r.get('max_train_sentences'))}, max_eval_sentences: {_flag(r.get('max_eval_sentences'))} (none: all)
-- learning_rate: {r['learning_rate']}
-- crf_learning_rate: {r.get('crf_learning_rate')} {crf_rate}
+- data: {r["data"]}{f" ({files})" if files else ""}; max_train_sentences: {_flag(r.get("max_train_sentences"))}, \
+max_eval_sentences: {_flag(r.get("max_eval_sentences"))} (none: all)
+- learning_rate: {r["learning_rate"]}
+- crf_learning_rate: {r.get("crf_learning_rate")} {crf_rate}
 - dropout: {dropout}
-- train_batch_size: {r['batch_size']}
-- gradient_accumulation_steps: {r['grad_accum']}
-- total_train_batch_size: {r['batch_size'] * r['grad_accum']} (x{metrics['world_size']} processes)
-- accumulation semantics: {r['accumulation']} ({accumulation})
-- optimizer: Adam with betas=({r['adam_beta1']},{r['adam_beta2']}), epsilon={r['adam_epsilon']}, weight decay {r['weight_decay']}
-- max_grad_norm: {r['max_grad_norm']}
-- lr_scheduler_type: {r['lr_scheduler']}, warmup ratio {r['warmup_ratio']}
-- num_epochs: {r['epochs']}; patience: {_flag(r.get('patience'))} (the best epoch by validation F1 is kept)
-- steps: pack {_flag(r.get('pack'))}, group_by_length {_flag(r.get('group_by_length'))} (none: only where windows are not packed)
-- mixed_precision: {r['mixed_precision']} (ran as: {metrics['precision']})
-- seed: {r['seed']}
-- training time in the loop: {metrics['train_seconds']:.0f} s
+- train_batch_size: {r["batch_size"]}
+- gradient_accumulation_steps: {r["grad_accum"]}
+- total_train_batch_size: {r["batch_size"] * r["grad_accum"]} (x{metrics["world_size"]} processes)
+- accumulation semantics: {r["accumulation"]} ({accumulation})
+- optimizer: Adam with betas=({r["adam_beta1"]},{r["adam_beta2"]}), epsilon={r["adam_epsilon"]}, weight decay {r["weight_decay"]}
+- max_grad_norm: {r["max_grad_norm"]}
+- lr_scheduler_type: {r["lr_scheduler"]}, warmup ratio {r["warmup_ratio"]}
+- num_epochs: {r["epochs"]}; patience: {_flag(r.get("patience"))} (the best epoch by validation F1 is kept)
+- steps: pack {_flag(r.get("pack"))}, group_by_length {_flag(r.get("group_by_length"))} (none: only where windows are not packed)
+- mixed_precision: {r["mixed_precision"]} (ran as: {metrics["precision"]})
+- seed: {r["seed"]}
+- training time in the loop: {metrics["train_seconds"]:.0f} s
 """
 
 
@@ -208,24 +252,32 @@ def _card_usage(recipe: dict) -> str:
     casing, context, crf = bool(recipe.get("casing")), int(recipe.get("context_pieces") or 0), bool(recipe.get("crf"))
     own = []
     if casing:
-        own.append("- **casing**: it ignores the casing classes. This model reads each word's casing class as the token_type_ids "
-                   "of its wordpieces (config.json `nertune_casing`); the plain pipeline gives every wordpiece token type 0, "
-                   "the class of punctuation, so the model sees no capitalisation at all and its tags differ.")
+        own.append(
+            "- **casing**: it ignores the casing classes. This model reads each word's casing class as the token_type_ids "
+            "of its wordpieces (config.json `nertune_casing`); the plain pipeline gives every wordpiece token type 0, "
+            "the class of punctuation, so the model sees no capitalisation at all and its tags differ."
+        )
     if context:
-        own.append(f"- **context_pieces {context}**: it gives no document context. This model was trained to see each sentence with "
-                   f"up to {context} wordpieces of its neighbours on each side (config.json `nertune_context_pieces`); the plain "
-                   "pipeline tags a one-sentence text alone, and a longer text as one window, never in that layout.")
+        own.append(
+            f"- **context_pieces {context}**: it gives no document context. This model was trained to see each sentence with "
+            f"up to {context} wordpieces of its neighbours on each side (config.json `nertune_context_pieces`); the plain "
+            "pipeline tags a one-sentence text alone, and a longer text as one window, never in that layout."
+        )
     if crf:
-        own.append("- **CRF head**: it ignores the CRF. The start, end and label-to-label transition scores in `crf.safetensors` "
-                   "(config.json `nertune_crf`) are never loaded: each word gets the argmax of its own scores, not the best tag "
-                   "sequence the model was trained to produce, so its tags differ.")
+        own.append(
+            "- **CRF head**: it ignores the CRF. The start, end and label-to-label transition scores in `crf.safetensors` "
+            "(config.json `nertune_crf`) are never loaded: each word gets the argmax of its own scores, not the best tag "
+            "sequence the model was trained to produce, so its tags differ."
+        )
     if own:
         lead = "It runs this model without what it was trained with:\n\n" + "\n".join(own) + "\n\nand, as for any nertune model:"
     else:
-        lead = ("This model has a softmax head and reads no casing or context, so the plain pipeline feeds it the same wordpieces "
-                "and token types as the Tagger. It differs only in how text becomes windows and words, and words entities (for a "
-                "one-sentence text where the two agree on words and tags, the scores agree too: the mean of the words' "
-                "first-wordpiece probabilities):")
+        lead = (
+            "This model has a softmax head and reads no casing or context, so the plain pipeline feeds it the same wordpieces "
+            "and token types as the Tagger. It differs only in how text becomes windows and words, and words entities (for a "
+            "one-sentence text where the two agree on words and tags, the scores agree too: the mean of the words' "
+            "first-wordpiece probabilities):"
+        )
     common = [
         "- **words**: it splits a word at every punctuation character (the tokenizer's pre-tokenizer), so `AL-AIN`, `Jean-Luc`, "
         "`U.S.` or `J.` become several words tagged one by one; the Tagger tags Penn-Treebank words, as CoNLL-2003 was "

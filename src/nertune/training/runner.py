@@ -32,9 +32,20 @@ class StepRunner:
     capture that fails falls back to the next path and says so once. What it computes is the same on every path.
     """
 
-    def __init__(self, model, optimizer, scheduler, accelerator, recipe, pad_id: int, position_offset: int | None,
-                 graphs: GraphedForward | None = None, whole_step: GraphedStep | None = None,
-                 kept_embedding_grad: KeptEmbeddingGradient | None = None, say: Callable[[str], None] = print):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        scheduler,
+        accelerator,
+        recipe,
+        pad_id: int,
+        position_offset: int | None,
+        graphs: GraphedForward | None = None,
+        whole_step: GraphedStep | None = None,
+        kept_embedding_grad: KeptEmbeddingGradient | None = None,
+        say: Callable[[str], None] = print,
+    ):
         self.model, self.optimizer, self.scheduler, self.accelerator = model, optimizer, scheduler, accelerator
         self.recipe, self.pad_id, self.position_offset = recipe, pad_id, position_offset
         self.graphs, self.whole_step, self.kept_embedding_grad, self.say = graphs, whole_step, kept_embedding_grad, say
@@ -49,9 +60,16 @@ class StepRunner:
             loss, grad_norm = graphed
         else:
             loss = forward_backward(
-                model, step_windows, weights, self.pad_id, accelerator.device, self.recipe.max_tokens_per_forward,
-                backward=accelerator.backward, no_sync=(lambda: accelerator.no_sync(model)) if self.world > 1 else None,
-                autocast=accelerator.autocast, position_offset=self.position_offset,
+                model,
+                step_windows,
+                weights,
+                self.pad_id,
+                accelerator.device,
+                self.recipe.max_tokens_per_forward,
+                backward=accelerator.backward,
+                no_sync=(lambda: accelerator.no_sync(model)) if self.world > 1 else None,
+                autocast=accelerator.autocast,
+                position_offset=self.position_offset,
                 # with the whole step graphed, its few eager steps (the first, any too big) capture nothing more
                 graphs=self.graphs if not whole_step or whole_step.failed else None,
             )
@@ -61,8 +79,10 @@ class StepRunner:
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_norm) if max_norm else None
             self.optimizer.step()
             if whole_step and whole_step.failed and not self.failure_said:
-                self.say(f"CUDA graph of the whole step failed ({whole_step.failed}); "
-                         "the forward and backward stay graphed, the rest runs eagerly")
+                self.say(
+                    f"CUDA graph of the whole step failed ({whole_step.failed}); "
+                    "the forward and backward stay graphed, the rest runs eagerly"
+                )
                 self.failure_said = True
         capture = self.capture_seconds() - captured
         if not accelerator.optimizer_step_was_skipped:
@@ -89,8 +109,9 @@ class StepRunner:
         return {**self.graphs.report(), "whole_step": self.whole_step.report() if self.whole_step else None}
 
 
-def step_runner(model, optimizer, scheduler, accelerator, recipe, pad_id: int, position_offset: int | None, precision: str,
-                say: Callable[[str], None]) -> StepRunner:
+def step_runner(
+    model, optimizer, scheduler, accelerator, recipe, pad_id: int, position_offset: int | None, precision: str, say: Callable[[str], None]
+) -> StepRunner:
     """The fastest step that applies to this run (after `accelerator.prepare`); a notice where a recipe's
     `cuda_graphs: true` cannot be honoured."""
     device, world = accelerator.device, accelerator.num_processes
@@ -104,6 +125,7 @@ def step_runner(model, optimizer, scheduler, accelerator, recipe, pad_id: int, p
         elif recipe.cuda_graphs:
             say(f"cuda_graphs: {why_not}; the steps run eagerly")
     if graphs and not recipe.crf:  # a CRF's recursion stays eager: it keeps the graphed forward alone
-        whole_step = GraphedStep(model, optimizer, recipe.max_grad_norm, accelerator.autocast, device, pad_id,
-                                 position_offset, recipe.max_tokens_per_forward)
+        whole_step = GraphedStep(
+            model, optimizer, recipe.max_grad_norm, accelerator.autocast, device, pad_id, position_offset, recipe.max_tokens_per_forward
+        )
     return StepRunner(model, optimizer, scheduler, accelerator, recipe, pad_id, position_offset, graphs, whole_step, kept, say)

@@ -17,22 +17,36 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import AutocastKwargs, set_seed
 
 from nertune.console import console, notice
 from nertune.data.features import Window
+from nertune.data.jsonl import ReadOptions
+from nertune.data.labels import parse_label_map
+from nertune.data.schemes import entity_types
 from nertune.data.splits import Splits, load_splits
 from nertune.errors import NertuneError
 from nertune.model.load import load_for_training, load_tokenizer, remove_stale_saves
 from nertune.model.positions import max_pieces_for, packing_offset
 from nertune.model.word_scores import build_windows
 from nertune.training import diagnostics
-from nertune.training.checkpoint import Checkpoints, RunState, check_output_dir, clear_output_dir, find_checkpoint, new_run_dir, rng_from_json, trim_log
+from nertune.training.checkpoint import (
+    Checkpoints,
+    RunState,
+    check_output_dir,
+    clear_output_dir,
+    find_checkpoint,
+    new_run_dir,
+    rng_from_json,
+    trim_log,
+)
 from nertune.training.precision import choose_precision
 from nertune.training.recipe import Recipe, labels_for
 from nertune.training.run_files import RunLog, git_sha
+from nertune.training.runner import StepRunner, step_runner
 from nertune.training.speed.dropout import use_cheap_dropout
 from nertune.training.speed.embedding_rows import train_used_rows_only
-from nertune.training.runner import StepRunner, step_runner
 
 
 @dataclass
@@ -107,11 +121,16 @@ class Run:
 def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progress: bool = True) -> Run:
     """Build a run from its recipe; `resume` picks up the latest checkpoint in recipe.output_dir, `overwrite`
     replaces a finished run there (its files are removed only once the model has loaded)."""
-    from accelerate import Accelerator
-    from accelerate.utils import AutocastKwargs, set_seed
-
-    splits = load_splits(recipe.data, recipe.train, recipe.validation, recipe.test, recipe.max_train_sentences,
-                         recipe.max_eval_sentences, recipe.ragged_columns)
+    splits = load_splits(
+        recipe.data,
+        recipe.train,
+        recipe.validation,
+        recipe.test,
+        recipe.max_train_sentences,
+        recipe.max_eval_sentences,
+        options=read_options(recipe),
+        label_map=parse_label_map(recipe.label_map),
+    )
     if splits.train is None:
         raise NertuneError("no training data", fix="use --data conll2003 or --train FILE")
     labels = labels_for(recipe.model, splits.labels)
@@ -125,12 +144,15 @@ def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progres
     precision, precision_notice, precision_why = choose_precision(recipe.mixed_precision, on_gpu)
     # Under torchrun on a CPU machine Accelerate only distributes when told to use the CPU. Autocast's
     # weight-cast cache is off on a GPU: CUDA graph capture requires it, and a forward casts each weight once anyway.
-    accelerator = Accelerator(mixed_precision=precision, cpu=not on_gpu,
-                              kwargs_handlers=[AutocastKwargs(cache_enabled=False)] if on_gpu else None)
+    accelerator = Accelerator(
+        mixed_precision=precision, cpu=not on_gpu, kwargs_handlers=[AutocastKwargs(cache_enabled=False)] if on_gpu else None
+    )
     say = console.print if accelerator.is_main_process else (lambda *a, **k: None)
     if accelerator.is_main_process:
         for text in ([precision_notice] if precision_notice else []) + list(splits.notices()):
             notice(text)
+        types = entity_types(labels)
+        console.print(f"entity types: {', '.join(types)} ({len(labels)} labels, IOB2)", markup=False, highlight=False)
     set_seed(recipe.seed)
     code_version = git_sha()  # the code that trains: taken now, edits during a long run do not change it
 
@@ -147,14 +169,25 @@ def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progres
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(recipe, total_steps))
     model, optimizer = accelerator.prepare(model, optimizer)
     main = accelerator.is_main_process
-    steps = step_runner(model, optimizer, scheduler, accelerator, recipe, tokenizer.pad_token_id, position_offset, precision,
-                        say=lambda text: notice(text) if main else None)
+    steps = step_runner(
+        model,
+        optimizer,
+        scheduler,
+        accelerator,
+        recipe,
+        tokenizer.pad_token_id,
+        position_offset,
+        precision,
+        say=lambda text: notice(text) if main else None,
+    )
 
     if not resume and main:
         clear_output_dir(output_dir)  # only now: a run that failed to start has not cost the old one
     elif main:
         remove_stale_saves(output_dir)  # a kill during the best model's save left its staging folder
-    checkpoints = Checkpoints(output_dir, recipe.keep_checkpoints, accelerator, model, optimizer, scheduler, recipe.model_dump(), splits.md5)
+    checkpoints = Checkpoints(
+        output_dir, recipe.keep_checkpoints, accelerator, model, optimizer, scheduler, recipe.model_dump(), splits.md5
+    )
     state = RunState()
     if resume_from:
         state = checkpoints.restore(*resume_from)  # weights, optimizer, scheduler, scaler, RNGs
@@ -165,14 +198,33 @@ def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progres
         order.setstate(rng_from_json(state.order_rng))
     warmup = int(recipe.warmup_ratio * total_steps)
     return Run(
-        recipe=recipe, splits=splits, labels=labels, output_dir=output_dir, resume_from=resume_from, accelerator=accelerator,
-        precision=precision, precision_why=precision_why, code_version=code_version, tokenizer=tokenizer, model=model,
-        optimizer=optimizer, scheduler=scheduler, windows=windows, windows_of=windows_of,
+        recipe=recipe,
+        splits=splits,
+        labels=labels,
+        output_dir=output_dir,
+        resume_from=resume_from,
+        accelerator=accelerator,
+        precision=precision,
+        precision_why=precision_why,
+        code_version=code_version,
+        tokenizer=tokenizer,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        windows=windows,
+        windows_of=windows_of,
         words_in_sentence=[len(s.words) for s in sentences],
-        piece_lengths=[sum(len(windows[i].input_ids) for i in w) for w in windows_of], group_by_length=group_by_length,
-        steps=steps, checkpoints=checkpoints, state=state, log=RunLog(output_dir, enabled=main, append=resume_from is not None),
-        order=order, divergence=diagnostics.DivergenceWatch(accelerator.device, recipe.learning_rate),
-        loss_watch=diagnostics.LossWatch(len(labels), recipe.learning_rate, warmup), progress=progress, say=say,
+        piece_lengths=[sum(len(windows[i].input_ids) for i in w) for w in windows_of],
+        group_by_length=group_by_length,
+        steps=steps,
+        checkpoints=checkpoints,
+        state=state,
+        log=RunLog(output_dir, enabled=main, append=resume_from is not None),
+        order=order,
+        divergence=diagnostics.DivergenceWatch(accelerator.device, recipe.learning_rate),
+        loss_watch=diagnostics.LossWatch(len(labels), recipe.learning_rate, warmup),
+        progress=progress,
+        say=say,
     )
 
 
@@ -183,13 +235,21 @@ def _training_windows(recipe: Recipe, splits: Splits, labels: list[str], tokeniz
     max_pieces = max_pieces_for(model, tokenizer)
     position_offset = packing_offset(model) if recipe.pack else None
     if recipe.pack and position_offset is None and main:
-        notice(f"pack: not known to be exact for {model.config.model_type} models, so each window gets its own row"
-               + (" (and steps are length-grouped to keep the padding low)" if recipe.group_by_length is None else ""))
+        notice(
+            f"pack: not known to be exact for {model.config.model_type} models, so each window gets its own row"
+            + (" (and steps are length-grouped to keep the padding low)" if recipe.group_by_length is None else "")
+        )
     group_by_length = position_offset is None if recipe.group_by_length is None else recipe.group_by_length
     sentences = splits.train.sentences
     label2id = {label: i for i, label in enumerate(labels)}
-    windows = build_windows(tokenizer, [s.words for s in sentences], max_pieces, [[label2id[t] for t in s.tags] for s in sentences],
-                            model.config, [s.document for s in sentences])
+    windows = build_windows(
+        tokenizer,
+        [s.words for s in sentences],
+        max_pieces,
+        [[label2id[t] for t in s.tags] for s in sentences],
+        model.config,
+        [s.document for s in sentences],
+    )
     windows_of: list[list[int]] = [[] for _ in sentences]
     for index, window in enumerate(windows):
         windows_of[window.sequence].append(index)
@@ -206,8 +266,14 @@ def _optimizer(model, recipe: Recipe) -> torch.optim.AdamW:
     groups = [{"params": [p for p in model.parameters() if all(p is not c for c in crf_params)]}]
     if crf_params:
         groups.append({"params": crf_params, "lr": recipe.crf_learning_rate})
-    return torch.optim.AdamW(groups, lr=recipe.learning_rate, betas=(recipe.adam_beta1, recipe.adam_beta2),
-                             eps=recipe.adam_epsilon, weight_decay=recipe.weight_decay, fused=True)  # fused: one pass, same update
+    return torch.optim.AdamW(
+        groups,
+        lr=recipe.learning_rate,
+        betas=(recipe.adam_beta1, recipe.adam_beta2),
+        eps=recipe.adam_epsilon,
+        weight_decay=recipe.weight_decay,
+        fused=True,
+    )  # fused: one pass, same update
 
 
 def lr_schedule(recipe: Recipe, total_steps: int) -> Callable[[int], float]:
@@ -222,3 +288,19 @@ def lr_schedule(recipe: Recipe, total_steps: int) -> Callable[[int], float]:
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return factor
+
+
+def read_options(recipe: Recipe) -> ReadOptions:
+    """How the recipe says to read its data files."""
+    names = [n.strip() for n in recipe.label_names.split(",")] if recipe.label_names else None
+    return ReadOptions(
+        tag_column=recipe.tag_column,
+        ragged=recipe.ragged_columns,
+        tokens_field=recipe.tokens_field,
+        tags_field=recipe.tags_field,
+        text_field=recipe.text_field,
+        spans_field=recipe.spans_field,
+        label_names=names,
+        strict_spans=recipe.strict_spans,
+        overlaps=recipe.overlaps,
+    )

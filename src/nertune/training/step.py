@@ -71,4 +71,3 @@ def forward_backward(
         backward(loss)
         step_loss += loss.detach()
     return step_loss
-

@@ -44,7 +44,7 @@ class CheapDropout(nn.Dropout):
 def cheap_dropout_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
     """transformers' attention function: SDPA, except when training on a CPU with dropout, where the
     math is spelled out (as SDPA's own CPU fallback does it) so the probabilities' mask is the cheap one."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward  # noqa: PLC0415  (no transformers at import)
 
     if dropout == 0.0 or query.device.type != "cpu" or key.shape[1] != query.shape[1]:  # (the last: grouped-query heads)
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
@@ -59,8 +59,8 @@ def cheap_dropout_attention(module, query, key, value, attention_mask, dropout: 
 
 
 def _register() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    from transformers import AttentionInterface  # noqa: PLC0415  (no transformers at import)
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask  # noqa: PLC0415  (no transformers at import)
 
     AttentionInterface.register(ATTENTION, cheap_dropout_attention)
     AttentionMaskInterface.register(ATTENTION, sdpa_mask)  # the boolean masks SDPA takes, for 2D attention masks

@@ -2,7 +2,8 @@
 
 The dense backward of an embedding allocates and zero-fills a gradient the size of the whole table
 every step. Past glibc's mmap threshold that is fresh pages, and page faults, which cost several
-times what zeroing a buffer that stays mapped does (BENCHMARKS.md, "Measurements behind the code"). With `sparse=True` the embedding's backward yields only the rows the step used,
+times what zeroing a buffer that stays mapped does (BENCHMARKS.md, "Measurements behind the code").
+With `sparse=True` the embedding's backward yields only the rows the step used,
 and autograd adds them into the dense buffer kept as `.grad`; clipping and the fused AdamW see the
 same dense gradient as before. GPUs have a caching allocator, and data parallelism wants dense
 gradients, so this is for single-process CPU training only.

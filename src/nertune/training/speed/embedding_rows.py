@@ -29,8 +29,15 @@ class UsedRowsEmbedding(nn.Embedding):
         if full.padding_idx is not None:  # the pad row takes no gradient, as in the full embedding
             used = torch.unique(torch.cat([used, used.new_tensor([full.padding_idx])]))
             padding = int((used == full.padding_idx).nonzero())
-        super().__init__(len(used), full.embedding_dim, padding_idx=padding, sparse=full.sparse, _weight=table[used].clone(),
-                         device=table.device, dtype=table.dtype)
+        super().__init__(
+            len(used),
+            full.embedding_dim,
+            padding_idx=padding,
+            sparse=full.sparse,
+            _weight=table[used].clone(),
+            device=table.device,
+            dtype=table.dtype,
+        )
         compact_of = torch.full((full.num_embeddings,), -1, dtype=torch.long, device=table.device)
         compact_of[used] = torch.arange(len(used), device=table.device)
         # Plain tensors, not buffers: data parallelism broadcasts every buffer at every forward pass.

@@ -37,8 +37,8 @@ import torch
 
 from nertune.data.features import Window
 from nertune.data.packing import block_attention_mask, pack_layout
-from nertune.training.speed.graphs import MAX_SHAPES, GraphedForward
 from nertune.model.loss import packed_targets, weighted_packed_token_loss
+from nertune.training.speed.graphs import MAX_SHAPES, GraphedForward
 from nertune.training.step import forward_passes
 
 WARM_UP = 3  # eager passes on a side stream before a capture (cuBLAS workspaces, autograd's lazy set-up)
@@ -92,8 +92,19 @@ class GraphedStep:
     `capture(warm_up, step, pool)` is `capture_cuda_graph`; anything with its signature that returns
     a callable running `step` (on a CPU: `step` itself) runs the same bookkeeping without a GPU."""
 
-    def __init__(self, model, optimizer, max_grad_norm: float | None, autocast: Callable, device, pad_id: int, position_offset: int,
-                 max_tokens: int, capture: Callable = capture_cuda_graph, max_shapes: int = MAX_SHAPES):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        max_grad_norm: float | None,
+        autocast: Callable,
+        device,
+        pad_id: int,
+        position_offset: int,
+        max_tokens: int,
+        capture: Callable = capture_cuda_graph,
+        max_shapes: int = MAX_SHAPES,
+    ):
         self.model, self.autocast, self.device = model, autocast, torch.device(device)
         self.optimizer = getattr(optimizer, "optimizer", optimizer)  # the torch optimizer under Accelerate's wrapper
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -118,7 +129,9 @@ class GraphedStep:
         packed = pack_layout(windows, self.pad_id, self.position_offset, 8, GraphedForward.width(lengths, 8))
         rows, width = packed.input_ids.shape
         labels, token_weights = packed_targets(windows, weights, packed.unpack, rows, width)
-        fields = [packed.input_ids, packed.positions, packed.segment, labels] + ([packed.types] if packed.types is not None else [])
+        fields = [packed.input_ids, packed.position_ids, packed.window_of_token, labels] + (
+            [packed.token_type_ids] if packed.token_type_ids is not None else []
+        )
         key = (rows, width, len(fields))
         shape = self.shapes.get(key)
         if shape is None and len(self.shapes) >= self.max_shapes:
@@ -203,5 +216,11 @@ class GraphedStep:
         return self._ready
 
     def report(self) -> dict:
-        return {"shapes": len(self.shapes), "capture_seconds": self.capture_seconds, "replays": self.replays,
-                "eager_steps": self.eager_steps, "failed": self.failed, "failed_at": self.failed_at}
+        return {
+            "shapes": len(self.shapes),
+            "capture_seconds": self.capture_seconds,
+            "replays": self.replays,
+            "eager_steps": self.eager_steps,
+            "failed": self.failed,
+            "failed_at": self.failed_at,
+        }

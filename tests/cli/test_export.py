@@ -1,0 +1,182 @@
+"""`nertune export --onnx`: a complete directory written atomically, tags equal to PyTorch's
+(fp32) or nearly (int8), used by Tagger.load and `nertune predict` unchanged, clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import httpx
+import pytest
+
+from nertune.data.conll import read_conll
+from nertune.errors import NertuneError
+from nertune.export.onnx import EXPORT_FILE, MODEL_FILE, export_onnx
+from nertune.model.load import sha256
+from nertune.model.word_scores import build_windows, predict_word_logits
+from nertune.serve.process import ServerProcess
+from nertune.tag.tagger import Tagger
+from tests.conftest import run_cli
+
+TEXT = "EU rejects German call to boycott British lamb. Peter Blackburn went to the U.S. on Monday."
+
+
+@pytest.fixture(scope="module")
+def onnx_fp32(tiny_model, tmp_path_factory):
+    """Exported by the command, as a user would."""
+    out = tmp_path_factory.mktemp("export") / "fp32"
+    result = run_cli("export", str(tiny_model), "--onnx", str(out))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)  # data alone on stdout
+    assert summary["output_dir"] == str(out) and summary["quantize"] is None
+    return out
+
+
+@pytest.fixture(scope="module")
+def onnx_int8(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "int8"
+    export_onnx(tiny_model, out, quantize="int8")
+    return out
+
+
+@pytest.fixture(scope="module")
+def torch_tagger(tiny_model):
+    return Tagger.load(tiny_model, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def sentences(conll_files):
+    return read_conll(conll_files["validation"]).sentences[:80]
+
+
+def test_export_directory_is_complete_and_checked(onnx_fp32, onnx_int8):
+    for out, quantize in ((onnx_fp32, None), (onnx_int8, "int8")):
+        names = {p.name for p in out.iterdir()}
+        assert {MODEL_FILE, EXPORT_FILE, "config.json", "tokenizer.json", "tokenizer_config.json"} <= names
+        assert not [n for n in names if n.endswith((".tmp", ".onnx")) and n != MODEL_FILE], "no scratch files left"
+        assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "no temporary sibling directories"
+        info = json.loads((out / EXPORT_FILE).read_text())
+        assert info["quantize"] == quantize and info["fused"] is True
+        assert info["sha256"][MODEL_FILE] == sha256(out / MODEL_FILE)
+    assert json.loads((onnx_fp32 / EXPORT_FILE).read_text())["check"]["max_abs_logit_diff"] < 1e-3
+    # int8 weights: about a quarter of the fp32 file.
+    assert (onnx_int8 / MODEL_FILE).stat().st_size < 0.35 * (onnx_fp32 / MODEL_FILE).stat().st_size
+
+
+def test_fp32_tags_equal_pytorch_tags(onnx_fp32, torch_tagger, sentences):
+    onnx_tagger = Tagger.load(onnx_fp32)
+    assert onnx_tagger.backend == "onnxruntime" and torch_tagger.backend == "pytorch"
+    words = [s.words for s in sentences]
+    ours, theirs = onnx_tagger.word_logits(words), torch_tagger.word_logits(words)
+    assert max(float((a - b).abs().max()) for a, b in zip(ours, theirs)) < 1e-3
+    for constrain in (False, True):
+        assert onnx_tagger.tag_words_batch(words, constrain) == torch_tagger.tag_words_batch(words, constrain)
+
+
+def test_int8_tags_mostly_agree_with_pytorch(onnx_int8, torch_tagger, sentences):
+    onnx_tagger = Tagger.load(onnx_int8)
+    assert onnx_tagger.backend == "onnxruntime-int8"
+    words = [s.words for s in sentences]
+    pairs = [(a, b) for x, y in zip(onnx_tagger.tag_words_batch(words), torch_tagger.tag_words_batch(words)) for a, b in zip(x, y)]
+    assert len(pairs) == sum(map(len, words))
+    assert sum(a == b for a, b in pairs) >= 0.95 * len(pairs)
+
+
+def test_tagger_on_an_export_gives_exact_offsets(onnx_fp32, torch_tagger):
+    tagger = Tagger.load(onnx_fp32)
+    found = tagger(TEXT)
+    assert found, "the tiny model tags something here"
+    assert all(TEXT[e["start"] : e["end"]] == e["text"] for e in found)
+    strip = lambda es: [(e["start"], e["end"], e["type"]) for e in es]  # noqa: E731
+    assert strip(found) == strip(torch_tagger(TEXT))
+    assert tagger.tag_batch(["", TEXT]) == [[], found]
+    assert tagger.max_tokens == 1024  # the CPU default
+
+
+def test_predict_command_on_an_export(onnx_int8, tiny_model):
+    ours = run_cli("predict", str(onnx_int8), "--text", TEXT)
+    assert ours.returncode == 0, ours.stderr
+    row = json.loads(ours.stdout)
+    assert row["text"] == TEXT and row["entities"]
+    assert all(TEXT[e["start"] : e["end"]] == e["text"] for e in row["entities"])
+
+
+def test_export_errors_are_one_line(tiny_model, tmp_path):
+    missing = run_cli("export", str(tmp_path / "nope"), "--onnx", str(tmp_path / "out"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_model = run_cli("export", str(empty), "--onnx", str(tmp_path / "out"))
+    keep = tmp_path / "precious"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    occupied = run_cli("export", str(tiny_model), "--onnx", str(keep))
+    no_target = run_cli("export", str(tiny_model))
+    bad_quant = run_cli("export", str(tiny_model), "--onnx", str(tmp_path / "out"), "--quantize", "int4")
+    for result, words in (
+        (missing, "not found"),
+        (no_model, "cannot load model"),
+        (occupied, "refusing to replace"),
+        (no_target, "--onnx"),
+        (bad_quant, "int4"),
+    ):
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and words in result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
+    assert (keep / "notes.txt").read_text() == "mine" and not (tmp_path / "out").exists()
+
+
+def test_failed_export_leaves_the_old_one_whole(onnx_fp32, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(onnx_fp32, old)
+    before = {p.name: sha256(p) for p in old.iterdir()}
+    result = run_cli("export", str(tmp_path / "nope"), "--onnx", str(old))
+    assert result.returncode == 2
+    assert {p.name: sha256(p) for p in old.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["old"]
+
+
+def test_altered_or_misused_export_is_refused(onnx_fp32, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(onnx_fp32, copy)
+    with pytest.raises(NertuneError, match="runs on the CPU"):
+        Tagger.load(copy, device="cuda")
+    with pytest.raises(NertuneError, match="already an ONNX export"):
+        export_onnx(copy, tmp_path / "again")
+    with open(copy / MODEL_FILE, "r+b") as handle:
+        handle.truncate(1000)
+    with pytest.raises(NertuneError, match="sha256"):
+        Tagger.load(copy)
+
+
+def test_padding_does_not_change_the_exported_models_logits(onnx_fp32, sentences):
+    """The fused attention honours the mask: CPU batches padded to the longest (default) or to a
+    multiple of 8 (as on GPU) give the same word logits."""
+    tagger = Tagger.load(onnx_fp32)
+    words = [s.words for s in sentences]
+    windows = build_windows(tagger.tokenizer, words, tagger.max_pieces)
+    lengths = [len(w) for w in words]
+    tight, rounded = (
+        predict_word_logits(tagger.model, windows, len(words), lengths, tagger.tokenizer.pad_token_id, pad_multiple=m) for m in (1, 8)
+    )
+    assert max(float((a - b).abs().max()) for a, b in zip(tight.logits, rounded.logits)) < 1e-4
+
+
+def test_serve_an_int8_export_over_http(onnx_int8, tmp_path):
+    """`nertune serve` on an export: same API, backend reported, entities as the ONNX Tagger returns them."""
+    server = ServerProcess(onnx_int8, tmp_path / "server.log", "--no-access-log").wait_ready()
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            info = http.get("/v1/model").json()
+            assert info["backend"] == "onnxruntime-int8"
+            answer = http.post("/v1/entities", json={"texts": [TEXT, ""]})
+            assert answer.status_code == 200
+            results = answer.json()["results"]
+            expected = Tagger.load(onnx_int8).tag_batch([TEXT])[0]
+            assert [(e["type"], e["start"], e["end"]) for e in results[0]["entities"]] == [
+                (e["type"], e["start"], e["end"]) for e in expected
+            ]
+            assert all(TEXT[e["start"] : e["end"]] == e["text"] for e in results[0]["entities"])
+            assert results[1]["entities"] == []
+            assert http.post("/v1/entities", content=b"{not json").status_code in (400, 422)
+    finally:
+        assert server.stop(), server.log.read_text()

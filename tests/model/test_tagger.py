@@ -1,0 +1,200 @@
+"""Decoding and the Tagger: valid IOB2, whole-word entities, exact offsets, any length."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+from nertune.data.conll import read_conll
+from nertune.data.schemes import is_valid_iob2
+from nertune.data.words import split_words
+from nertune.errors import NertuneError
+from nertune.model.decode import allowed_transitions, decode, viterbi
+from nertune.tag.tagger import TaggedWord, Tagger, entities
+
+LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+ID2LABEL = dict(enumerate(LABELS))
+
+
+def word_logits(max_words: int, labels: int = len(LABELS)):
+    """Random word logits; `sharpness` ranges from near-uniform to near-one-hot rows."""
+    return st.tuples(st.integers(0, max_words), st.integers(0, 2**31), st.sampled_from([0.3, 1.0, 4.0])).map(
+        lambda a: torch.randn(a[0], labels, generator=torch.Generator().manual_seed(a[1])) * a[2]
+    )
+
+
+# ---- decode ----------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(word_logits(12))
+def test_constrained_output_is_always_valid_iob2(logits):
+    (tags,) = decode([logits], ID2LABEL, constrain=True)
+    assert len(tags) == logits.shape[0]
+    assert is_valid_iob2(tags)
+
+
+@settings(max_examples=200, deadline=None)
+@given(word_logits(12))
+def test_constrained_equals_argmax_when_argmax_is_valid(logits):
+    (raw,) = decode([logits], ID2LABEL, constrain=False)
+    (constrained,) = decode([logits], ID2LABEL, constrain=True)
+    assert raw == [LABELS[i] for i in logits.argmax(-1)]
+    if is_valid_iob2(raw):
+        assert constrained == raw
+    else:
+        assert constrained != raw
+
+
+@settings(max_examples=100, deadline=None)
+@given(word_logits(4, labels=5))
+def test_viterbi_is_the_best_valid_path_by_brute_force(logits):
+    labels = ["O", "B-A", "I-A", "B-B", "I-B"]
+    log_probs = logits.log_softmax(-1)
+    start, allowed = allowed_transitions(labels)
+    best = max(
+        (path for path in itertools.product(range(5), repeat=logits.shape[0]) if is_valid_iob2([labels[i] for i in path])),
+        key=lambda path: sum(float(log_probs[t, i]) for t, i in enumerate(path)),
+    )
+    found = viterbi(log_probs, start, allowed)
+    score = lambda path: sum(float(log_probs[t, i]) for t, i in enumerate(path))  # noqa: E731
+    assert is_valid_iob2([labels[i] for i in found])
+    assert score(found) == pytest.approx(score(best), abs=1e-4)
+
+
+def test_an_i_after_o_is_repaired_to_the_likelier_valid_sequence():
+    # Raw argmax: O I-PER — invalid. Valid options: B-PER B/I… the model's second choice decides.
+    logits = torch.full((2, len(LABELS)), -5.0)
+    logits[0, LABELS.index("O")] = 2.0
+    logits[0, LABELS.index("B-PER")] = 1.5
+    logits[1, LABELS.index("I-PER")] = 3.0
+    assert decode([logits], ID2LABEL, constrain=False) == [["O", "I-PER"]]
+    assert decode([logits], ID2LABEL, constrain=True) == [["B-PER", "I-PER"]]
+    assert decode([torch.zeros((0, len(LABELS)))], ID2LABEL) == [[]]
+
+
+def test_an_i_of_another_type_is_never_kept():
+    logits = torch.full((2, len(LABELS)), -5.0)
+    logits[0, LABELS.index("B-ORG")] = 3.0
+    logits[1, LABELS.index("I-PER")] = 3.0
+    logits[1, LABELS.index("I-ORG")] = 2.9
+    assert decode([logits], ID2LABEL) == [["B-ORG", "I-ORG"]]
+
+
+# ---- entities from tagged words ---------------------------------------------------
+
+
+def test_entities_are_whole_words_and_follow_conlleval_chunking():
+    text = "Peter Blackburn of EU met U.S. envoy"
+    spans = split_words(text)
+    tags = ["B-PER", "I-PER", "O", "I-ORG", "I-LOC", "B-LOC", "I-LOC"]
+    words = [TaggedWord(w.text, w.start, w.end, t, 0.5 + 0.1 * i) for i, (w, t) in enumerate(zip(spans, tags))]
+    found = entities(text, words)
+    assert [(e["text"], e["type"]) for e in found] == [("Peter Blackburn", "PER"), ("EU", "ORG"), ("met", "LOC"), ("U.S. envoy", "LOC")]
+    assert all(text[e["start"] : e["end"]] == e["text"] for e in found)
+    assert found[0]["score"] == pytest.approx(0.55)  # mean probability of the words' chosen tags
+
+
+# ---- the Tagger on a real (tiny) model ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tagger(tiny_model):
+    return Tagger.load(tiny_model, device="cpu")
+
+
+def check_entities(text: str, found: list[dict], labels) -> None:
+    starts = {w.start for w in split_words(text)}
+    ends = {w.end for w in split_words(text)}
+    previous_end = 0
+    for e in found:
+        assert set(e) == {"text", "type", "start", "end", "score"}
+        assert e["text"] == text[e["start"] : e["end"]]
+        assert e["start"] in starts and e["end"] in ends, "entities are made of whole words"
+        assert e["start"] >= previous_end, "entities never overlap"
+        assert f"B-{e['type']}" in labels and 0 < e["score"] <= 1
+        previous_end = e["end"]
+
+
+def test_tagger_offsets_slice_the_input(tagger):
+    texts = [
+        "EU rejects German call to boycott British lamb. Peter Blackburn went to the U.S. on Monday.",
+        "  Café in Zürich\n\nBritish 東京 lamb 😀 Paris👍🏽\tnaïve  ",
+        "",
+        "   \n\t ",
+        "BRUSSELS 1996-08-22\nThe European Commission said on Thursday it disagreed with German advice.",
+    ]
+    results = tagger.tag_batch(texts)
+    assert len(results) == len(texts) and results[2] == [] and results[3] == []
+    assert any(results), "the tiny model tags something"
+    for text, found in zip(texts, results):
+        check_entities(text, found, tagger.label2id)
+    # Batching does not change what is found.
+    one_by_one = [tagger(t) for t in texts]
+    assert [[(e["start"], e["end"], e["type"]) for e in r] for r in results] == [
+        [(e["start"], e["end"], e["type"]) for e in r] for r in one_by_one
+    ]
+
+
+def test_tag_words_gives_one_tag_per_word_whatever_the_words(tagger):
+    words = ["EU", "", " ", "\u200b", "😀", "東京", "U.S.", "Bre-X", "lamb", "."]
+    tags = tagger.tag_words(words)
+    assert len(tags) == len(words) and all(t in tagger.label2id for t in tags)
+    assert tagger.tag_words([]) == []
+    assert [len(t) for t in tagger.tag_words_batch([["a"], [], ["b", "c"]])] == [1, 0, 2]
+    with pytest.raises(NertuneError, match="list of words"):
+        tagger.tag_words("EU rejects German call")
+    with pytest.raises(NertuneError, match="expected text"):
+        tagger.tag_batch([["EU"]])
+
+
+def test_long_input_every_word_tagged_and_entities_beyond_the_first_window(tagger):
+    sentence = "EU rejects German call to boycott British lamb ."
+    words = (sentence + " ") * 230  # 2,070 words, over 2,000 wordpieces: five windows
+    words = words.split()
+    assert len(words) > 2000
+    pieces = tagger.tokenizer(words, is_split_into_words=True, add_special_tokens=False).word_ids()
+    first_piece = {w: i for i, w in reversed(list(enumerate(pieces)))}
+    tags = tagger.tag_words(words)
+    assert len(tags) == len(words)
+    assert any(t != "O" and first_piece[i] > 512 for i, t in enumerate(tags)), "entities found past the first 512 wordpieces"
+    assert any(t != "O" and first_piece[i] > 1800 for i, t in enumerate(tags))
+    # Raw text of the same length: every sentence tagged, offsets exact to the end.
+    text = " ".join(words)
+    found = tagger(text)
+    check_entities(text, found, tagger.label2id)
+    assert found and found[-1]["start"] > len(text) - len(sentence)
+
+
+def test_word_tags_agree_with_plain_transformers_first_subword_argmax(tagger, tiny_model, conll_files):
+    """Tagger (unconstrained) == the model's first-subword argmax computed with transformers alone;
+    constrained differs only in sentences whose raw argmax was invalid IOB2, and is valid there."""
+    model = AutoModelForTokenClassification.from_pretrained(tiny_model).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    sentences = read_conll(conll_files["test"]).sentences[:80]
+    raw = tagger.tag_words_batch([s.words for s in sentences], constrain=False)
+    constrained = tagger.tag_words_batch([s.words for s in sentences], constrain=True)
+    compared = 0
+    for sentence, tags, fixed in zip(sentences, raw, constrained):
+        encoding = tokenizer(sentence.words, is_split_into_words=True, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**encoding).logits[0]
+        first = {}
+        for position, word in enumerate(encoding.word_ids()):
+            if word is not None and word not in first:
+                first[word] = position
+        for index, tag in enumerate(tags):
+            top2 = logits[first[index]].topk(2).values
+            if top2[0] - top2[1] > 1e-4:  # skip exact ties, where float noise may pick either
+                assert tag == model.config.id2label[int(logits[first[index]].argmax())]
+                compared += 1
+        if is_valid_iob2(tags):
+            assert fixed == tags
+        else:
+            assert is_valid_iob2(fixed)
+    assert compared > 0.99 * sum(len(s.words) for s in sentences)
