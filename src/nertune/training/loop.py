@@ -31,7 +31,7 @@ from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.model.crf import load_crf
 from nertune.model.load import save_model
 from nertune.model.loss import window_weights
-from nertune.training import diagnostics
+from nertune.training import diagnostics, tracking
 from nertune.training.checkpoint import remove_checkpoints, rng_to_json
 from nertune.training.precision import fresh_accelerator
 from nertune.training.recipe import Recipe
@@ -50,6 +50,7 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False, overw
                 return train(run)
             finally:
                 run.log.close()  # finished, failed or interrupted: the step log is flushed and closed
+                tracking.finish(run.accelerator)
     finally:
         stop_progress()
 
@@ -112,7 +113,10 @@ def train_epoch(run: Run, epoch: int, stop: StopRequests) -> tuple[float, float]
             running.zero_()
             state.since_log = 0
             rate, lr = state.seen / max(time.perf_counter() - started, 1e-9), run.scheduler.get_last_lr()[0]
-            run.log.step(state.global_step, epoch, loss_value, lr, None if result.grad_norm is None else float(result.grad_norm), rate)
+            grad_norm = None if result.grad_norm is None else float(result.grad_norm)
+            run.log.step(state.global_step, epoch, loss_value, lr, grad_norm, rate)
+            values = {"train/loss": loss_value, "train/learning_rate": lr, "train/sentences_per_second": rate}
+            tracking.log(accelerator, values | ({"train/grad_norm": grad_norm} if grad_norm is not None else {}), state.global_step)
             run.diagnose(run.loss_watch.observe(state.global_step, loss_value))
             if bar:
                 bar.update(loss=loss_value, rate=rate, lr=lr)
@@ -158,6 +162,7 @@ def end_epoch(run: Run, epoch: int, epoch_seconds: float, train_loss: float, sto
             max_tokens=run.recipe.eval_max_tokens,
         )
         record["validation"] = {k: result["metrics"][k] for k in ("loss", "precision", "recall", "f1", "accuracy")}
+        tracking.log(accelerator, tracking.scores("validation", result["metrics"]) | {"train/epoch_loss": train_loss}, state.global_step)
         run.say(
             f"epoch {epoch}: train loss {train_loss:.4f} | validation loss {record['validation']['loss']:.4f} "
             f"F1 {record['validation']['f1']:.4f} ({record['sentences_per_second']:.1f} sentences/s)"
@@ -201,6 +206,12 @@ def finish(run: Run) -> dict:
             for name in ("validation", "test")
             if (split := getattr(run.splits, name)) is not None
         }
+        final = {"validation": "final_validation", "test": "test"}
+        tracking.log(
+            accelerator,
+            {k: v for name, r in reports.items() for k, v in tracking.scores(final[name], r["metrics"]).items()},
+            state.global_step,
+        )
         metrics = {
             "epochs": state.history,
             "best_epoch": state.best_epoch,

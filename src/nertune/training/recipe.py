@@ -133,6 +133,12 @@ class Recipe(BaseModel):
         None, ge=1, description="Also save a resumable checkpoint every N steps (one is saved at each epoch end)."
     )
     keep_checkpoints: int = Field(2, ge=1, description="Keep the newest K checkpoints in the run's checkpoints/ folder.")
+    # experiment tracking, through Accelerate's trackers (training/tracking.py)
+    report_to: Literal["none", "tensorboard", "mlflow", "wandb"] = Field(
+        "none",
+        description="Log the recipe, step metrics, each epoch's validation scores and the test scores to a tracker "
+        "(files under the run's tracking/ folder; wandb as its own settings say).",
+    )
     # where
     output_dir: Optional[str] = Field(None, description="Run directory (default runs/<timestamp>).")
 

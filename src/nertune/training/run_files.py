@@ -21,13 +21,12 @@ from nertune.training.precision import cpu_description
 
 
 class RunLog:
-    """Per-step CSV (and TensorBoard when installed) in the run directory."""
+    """Per-step CSV in the run directory (trackers: training/tracking.py)."""
 
     FIELDS = ["step", "epoch", "loss", "learning_rate", "grad_norm", "sentences_per_second"]
 
     def __init__(self, output_dir: Path, enabled: bool = True, append: bool = False):
         self.enabled = enabled
-        self.writer = None
         if not enabled:
             return
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -38,12 +37,6 @@ class RunLog:
         if not append:
             self.csv.writerow(self.FIELDS)
             self.handle.flush()
-        try:
-            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415  (optional: tensorboard)
-
-            self.writer = SummaryWriter(str(output_dir / "tensorboard"))
-        except ImportError:
-            pass
 
     def progress(self, description: str, total: int):
         """A live bar on a terminal, plain lines everywhere else (None on processes other than the main one)."""
@@ -56,17 +49,12 @@ class RunLog:
             return
         self.csv.writerow([step, epoch, f"{loss:.6f}", f"{lr:.6g}", "" if grad_norm is None else f"{grad_norm:.4f}", f"{rate:.2f}"])
         self.handle.flush()
-        if self.writer:
-            self.writer.add_scalar("train/loss", loss, step)
-            self.writer.add_scalar("train/learning_rate", lr, step)
 
     def close(self) -> None:
         """Flush and close the CSV and the TensorBoard writer (a finished, failed or interrupted run alike)."""
         if not self.enabled:
             return
         self.handle.close()
-        if self.writer:
-            self.writer.close()
 
 
 def git_sha() -> str:

@@ -30,7 +30,7 @@ from nertune.errors import NertuneError
 from nertune.model.load import load_for_training, load_tokenizer, remove_stale_saves
 from nertune.model.positions import max_pieces_for, packing_offset
 from nertune.model.word_scores import build_windows
-from nertune.training import diagnostics
+from nertune.training import diagnostics, tracking
 from nertune.training.checkpoint import (
     Checkpoints,
     RunState,
@@ -47,6 +47,7 @@ from nertune.training.run_files import RunLog, git_sha
 from nertune.training.runner import StepRunner, step_runner
 from nertune.training.speed.dropout import use_cheap_dropout
 from nertune.training.speed.embedding_rows import train_used_rows_only
+from nertune.training.tracking import tracker_settings
 
 
 @dataclass
@@ -145,7 +146,10 @@ def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progres
     # Under torchrun on a CPU machine Accelerate only distributes when told to use the CPU. Autocast's
     # weight-cast cache is off on a GPU: CUDA graph capture requires it, and a forward casts each weight once anyway.
     accelerator = Accelerator(
-        mixed_precision=precision, cpu=not on_gpu, kwargs_handlers=[AutocastKwargs(cache_enabled=False)] if on_gpu else None
+        mixed_precision=precision,
+        cpu=not on_gpu,
+        kwargs_handlers=[AutocastKwargs(cache_enabled=False)] if on_gpu else None,
+        **tracker_settings(recipe.report_to, output_dir),
     )
     say = console.print if accelerator.is_main_process else (lambda *a, **k: None)
     if accelerator.is_main_process:
@@ -197,6 +201,7 @@ def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progres
     if state.order_rng is not None:
         order.setstate(rng_from_json(state.order_rng))
     warmup = int(recipe.warmup_ratio * total_steps)
+    tracking.start(accelerator, recipe, output_dir.name)  # after the folder is cleared: the tracker's files are this run's
     return Run(
         recipe=recipe,
         splits=splits,
