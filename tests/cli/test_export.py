@@ -180,3 +180,18 @@ def test_serve_an_int8_export_over_http(onnx_int8, tmp_path):
             assert http.post("/v1/entities", content=b"{not json").status_code in (400, 422)
     finally:
         assert server.stop(), server.log.read_text()
+
+
+def test_evaluate_and_compare_take_an_export_folder(onnx_fp32, onnx_int8, tiny_model):
+    """`nertune evaluate EXPORT` scores the export as it tags (ONNX Runtime); fp32 scores as PyTorch does."""
+    args = ["--data", "conll2003", "--split", "validation", "--max-sentences", "60", "--json"]
+    scores = {}
+    for name, folder in {"pytorch": tiny_model, "fp32": onnx_fp32, "int8": onnx_int8}.items():
+        result = run_cli("evaluate", str(folder), *args)
+        assert result.returncode == 0, result.stderr
+        scores[name] = json.loads(result.stdout)
+    assert scores["fp32"]["f1"] == pytest.approx(scores["pytorch"]["f1"], abs=1e-9)
+    assert scores["fp32"]["loss"] == pytest.approx(scores["pytorch"]["loss"], rel=1e-3)
+    assert abs(scores["int8"]["f1"] - scores["pytorch"]["f1"]) < 0.05
+    compared = run_cli("compare", str(tiny_model), str(onnx_fp32), "--data", "conll2003", "--split", "validation", "--max-sentences", "60")
+    assert compared.returncode == 0, compared.stderr

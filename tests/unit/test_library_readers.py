@@ -7,7 +7,6 @@ in one format and checks that the words, the tags and the entities of each type 
 from __future__ import annotations
 
 import os
-from collections import Counter
 
 import pytest
 
@@ -15,6 +14,7 @@ from nertune.data.conll import Sentence, read_conll
 from nertune.data.embedded import conll2003_files
 from nertune.data.jsonl import ReadOptions
 from nertune.errors import NertuneError
+from tests.own_data import assert_same, entity_counts, labels_of, spacy_doc, write_brat
 
 datasets = pytest.importorskip("datasets", reason="the Hugging Face reader's tests need `pip install 'nertune[datasets]'`")
 spacy = pytest.importorskip("spacy", reason="the DocBin reader's tests need `pip install 'nertune[spacy]'`")
@@ -29,32 +29,6 @@ from nertune.data.hf_datasets import hf_splits, read_hf  # noqa: E402
 @pytest.fixture(scope="module")
 def conll() -> list[Sentence]:
     return read_conll(conll2003_files()["train"]).sentences[:20]
-
-
-def entity_spans(tags: list[str]) -> list[tuple[int, int, str]]:
-    """(first word, end word, type) of each entity of IOB2 tags."""
-    spans = []
-    for i, tag in enumerate(tags):
-        if tag.startswith("B-"):
-            end = i + 1
-            while end < len(tags) and tags[end] == f"I-{tag[2:]}":
-                end += 1
-            spans.append((i, end, tag[2:]))
-    return spans
-
-
-def entity_counts(sentences) -> Counter:
-    return Counter(label for s in sentences for _, _, label in entity_spans(s.tags))
-
-
-def labels_of(sentences) -> list[str]:
-    return ["O", *sorted({t for s in sentences for t in s.tags} - {"O"})]
-
-
-def assert_same(read, source) -> None:
-    assert [s.words for s in read] == [s.words for s in source]
-    assert [s.tags for s in read] == [s.tags for s in source]
-    assert entity_counts(read) == entity_counts(source)
 
 
 def to_bioes(tags: list[str]) -> list[str]:
@@ -179,20 +153,6 @@ def test_hf_a_folder_that_is_no_dataset_is_one_line(tmp_path):
 # spaCy DocBin
 
 
-def spacy_doc(vocab, sentences, sentence_starts: bool):
-    words = [w for s in sentences for w in s.words]
-    spaces = [True] * len(words)
-    spaces[-1] = False
-    starts = [j == 0 for s in sentences for j in range(len(s.words))] if sentence_starts else None
-    doc = Doc(vocab, words=words, spaces=spaces, sent_starts=starts)
-    ents, offset = [], 0
-    for sentence in sentences:
-        ents += [Span(doc, offset + a, offset + b, label=label) for a, b, label in entity_spans(sentence.tags)]
-        offset += len(sentence.words)
-    doc.ents = ents
-    return doc
-
-
 def test_docbin_docs_sentences_and_entities(tmp_path, conll):
     nlp = spacy.blank("en")
     whole = spacy_doc(nlp.vocab, conll[:1], sentence_starts=False)  # no sentence boundaries: one sentence
@@ -228,26 +188,6 @@ def test_a_file_that_is_no_docbin_is_one_line(tmp_path):
 
 
 # brat standoff
-
-
-def write_brat(folder, name: str, sentences, extra: list[str] = ()) -> None:
-    """NAME.txt (words joined by spaces, one sentence a line) and NAME.ann (one T line per entity)."""
-    lines, ann, offset = [], [], 0
-    for sentence in sentences:
-        starts, position = [], offset
-        for word in sentence.words:
-            starts.append(position)
-            position += len(word) + 1
-        for a, b, label in entity_spans(sentence.tags):
-            start, end = starts[a], starts[b - 1] + len(sentence.words[b - 1])
-            ann.append((start, end, label))
-        line = " ".join(sentence.words)
-        lines.append(line)
-        offset += len(line) + 1
-    text = "\n".join(lines) + "\n"
-    (folder / f"{name}.txt").write_text(text, encoding="utf-8", newline="")
-    rows = [f"T{n}\t{label} {start} {end}\t{text[start:end]}" for n, (start, end, label) in enumerate(ann, 1)]
-    (folder / f"{name}.ann").write_text("\n".join([*rows, *extra]) + "\n", encoding="utf-8")
 
 
 def test_brat_folder_documents_words_tags_and_ignored_annotations(tmp_path, conll):

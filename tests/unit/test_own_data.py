@@ -24,6 +24,7 @@ from nertune.data.spans import Span, SpanReport, sentences_to_text, text_to_sent
 from nertune.data.splits import load_splits
 from nertune.data.writers import conll_text, json_text, output_format, span_records, token_records, write_sentences
 from nertune.errors import NertuneError
+from tests.own_data import assert_same, document_text, documents, entity_counts, entity_spans
 
 COUNTS = Counter({"LOC": 20, "MISC": 17, "ORG": 12, "PER": 16})
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
@@ -45,51 +46,6 @@ def conll() -> list[Sentence]:
 
 
 # helpers, independent of the code under test
-
-
-def entity_spans(tags: list[str]) -> list[tuple[int, int, str]]:
-    """(first word, end word, type) of each entity of IOB2 tags."""
-    spans = []
-    for i, tag in enumerate(tags):
-        if tag.startswith("B-"):
-            end = i + 1
-            while end < len(tags) and tags[end] == f"I-{tag[2:]}":
-                end += 1
-            spans.append((i, end, tag[2:]))
-    return spans
-
-
-def entity_counts(sentences) -> Counter:
-    return Counter(label for s in sentences for _, _, label in entity_spans(s.tags))
-
-
-def documents(sentences) -> list[list[Sentence]]:
-    groups: dict[int, list[Sentence]] = {}
-    for sentence in sentences:
-        groups.setdefault(sentence.document, []).append(sentence)
-    return [groups[k] for k in sorted(groups)]
-
-
-def document_text(sentences) -> tuple[str, list[tuple[int, int, str]]]:
-    """Words joined by spaces, a line per sentence, and each entity's character span: built by hand."""
-    lines, spans, offset = [], [], 0
-    for sentence in sentences:
-        starts, position = [], offset
-        for word in sentence.words:
-            starts.append(position)
-            position += len(word) + 1
-        for a, b, label in entity_spans(sentence.tags):
-            spans.append((starts[a], starts[b - 1] + len(sentence.words[b - 1]), label))
-        line = " ".join(sentence.words)
-        lines.append(line)
-        offset += len(line) + 1
-    return "\n".join(lines), spans
-
-
-def assert_same(read, source) -> None:
-    assert [s.words for s in read] == [s.words for s in source]
-    assert [s.tags for s in read] == [s.tags for s in source]
-    assert entity_counts(read) == entity_counts(source)
 
 
 def assert_same_per_document(read, source) -> None:

@@ -292,6 +292,12 @@ def _check_labels_early(model_dir: str, gold) -> None:
 def _load_model(model_dir: str, device: Optional[str]):
     import torch  # noqa: PLC0415  (CLI start-up: no torch)
 
+    from nertune.model.onnx_runtime import is_export  # noqa: PLC0415  (CLI start-up: no torch)
+
+    if is_export(model_dir):  # an `nertune export` folder: scored as it will tag, through ONNX Runtime on the CPU
+        from nertune.model.onnx_runtime import OnnxTokenClassifier  # noqa: PLC0415  (optional: onnx extra)
+
+        return OnnxTokenClassifier(model_dir), load_tokenizer(str(model_dir)), "cpu"
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_trained(model_dir).to(device)
     return model, load_tokenizer(str(model_dir)), device
@@ -308,7 +314,7 @@ def _run_model(model_dir: str, gold, device: Optional[str], strict: bool, constr
 
 @app.command()
 def evaluate(
-    model_dir: str = typer.Argument(..., help="A model directory (the --output-dir of `nertune train`)."),
+    model_dir: str = typer.Argument(..., help="A model directory (the --output-dir of `nertune train`) or an `nertune export` folder."),
     data: Optional[str] = typer.Option(
         None,
         help=(
