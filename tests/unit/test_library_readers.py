@@ -7,6 +7,7 @@ in one format and checks that the words, the tags and the entities of each type 
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -266,3 +267,13 @@ def test_brat_unpaired_files_are_errors_and_links_outside_are_not_read(tmp_path)
     read = read_brat(str(folder), ReadOptions())
     assert [s.words for s in read.sentences] == [["EU", "rejects", "German", "call", "."]]
     assert read.notices == [f"{folder}: 2 links to files outside the folder ignored (c.ann, c.txt)"]
+
+
+@pytest.mark.parametrize("library, extra", [("datasets", "datasets"), ("spacy", "spacy")])
+def test_a_missing_extra_is_one_line_naming_the_install(tmp_path, monkeypatch, library, extra):
+    monkeypatch.setitem(sys.modules, library, None)  # as if not installed: `import` raises ImportError
+    path = tmp_path / ("rows.parquet" if library == "datasets" else "docs.spacy")
+    path.write_bytes(b"PAR1" if library == "datasets" else b"x\x9c")
+    with pytest.raises(NertuneError) as error:
+        (read_hf if library == "datasets" else read_docbin)(str(path), ReadOptions())
+    assert f"{library} is not installed" in str(error.value) and f"pip install 'nertune[{extra}]'" in str(error.value)

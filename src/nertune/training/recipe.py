@@ -126,6 +126,22 @@ class Recipe(BaseModel):
         description="On a GPU, replay each packed step shape from a CUDA graph (default: on where it applies: one GPU, packed rows).",
         json_schema_extra={"off": "--eager"},
     )
+    # the CPU speed tricks (training/speed/), each on by default and each with its equivalence test
+    cheap_dropout: bool = Field(
+        True,
+        description="On a CPU, draw dropout masks from 16 random bits an element: the same dropout probability, a cheaper mask.",
+        json_schema_extra={"off": "--torch-dropout"},
+    )
+    kept_embedding_grad: bool = Field(
+        True,
+        description="On a CPU with one process, keep the word-embedding gradient in one buffer (a sparse backward): the same gradient.",
+        json_schema_extra={"off": "--dense-grad"},
+    )
+    used_rows_only: bool = Field(
+        True,
+        description="Leave the word-embedding rows no training window uses out of the optimizer: they would never move.",
+        json_schema_extra={"off": "--all-rows"},
+    )
     eval_max_tokens: int = Field(16384, ge=64, description="Token budget of one evaluation forward pass.")
     # stopping early, and never losing a run (training/checkpoint.py)
     patience: Optional[int] = Field(None, ge=1, description="Stop early when validation F1 has not improved for N epochs.")

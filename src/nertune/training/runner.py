@@ -116,7 +116,7 @@ def step_runner(
     `cuda_graphs: true` cannot be honoured."""
     device, world = accelerator.device, accelerator.num_processes
     # CPU, one process: the embedding's gradient stays allocated between steps (training/speed/embedding_grad.py)
-    kept = KeptEmbeddingGradient(model) if (device.type == "cpu" and world == 1) else None
+    kept = KeptEmbeddingGradient(model) if (device.type == "cpu" and world == 1 and recipe.kept_embedding_grad) else None
     graphs = whole_step = None
     if recipe.cuda_graphs is not False:
         why_not = graphs_unavailable(device, world, position_offset, precision)

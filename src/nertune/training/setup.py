@@ -162,12 +162,13 @@ def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progres
 
     tokenizer = load_tokenizer(recipe.model)
     model = load_for_training(recipe.model, labels, recipe.dropout, recipe.casing, recipe.context_pieces, recipe.crf)
-    if not on_gpu:  # the same dropout, its CPU mask drawn from fewer random bits (training/speed/dropout.py)
+    if not on_gpu and recipe.cheap_dropout:  # the same dropout, its CPU mask drawn from fewer random bits
         use_cheap_dropout(model)
     windows, windows_of, position_offset, group_by_length = _training_windows(recipe, splits, labels, tokenizer, model, accelerator)
     sentences = splits.train.sentences
     # Rows of the word embedding no training window uses would never move: leave them out (same updates).
-    train_used_rows_only(model, {i for w in windows for i in w.input_ids}, recipe.weight_decay)
+    if recipe.used_rows_only:
+        train_used_rows_only(model, {i for w in windows for i in w.input_ids}, recipe.weight_decay)
     optimizer = _optimizer(model, recipe)
     total_steps = math.ceil(len(sentences) / recipe.sentences_per_step) * recipe.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(recipe, total_steps))
