@@ -1,0 +1,52 @@
+"""The README's noise-band table says what benchmarks/train/results/noise_band.json holds: same recipes, seeds,
+means and standard deviations (4 decimals), and every recipe with two seeds or more is in the table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nertune.training.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+# what makes two runs the same recipe (the rest is how a run is run, or the data's defaults)
+DEFINING = ("learning_rate", "warmup_ratio", "epochs", "casing", "context_pieces", "crf", "crf_learning_rate", "pack", "group_by_length")
+
+
+def readme_rows() -> list[list[str]]:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### The noise band: seeds") :]
+    section = section[: section.index("\n#")] if "\n#" in section else section
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| minilm") or line.startswith("| seed")
+    ]
+    assert rows, "the README has a noise-band table"
+    return rows
+
+
+def band(fields: dict) -> dict:
+    groups = json.loads((ROOT / "benchmarks/train/results/noise_band.json").read_text())
+    found = [g for g in groups if all(g["recipe"].get(k) == fields[k] for k in DEFINING) and g["precision"] == "bf16"]
+    assert len(found) == 1, f"one noise-band group for {fields}"
+    return found[0]
+
+
+def shown(stats: dict) -> str:
+    return f"{stats['mean']:.4f} ± {stats['sd']:.4f}"
+
+
+def test_the_readme_table_is_the_results_file():
+    for name, seeds, validation, test in readme_rows():
+        group = band(load_recipe(name).model_dump())
+        assert seeds == ", ".join(str(s) for s in group["seeds"]), name
+        assert validation == shown(group["validation_f1"]), name
+        assert test == shown(group["test_f1"]), name
+
+
+def test_every_recipe_with_seeds_is_in_the_table():
+    named = {tuple(load_recipe(row[0]).model_dump()[k] for k in DEFINING) for row in readme_rows()}
+    groups = json.loads((ROOT / "benchmarks/train/results/noise_band.json").read_text())
+    missing = [g["files"] for g in groups if len(g["seeds"]) >= 2 and tuple(g["recipe"].get(k) for k in DEFINING) not in named]
+    assert not missing, f"noise-band groups missing from the README: {missing}"
