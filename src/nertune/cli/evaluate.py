@@ -80,20 +80,23 @@ def _print_errors(errors: dict) -> None:
 # ---- score -------------------------------------------------------------------
 
 
+# The same option on score, evaluate and compare: written once.
+RAGGED_COLUMNS = typer.Option(
+    False,
+    "--ragged-columns",
+    help=(
+        "Lines may have different numbers of columns: the tag is the last one whatever the count (default: refused, as conlleval.pl does)."
+    ),
+)
+
+
 @app.command()
 def score(
     file: str = typer.Argument(..., help="conlleval-format file: 'WORD ... GOLD PRED' per line, blank lines between sentences."),
     strict: bool = typer.Option(False, "--strict", help="IOB2 strict: only B-X I-X… entities count (seqeval mode='strict')."),
     scheme: str = typer.Option("iob2", help="iob2: tags as written (default). iob1: convert both columns from IOB1 first."),
     json_out: bool = typer.Option(False, "--json", help="Print only {precision, recall, f1, accuracy, per_type} as JSON."),
-    ragged_columns: bool = typer.Option(
-        False,
-        "--ragged-columns",
-        help=(
-            "Lines may have different numbers of columns: the tag is the last one whatever the count "
-            "(default: refused, as conlleval.pl does)."
-        ),
-    ),
+    ragged_columns: bool = RAGGED_COLUMNS,
 ):
     """Score a predictions file the way conlleval does (or IOB2 strict with --strict)."""
     predictions = read_predictions(file, scheme, ragged_columns)
@@ -339,14 +342,7 @@ def evaluate(
     report_dir: Optional[str] = typer.Option(None, help="Write evaluation.json and the plots (per-type F1, type confusion) here."),
     max_sentences: Optional[int] = typer.Option(None, help="Evaluate the first N sentences only."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when available)."),
-    ragged_columns: bool = typer.Option(
-        False,
-        "--ragged-columns",
-        help=(
-            "Lines may have different numbers of columns: the tag is the last one whatever the count "
-            "(default: refused, as conlleval.pl does)."
-        ),
-    ),
+    ragged_columns: bool = RAGGED_COLUMNS,
 ):
     """Evaluate a trained model on every word of every sentence: loss, P/R/F1, accuracy, errors."""
     require_model_dir(model_dir)
@@ -440,14 +436,7 @@ def compare(
     max_sentences: Optional[int] = typer.Option(None, help="For model directories: the first N sentences only."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda … (default: cuda when available)."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON to stdout."),
-    ragged_columns: bool = typer.Option(
-        False,
-        "--ragged-columns",
-        help=(
-            "Lines may have different numbers of columns: the tag is the last one whatever the count "
-            "(default: refused, as conlleval.pl does)."
-        ),
-    ),
+    ragged_columns: bool = RAGGED_COLUMNS,
 ):
     """Is B better than A? F1 of each and the paired-bootstrap 95% interval of the difference."""
     from nertune.evaluate.bootstrap import paired_bootstrap, sentence_totals, verdict  # noqa: PLC0415  (CLI start-up: no numpy)
