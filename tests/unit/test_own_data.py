@@ -331,7 +331,7 @@ def test_json_records_bad_shapes_name_the_file_and_line(tmp_path):
         ("[1]", "the record is list, not a JSON object"),
         ('{"tokens": ["a", "b"], "ner_tags": ["O"]}', "'tokens' and 'ner_tags' must be lists of the same length (got 2 and 1)"),
         ('{"tokens": ["a"], "ner_tags": ["PER-X"]}', "unknown tag shape 'PER-X'"),
-        ('{"tokens": [""], "ner_tags": ["O"]}', "every word must be a non-empty string"),
+        ('{"tokens": [""], "ner_tags": ["O"]}', "word 0 is ''; every word must be a non-empty string"),
         ("{bad", "not JSON (Expecting property name enclosed in double quotes, column 2)"),
     ]
     for record, message in cases:

@@ -29,9 +29,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from nertune.data.conll import MAX_LINE_CHARS, ConllFile, Sentence
+from nertune.data.conll import ConllFile, Sentence
 from nertune.data.jsonl import ReadOptions
-from nertune.data.schemes import detect_scheme, split_tag, to_iob2
+from nertune.data.records import NAMES_FIX, words_and_tags
+from nertune.data.schemes import detect_scheme, to_iob2
 from nertune.errors import NertuneError
 
 TOKEN_COLUMNS = ("tokens", "words")
@@ -208,41 +209,8 @@ def _sentences(dataset, path: str, shown: str, options: ReadOptions) -> tuple[li
 
 
 def _check_row(words, tags, words_key: str, tags_key: str, names: list[str] | None, where: str, shown: str) -> tuple[list[str], list[str]]:
-    if not isinstance(words, list) or not isinstance(tags, list) or len(words) != len(tags):
-        raise NertuneError(
-            f"{where}: {words_key!r} and {tags_key!r} must be lists of the same length "
-            f"(got {len(words) if isinstance(words, list) else type(words).__name__} and "
-            f"{len(tags) if isinstance(tags, list) else type(tags).__name__})",
-            path=shown,
-            fix="one tag per word",
-        )
-    if any(isinstance(t, int) and not isinstance(t, bool) for t in tags):
-        if not names:
-            raise NertuneError(
-                f"{where}: integer tags and no label names (the {tags_key!r} column is not a ClassLabel sequence)",
-                path=shown,
-                fix="give --label-names O,B-PER,I-PER,... (in id order), or cast the column to Sequence(ClassLabel(names=[...]))",
-            )
-        bad = next((t for t in tags if not (isinstance(t, int) and 0 <= t < len(names))), None)
-        if bad is not None:
-            raise NertuneError(f"{where}: tag id {bad!r} but {len(names)} label names", path=shown, fix="check the label names")
-        tags = [names[t] for t in tags]
-    for tag in tags:
-        if not isinstance(tag, str):
-            raise NertuneError(f"{where}: tag {tag!r} is not a string or an integer id", path=shown, fix="tags are strings or integer ids")
-        try:
-            split_tag(tag)
-        except ValueError:
-            raise NertuneError(
-                f"{where}: unknown tag shape {tag[:40]!r}",
-                path=shown,
-                fix="tags must be O or B-/I-/E-/S-/U-/L-TYPE (IOB1, IOB2, BIOES, BILOU)",
-            ) from None
-    bad_word = next((n for n, w in enumerate(words) if not isinstance(w, str) or not w or len(w) > MAX_LINE_CHARS), None)
-    if bad_word is not None:
-        raise NertuneError(
-            f"{where}: word {bad_word} is {words[bad_word]!r:.40}; every word must be a non-empty string",
-            path=shown,
-            fix="check the tokens",
-        )
-    return list(words), list(tags)
+    return words_and_tags(
+        words, tags, words_key, tags_key, names, f"{where}: ", shown,
+        names_hint=f" (the {tags_key!r} column is not a ClassLabel sequence)",
+        names_fix=NAMES_FIX + ", or cast the column to Sequence(ClassLabel(names=[...]))",
+    )  # fmt: skip

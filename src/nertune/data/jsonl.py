@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Iterator
 
 from nertune.data.conll import MAX_LINE_CHARS, ConllFile, Sentence, file_lines
-from nertune.data.schemes import detect_scheme, split_tag, to_iob2
+from nertune.data.records import NAMES_FIX, words_and_tags
+from nertune.data.schemes import detect_scheme, to_iob2
 from nertune.data.spans import Span, SpanReport, text_to_sentences
 from nertune.errors import NertuneError
 
@@ -174,47 +175,11 @@ def _token_sentence(record, tokens_key, where, line, path, document, options, la
             line=line,
             fix="name the tags field with --tags-field",
         )
-    tags = record[tags_key]
-    if not isinstance(words, list) or not isinstance(tags, list) or len(words) != len(tags):
-        raise NertuneError(
-            f"{_at(where, line)}{tokens_key!r} and {tags_key!r} must be lists of the same length "
-            f"(got {len(words) if isinstance(words, list) else type(words).__name__} and "
-            f"{len(tags) if isinstance(tags, list) else type(tags).__name__})",
-            path=path,
-            line=line,
-            fix="one tag per word",
-        )
-    if tags and all(isinstance(t, int) and not isinstance(t, bool) for t in tags):
-        if not label_names:
-            raise NertuneError(
-                f"{_at(where, line)}integer tags and no label names",
-                path=path,
-                line=line,
-                fix="give --label-names O,B-PER,I-PER,... (in id order) or a labels.json list beside the file",
-            )
-        bad = next((t for t in tags if not 0 <= t < len(label_names)), None)
-        if bad is not None:
-            raise NertuneError(
-                f"{_at(where, line)}tag id {bad} but {len(label_names)} label names", path=path, line=line, fix="check --label-names"
-            )
-        tags = [label_names[t] for t in tags]
-    for tag in tags:
-        if not isinstance(tag, str):
-            raise NertuneError(
-                f"{_at(where, line)}tag {tag!r} is not a string", path=path, line=line, fix="tags are strings or integer ids"
-            )
-        try:
-            split_tag(tag)
-        except ValueError:
-            raise NertuneError(
-                f"{_at(where, line)}unknown tag shape {tag[:40]!r}",
-                path=path,
-                line=line,
-                fix="tags must be O or B-/I-/E-/S-/U-/L-TYPE (IOB1, IOB2, BIOES, BILOU)",
-            ) from None
-    if any(not isinstance(w, str) or not w or len(w) > MAX_LINE_CHARS for w in words):
-        raise NertuneError(f"{_at(where, line)}every word must be a non-empty string", path=path, line=line, fix="check the tokens")
-    return Sentence(list(words), list(tags), document, line or 0)
+    words, tags = words_and_tags(
+        words, record[tags_key], tokens_key, tags_key, label_names, _at(where, line), path, line,
+        names_fix=NAMES_FIX + " or a labels.json list beside the file",
+    )  # fmt: skip
+    return Sentence(words, tags, document, line or 0)
 
 
 def _span(item, where, line, path) -> Span:
