@@ -277,3 +277,20 @@ def test_a_missing_extra_is_one_line_naming_the_install(tmp_path, monkeypatch, l
     with pytest.raises(NertuneError) as error:
         (read_hf if library == "datasets" else read_docbin)(str(path), ReadOptions())
     assert f"{library} is not installed" in str(error.value) and f"pip install 'nertune[{extra}]'" in str(error.value)
+
+
+def test_a_dataset_dict_given_as_validation_reads_its_validation_split(tmp_path, conll):
+    from nertune.data.splits import load_splits  # noqa: PLC0415  (beside the test it serves)
+
+    labels = labels_of(conll)
+    features = class_label_features(labels)
+    splits = {"train": conll[:12], "validation": conll[12:16]}
+    datasets.DatasetDict({k: datasets.Dataset.from_dict(hf_rows(v, labels), features=features) for k, v in splits.items()}).save_to_disk(
+        str(tmp_path / "dd")
+    )
+    read = load_splits(None, train=str(tmp_path / "dd"), validation=str(tmp_path / "dd"))
+    assert_same(read.train.sentences, conll[:12])
+    assert_same(read.validation.sentences, conll[12:16])  # not the train split again
+    with pytest.raises(NertuneError) as error:
+        load_splits(None, train=str(tmp_path / "dd"), test=str(tmp_path / "dd"))
+    assert "the dataset has no test split (it has: train, validation)" in str(error.value)

@@ -76,7 +76,7 @@ def load_splits(
 
     loaded = {}
     for name, path in paths.items():
-        split = split_of.get(name) or options.split
+        split = split_of.get(name) or options.split or (_role_split(path, name) if path else None)
         loaded[name] = read_data(path, ReadOptions(**{**vars(options), "split": split})) if path else None
     dropped = {name: apply_label_map(f, label_map) for name, f in loaded.items() if f is not None}
     # Labels come from the whole files, so a slice still knows every type.
@@ -92,6 +92,26 @@ def load_splits(
     return Splits(loaded["train"], loaded["validation"], loaded["test"], labels, md5, _label_notices(loaded, dropped))
 
 
+ROLE_SPLITS = {"train": ("train",), "validation": ("validation", "dev", "valid"), "test": ("test",)}
+
+
+def _role_split(path: str, role: str) -> str | None:
+    """A DatasetDict folder given as --train / --validation / --test reads its split of that role (not always train)."""
+    if not Path(path).is_dir() or detect_format(path) != "hf":
+        return None
+    from nertune.data.hf_datasets import hf_splits  # noqa: PLC0415  (optional: datasets extra)
+
+    names = hf_splits(path)
+    if not names:
+        return None  # one Dataset: its rows are the split
+    found = next((n for n in ROLE_SPLITS[role] if n in names), None)
+    if found is None:
+        raise NertuneError(
+            f"the dataset has no {role} split (it has: {', '.join(names)})", path=path, fix="give --data FOLDER to take its splits by name"
+        )
+    return found
+
+
 def _dataset_dict(folder: str) -> tuple[dict[str, str | None], dict[str, str]]:
     """`--data FOLDER` for a Hugging Face DatasetDict: its train / validation (or dev) / test splits."""
     if detect_format(folder) != "hf":
@@ -101,11 +121,12 @@ def _dataset_dict(folder: str) -> tuple[dict[str, str | None], dict[str, str]]:
     from nertune.data.hf_datasets import hf_splits  # noqa: PLC0415  (optional: datasets extra)
 
     names = hf_splits(folder) or []
-    ours = {"train": ("train",), "validation": ("validation", "dev", "valid"), "test": ("test",)}
-    split_of = {k: next((n for n in alias if n in names), None) for k, alias in ours.items()}
+    split_of = {k: next((n for n in alias if n in names), None) for k, alias in ROLE_SPLITS.items()}
     if not split_of["train"]:
         raise NertuneError(
-            f"the dataset has no train split (it has: {', '.join(names) or 'none'})", path=folder, fix="use --train FOLDER --split NAME"
+            f"the dataset has no train split (it has: {', '.join(names) or 'none'})",
+            path=folder,
+            fix="save the training rows as a split named train",
         )
     return {k: folder if v else None for k, v in split_of.items()}, {k: v for k, v in split_of.items() if v}
 
