@@ -38,7 +38,7 @@ def _read(path: str, options: dict) -> tuple[ConllFile, Counter]:
 
 def summary(data: ConllFile) -> dict:
     """Sentences, words, documents and entities per type of one data file."""
-    entities: Counter = Counter(tag[2:] for s in data.sentences for tag in s.tags if tag.startswith("B-"))
+    entities = data.entity_counts()
     return {
         "path": data.path,
         "scheme": data.scheme,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -42,6 +43,10 @@ class ConllFile:
     @property
     def entity_types(self) -> set[str]:
         return set(entity_types(tag for s in self.sentences for tag in s.tags))
+
+    def entity_counts(self) -> Counter:
+        """Entities per type (each B- tag starts one: the tags are IOB2 once read)."""
+        return Counter(tag[2:] for s in self.sentences for tag in s.tags if tag.startswith("B-"))
 
 
 MAX_LINE_CHARS = 1 << 20  # a CoNLL line is a word and its columns: a longer one is not a CoNLL file

@@ -143,11 +143,7 @@ def _label_notices(loaded: dict[str, ConllFile | None], dropped: dict) -> list[s
         for name in ("validation", "test"):
             if loaded.get(name) is None:
                 continue
-            unseen = {}
-            for sentence in loaded[name].sentences:
-                for tag in sentence.tags:
-                    if tag.startswith("B-") and tag[2:] not in seen:
-                        unseen[tag[2:]] = unseen.get(tag[2:], 0) + 1
+            unseen = {kind: n for kind, n in loaded[name].entity_counts().items() if kind not in seen}
             if unseen:
                 listed = ", ".join(f"{k} ({v:,})" for k, v in sorted(unseen.items()))
                 notices.append(f"{name} has entity types training never saw: {listed}; the model cannot predict them")
