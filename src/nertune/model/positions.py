@@ -7,7 +7,7 @@ padding index + 1 (RoBERTa-like): windows, packing and export all ask here.
 from __future__ import annotations
 
 ZERO_BASED = frozenset({"bert", "electra", "ernie", "megatron-bert", "rembert"})
-PAD_BASED = frozenset({"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "roberta-prelayernorm"})
+PAD_BASED = frozenset({"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "roberta-prelayernorm", "mpnet"})
 # The attention implementations that take packing's ready-made 4D mask; training/speed/dropout.py
 # registers the third under this name.
 CHEAP_DROPOUT_ATTENTION = "nertune_cheap_dropout"

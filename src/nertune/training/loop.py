@@ -35,7 +35,7 @@ from nertune.training import diagnostics, tracking
 from nertune.training.checkpoint import remove_checkpoints, rng_to_json
 from nertune.training.precision import fresh_accelerator
 from nertune.training.recipe import Recipe
-from nertune.training.run_files import run_info, write_run_files
+from nertune.training.run_files import peak_memory, run_info, write_run_files
 from nertune.training.setup import Run, setup
 from nertune.training.signals import StopRequests, TrainingInterrupted, say_on_interrupt
 
@@ -225,6 +225,7 @@ def finish(run: Run) -> dict:
             "precision": run.precision,
             "precision_why": run.precision_why,
             "cuda_graphs": run.steps.report(),
+            "peak_memory": peak_memory(run.device),
             **run_info(run.world, run.splits.md5, run.code_version),
         }
         if len(state.history) < run.recipe.epochs:

@@ -6,6 +6,7 @@ import csv
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import accelerate
@@ -90,6 +91,19 @@ def run_info(world_size: int, data_md5: dict, sha: str | None = None) -> dict:
         "git_sha": sha or git_sha(),
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": _cpus(), "cpu": cpu_description()},
     }
+
+
+def peak_memory(device) -> dict:
+    """The process's peak resident memory (MiB), and the GPU's peak allocation where it trains on one."""
+    try:
+        import resource  # noqa: PLC0415  (POSIX only)
+
+        peak = {"host_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024))}
+    except ImportError:
+        peak = {}
+    if getattr(device, "type", "cpu") == "cuda":
+        peak["gpu_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+    return peak
 
 
 def _cpus() -> int:
