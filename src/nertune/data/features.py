@@ -35,6 +35,7 @@ class Window:
     words: list[int]  # index in the sequence of each owned word
     labels: list[int]  # label id per owned word (empty when predicting)
     token_type_ids: list[int] = field(default_factory=list)  # token type per input id; empty: the model's default (all 0)
+    soft_labels: torch.Tensor | None = None  # [owned words, labels]: a teacher's label probabilities (training/distill.py)
 
 
 def encode_words(tokenizer, sequences: Sequence[Sequence[str]], batch_size: int = 2048) -> list[Encoded]:
@@ -150,6 +151,15 @@ def collate_labels(windows: Sequence[Window], length: int) -> torch.Tensor:
         if window.labels:
             labels[row, window.first_pieces] = torch.tensor(window.labels)
     return labels
+
+
+def collate_soft_labels(windows: Sequence[Window], length: int, n_labels: int) -> torch.Tensor:
+    """[windows, length, labels]: each owned word's teacher probabilities at its first piece, 0 elsewhere."""
+    soft = torch.zeros((len(windows), length, n_labels))
+    for row, window in enumerate(windows):
+        if window.soft_labels is not None:
+            soft[row, window.first_pieces] = window.soft_labels
+    return soft
 
 
 def model_inputs(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:

@@ -77,3 +77,25 @@ def load_crf(model, directory: str | Path) -> None:
             path=str(path),
             fix="copy the whole model directory again, or re-train",
         ) from None
+
+
+def log_marginals(crf, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log P(label c at word t | the sentence) under the CRF, by the forward-backward algorithm: [B, T, C].
+
+    `emissions` [B, T, C] and `mask` [B, T] (bool) are batch-first with each row's words packed to the
+    left, as the CRF's loss takes them; positions past a row's words hold garbage. Differentiable, so a
+    student can be trained on a teacher's marginals (training/distill.py)."""
+    transitions = crf.transitions.float()
+    steps = emissions.shape[1]
+    alphas = [crf.start_transitions.float() + emissions[:, 0]]
+    for t in range(1, steps):
+        step = torch.logsumexp(alphas[-1][:, :, None] + transitions[None], dim=1) + emissions[:, t]
+        alphas.append(torch.where(mask[:, t, None], step, alphas[-1]))
+    end = crf.end_transitions.float().expand(emissions.shape[0], -1)
+    betas = [end]
+    for t in range(steps - 2, -1, -1):
+        step = torch.logsumexp(transitions[None] + (emissions[:, t + 1] + betas[-1])[:, None, :], dim=2)
+        betas.append(torch.where(mask[:, t + 1, None], step, end))  # the row's last word: only the end score follows
+    alpha, beta = torch.stack(alphas, 1), torch.stack(betas[::-1], 1)
+    log_z = torch.logsumexp(alphas[-1] + end, dim=1)  # alphas stop moving past a row's last word
+    return alpha + beta - log_z[:, None, None]

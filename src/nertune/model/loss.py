@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from nertune.data.features import Window
+from nertune.model.crf import log_marginals
 
 
 def window_weights(
@@ -58,9 +59,42 @@ def weighted_crf_loss(crf, logits: torch.Tensor, labels: torch.Tensor, row_weigh
     per step), so each sentence counts its NLL per word, as the softmax loss counts its mean. A row
     with no labelled word adds nothing. `labels` may stay on the CPU: the packing needs no device sync.
     """
+    left = _left_packed(labels, logits.device)
+    if left is None:
+        return _zero(crf, logits)
+    keep, order, mask, tags = left
+    emissions = logits[keep].float().gather(1, order.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+    log_likelihood = crf(emissions, tags, mask, reduction="none")
+    return (-log_likelihood * row_weights[keep]).sum()
+
+
+def weighted_soft_loss(logits: torch.Tensor, soft: torch.Tensor, row_weights: torch.Tensor) -> torch.Tensor:
+    """sum over rows of weight_row * sum over its labelled words of the cross-entropy from a teacher's label
+    probabilities `soft` ([rows, length, labels], all 0 where no word is labelled) to the softmax's."""
+    per_word = -(soft.to(logits.device, non_blocking=True) * torch.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+    return (per_word.sum(dim=1) * row_weights).sum()
+
+
+def weighted_crf_soft_loss(crf, logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor, row_weights: torch.Tensor) -> torch.Tensor:
+    """`weighted_soft_loss` for a CRF head: the cross-entropy from the teacher's probabilities to the CRF's own
+    marginals (model/crf.py), words packed to the left as `weighted_crf_loss` packs them."""
+    left = _left_packed(labels, logits.device)
+    if left is None:
+        return _zero(crf, logits)
+    keep, order, mask, _ = left
+    index = order.unsqueeze(-1).expand(-1, -1, logits.shape[-1])
+    emissions = logits[keep].float().gather(1, index)
+    targets = soft.to(logits.device, non_blocking=True)[keep].gather(1, index)
+    per_word = -(targets * log_marginals(crf, emissions, mask)).sum(dim=-1).masked_fill(~mask, 0.0)
+    return (per_word.sum(dim=1) * row_weights[keep]).sum()
+
+
+def _left_packed(labels: torch.Tensor, device):
+    """The rows with a labelled word, each row's labelled positions first (in order), their mask and gold
+    tags, on `device`; None when no row has one. Built on the host: no device sync."""
     keep = (labels != -100).any(dim=1).nonzero().squeeze(1)
-    if len(keep) == 0:  # zero, but reaching every parameter (data parallelism expects a gradient for each)
-        return (logits.sum() + sum(p.sum() for p in crf.parameters())) * 0.0
+    if len(keep) == 0:
+        return None
     labels = labels[keep]
     labelled = labels != -100
     counts = labelled.sum(dim=1)
@@ -68,11 +102,12 @@ def weighted_crf_loss(crf, logits: torch.Tensor, labels: torch.Tensor, row_weigh
     order = torch.sort((~labelled).to(torch.int8), dim=1, stable=True).indices[:, :width]  # labelled positions first, in order
     mask = torch.arange(width, device=labels.device)[None, :] < counts[:, None]
     tags = labels.gather(1, order).masked_fill(~mask, 0)
-    device = logits.device
-    keep, order = keep.to(device, non_blocking=True), order.to(device, non_blocking=True)
-    emissions = logits[keep].float().gather(1, order.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
-    log_likelihood = crf(emissions, tags.to(device, non_blocking=True), mask.to(device, non_blocking=True), reduction="none")
-    return (-log_likelihood * row_weights[keep]).sum()
+    return tuple(t.to(device, non_blocking=True) for t in (keep, order, mask, tags))
+
+
+def _zero(crf, logits: torch.Tensor) -> torch.Tensor:
+    """Zero, but reaching every parameter (data parallelism expects a gradient for each)."""
+    return (logits.sum() + sum(p.sum() for p in crf.parameters())) * 0.0
 
 
 def packed_targets(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nertune.data.embedded import resolve_model
+from nertune.model.load import require_model_dir
 from nertune.training.recipe import continue_from_run, load_recipe
 
 
@@ -16,6 +17,8 @@ def train(recipe: str | None = None, progress: bool = True, resume: bool = False
     """
     checked = load_recipe(recipe, fields)  # a bad field fails before torch (let alone a model) loads
     resolve_model(checked.model)  # so does a model folder that is not there, or a hub id with no hub to reach
+    for folder in checked.teachers:
+        require_model_dir(folder)
     checked = continue_from_run(checked)
     from nertune.training.loop import train_run  # noqa: PLC0415  (CLI start-up: no torch)
 

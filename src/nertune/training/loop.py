@@ -5,7 +5,8 @@
 
 `setup` (training/setup.py) builds the run; `train_epoch` runs its steps through the step runner chosen
 there (training/step.py: graphed or eager, the same gradient); `end_epoch` evaluates, keeps the best and
-saves a checkpoint; `finish` scores the best epoch on validation and test and writes the run's files.
+saves a checkpoint; `finish` scores the best epoch (or the average of the last ones, training/averaging.py)
+on validation and test and writes the run's files.
 Accelerate handles the device, mixed precision and data parallelism; the accumulation is ours
 (model/loss.py), so each step's gradient is the seed recipe's whatever the physical batching.
 
@@ -32,6 +33,7 @@ from nertune.model.crf import load_crf
 from nertune.model.load import save_model
 from nertune.model.loss import window_weights
 from nertune.training import diagnostics, tracking
+from nertune.training.averaging import averaged, keep_epoch, load_average, remove_epochs
 from nertune.training.checkpoint import remove_checkpoints, rng_to_json
 from nertune.training.precision import fresh_accelerator
 from nertune.training.recipe import Recipe
@@ -175,6 +177,8 @@ def end_epoch(run: Run, epoch: int, epoch_seconds: float, train_loss: float, sto
         state.best_f1, state.best_epoch = f1, epoch
         if run.main:
             save_model(accelerator.unwrap_model(run.model), run.tokenizer, run.output_dir)
+    if run.main and averaged(run.recipe, epoch):
+        keep_epoch(accelerator.unwrap_model(run.model), run.output_dir, epoch)
     if run.main:
         lr = run.recipe.learning_rate
         run.diagnose(diagnostics.epoch_loss_rose(state.history, lr))
@@ -196,7 +200,10 @@ def finish(run: Run) -> dict:
     state, accelerator, metrics = run.state, run.accelerator, {}
     if run.main:
         model = accelerator.unwrap_model(run.model)
-        if state.best_epoch != state.history[-1]["epoch"]:  # the weights in memory are the last epoch's
+        average = load_average(model, run.output_dir) if run.recipe.average_epochs else []
+        if average:  # the run's model is the mean of the last epochs' weights, not the best epoch's
+            save_model(model, run.tokenizer, run.output_dir)
+        elif state.best_epoch != state.history[-1]["epoch"]:  # the weights in memory are the last epoch's
             model.load_state_dict(load_file(run.output_dir / "model.safetensors", device=str(run.device)), strict=False)
             load_crf(model, run.output_dir)  # a CRF head's best-epoch scores (crf.safetensors)
         reports = {
@@ -215,6 +222,7 @@ def finish(run: Run) -> dict:
         metrics = {
             "epochs": state.history,
             "best_epoch": state.best_epoch,
+            **({"averaged_epochs": average} if average else {}),
             **{name: r["metrics"] for name, r in reports.items()},
             "recipe": run.recipe.model_dump(),
             "model": run.recipe.model,
@@ -232,6 +240,7 @@ def finish(run: Run) -> dict:
             metrics["stopped_early_after_epoch"] = state.history[-1]["epoch"]
         write_run_files(run.output_dir, metrics, run.recipe, reports, run.splits)
         remove_checkpoints(run.output_dir)  # the run is complete: its model directory is the result
+        remove_epochs(run.output_dir)
         metrics["output_dir"] = str(run.output_dir)
     accelerator.wait_for_everyone()
     return metrics

@@ -99,6 +99,16 @@ class Recipe(BaseModel):
         json_schema_extra={"off": "--no-crf"},
     )
     crf_learning_rate: float = Field(5e-3, gt=0, description="The CRF transition scores' own peak rate (same warm-up and decay).")
+    # what else the model learns from, and which weights it ends with
+    teacher: Optional[str] = Field(
+        None,
+        description="Folders of trained models (comma-separated) whose averaged word-label probabilities the model also learns: "
+        "knowledge distillation (a CRF teacher gives its marginals; training/distill.py).",
+    )
+    distill_weight: float = Field(0.5, ge=0, le=1, description="The teacher's share of the loss; the gold tags get the rest.")
+    average_epochs: int = Field(
+        0, ge=0, description="End with the average of the last N epochs' weights instead of the best epoch's (0: the best epoch's)."
+    )
     # speed knobs that do not change the gradient of a step
     dropout: Optional[float] = Field(
         None, ge=0, lt=1, description="Set every dropout probability of the encoder (default: the model's own)."
@@ -169,6 +179,11 @@ class Recipe(BaseModel):
     @property
     def sentences_per_step(self) -> int:
         return self.batch_size * self.grad_accum
+
+    @property
+    def teachers(self) -> list[str]:
+        """The `teacher` folders, in order."""
+        return [folder.strip() for folder in (self.teacher or "").split(",") if folder.strip()]
 
 
 def _line_of(text: str, field: str) -> int | None:

@@ -72,6 +72,7 @@ class StepRunner:
                 position_offset=self.position_offset,
                 # with the whole step graphed, its few eager steps (the first, any too big) capture nothing more
                 graphs=self.graphs if not whole_step or whole_step.failed else None,
+                distill_weight=self.recipe.distill_weight if self.recipe.teachers else 0.0,
             )
             if not step_windows:  # a process with no sentences this step still joins the all-reduce
                 accelerator.backward(sum(p.sum() * 0 for p in model.parameters()))
@@ -124,7 +125,8 @@ def step_runner(
             graphs = GraphedForward(model)
         elif recipe.cuda_graphs:
             say(f"cuda_graphs: {why_not}; the steps run eagerly")
-    if graphs and not recipe.crf:  # a CRF's recursion stays eager: it keeps the graphed forward alone
+    # A CRF's recursion and a teacher's targets stay eager: they keep the graphed forward alone.
+    if graphs and not recipe.crf and not recipe.teachers:
         whole_step = GraphedStep(
             model, optimizer, recipe.max_grad_norm, accelerator.autocast, device, pad_id, position_offset, recipe.max_tokens_per_forward
         )

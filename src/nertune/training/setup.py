@@ -1,7 +1,8 @@
 """Everything a run needs before its first step, built in one place and in one order: `setup(recipe) -> Run`.
 
     data (a bad file fails before anything heavy loads) -> precision and Accelerate -> seed -> model and
-    its windows -> AdamW and the schedule -> the step runner -> where the run is (fresh, or a checkpoint)
+    its windows (with a teacher's probabilities, training/distill.py) -> AdamW and the schedule -> the step
+    runner -> where the run is (fresh, or a checkpoint)
 
 The order is part of the contract: the seed is set before the model's head is drawn and the data order
 is drawn after, so a run and its resume see the same numbers.
@@ -41,6 +42,7 @@ from nertune.training.checkpoint import (
     rng_from_json,
     trim_log,
 )
+from nertune.training.distill import attach_teacher
 from nertune.training.precision import choose_precision
 from nertune.training.recipe import Recipe, labels_for
 from nertune.training.run_files import RunLog, git_sha
@@ -48,6 +50,8 @@ from nertune.training.runner import StepRunner, step_runner
 from nertune.training.speed.dropout import use_cheap_dropout
 from nertune.training.speed.embedding_rows import train_used_rows_only
 from nertune.training.tracking import tracker_settings
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -108,7 +112,7 @@ class Run:
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        return AUTOCAST_DTYPES.get(self.precision)
 
     def notice(self, text: str, label: str = "notice") -> None:
         if self.main:
@@ -166,6 +170,7 @@ def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progres
         use_cheap_dropout(model)
     windows, windows_of, position_offset, group_by_length = _training_windows(recipe, splits, labels, tokenizer, model, accelerator)
     sentences = splits.train.sentences
+    attach_teacher(windows, recipe, sentences, labels, accelerator.device, AUTOCAST_DTYPES.get(precision), say)  # none: nothing
     # Rows of the word embedding no training window uses would never move: leave them out (same updates).
     if recipe.used_rows_only:
         train_used_rows_only(model, {i for w in windows for i in w.input_ids}, recipe.weight_decay)

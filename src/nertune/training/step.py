@@ -12,9 +12,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from nertune.data.features import Window, collate, collate_labels, model_inputs, pad_multiple_for, token_budget_batches
+from nertune.data.features import Window, collate, collate_labels, collate_soft_labels, model_inputs, pad_multiple_for, token_budget_batches
 from nertune.data.packing import pack, packed_logits
-from nertune.model.loss import weighted_crf_loss, weighted_token_loss
+from nertune.model.loss import weighted_crf_loss, weighted_crf_soft_loss, weighted_soft_loss, weighted_token_loss
 from nertune.training.speed.graphs import GraphedForward
 
 
@@ -35,6 +35,7 @@ def forward_backward(
     autocast: Callable[[], object] = nullcontext,
     position_offset: int | None = None,
     graphs: GraphedForward | None = None,
+    distill_weight: float = 0.0,
 ) -> torch.Tensor:
     """Accumulate the step's gradient into model parameters; return the step loss (detached).
 
@@ -68,6 +69,13 @@ def forward_backward(
                 loss = weighted_token_loss(logits, batch["labels"].to(device, non_blocking=True), row_weights)
             else:
                 loss = weighted_crf_loss(crf, logits, batch["labels"], row_weights)
+            if distill_weight:
+                soft = collate_soft_labels(windows, logits.shape[1], logits.shape[-1])
+                if crf is None:
+                    taught = weighted_soft_loss(logits, soft, row_weights)
+                else:
+                    taught = weighted_crf_soft_loss(crf, logits, batch["labels"], soft, row_weights)
+                loss = (1 - distill_weight) * loss + distill_weight * taught
         backward(loss)
         step_loss += loss.detach()
     return step_loss

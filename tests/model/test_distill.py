@@ -1,0 +1,151 @@
+"""Distillation and weight averaging: the CRF's marginals against enumerating every tag sequence, the soft
+losses against the hard ones they generalise, teachers' probabilities averaged and refused when their labels
+differ, the average of kept epochs, and a short run that learns from a teacher and ends averaged."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+from torchcrf import CRF
+
+from nertune.data.conll import read_conll
+from nertune.data.splits import build_labels
+from nertune.errors import NertuneError
+from nertune.model.crf import log_marginals
+from nertune.model.load import load_for_training
+from nertune.model.loss import weighted_crf_soft_loss, weighted_soft_loss, weighted_token_loss
+from nertune.training.api import train
+from nertune.training.averaging import keep_epoch, kept_epochs, load_average
+from nertune.training.distill import teacher_probabilities
+from nertune.training.step import forward_backward
+from tests.conftest import training_windows
+
+
+@pytest.mark.parametrize("crf", [False, True])
+def test_a_step_taught_its_own_gold_tags_as_one_hot_targets_is_the_plain_step(conll_files, crf):
+    model, tokenizer, sentences, windows = training_windows(conll_files, slice(0, 16), crf=crf)
+    weights = [1.0 / (16 * len(sentences[w.sequence].words)) for w in windows]
+    encoder = [p for name, p in model.named_parameters() if not name.startswith("crf.")]
+    if crf:  # without transition scores a CRF's likelihood and its marginals are each word's softmax
+        for parameter in model.crf.parameters():
+            torch.nn.init.zeros_(parameter)
+
+    def step(distill_weight):
+        model.zero_grad(set_to_none=True)
+        loss = forward_backward(model, windows, weights, tokenizer.pad_token_id, torch.device("cpu"), 4096, distill_weight=distill_weight)
+        return loss, [p.grad.clone() for p in encoder]
+
+    plain, plain_grads = step(0.0)
+    for window in windows:
+        window.soft_labels = torch.nn.functional.one_hot(torch.tensor(window.labels), model.config.num_labels).float()
+    taught, taught_grads = step(1.0)
+    torch.testing.assert_close(taught, plain)
+    for a, b in zip(taught_grads, plain_grads):
+        torch.testing.assert_close(a, b)
+    for window in windows:
+        window.soft_labels = torch.full((len(window.labels), model.config.num_labels), 1 / model.config.num_labels)
+    assert step(0.5)[0] != plain  # other targets, another loss
+    for window in windows:
+        window.soft_labels = None
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_log_marginals_are_those_of_enumerating_every_tag_sequence(seed):
+    torch.manual_seed(seed)
+    n_labels, width = 3, 5
+    crf = CRF(n_labels, batch_first=True)
+    for parameter in crf.parameters():
+        torch.nn.init.normal_(parameter)
+    emissions = torch.randn(3, width, n_labels)
+    lengths = [5, 2, 1]
+    mask = torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]
+    marginals = log_marginals(crf, emissions, mask).exp()
+    for row, length in enumerate(lengths):
+        expected = torch.zeros(length, n_labels)
+        for tags in itertools.product(range(n_labels), repeat=length):
+            score = crf.start_transitions[tags[0]] + emissions[row, 0, tags[0]] + crf.end_transitions[tags[-1]]
+            for t in range(1, length):
+                score = score + crf.transitions[tags[t - 1], tags[t]] + emissions[row, t, tags[t]]
+            for t, tag in enumerate(tags):
+                expected[t, tag] += score.exp().detach()
+        torch.testing.assert_close(marginals[row, :length], expected / expected[0].sum(), rtol=1e-5, atol=1e-6)
+
+
+def _rows():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6, 4, requires_grad=True)
+    labels = torch.tensor([[-100, 1, 2, -100, 0, -100], [-100, 3, -100, -100, -100, -100], [-100] * 6])
+    weights = torch.tensor([0.5, 2.0, 1.0])
+    return logits, labels, weights
+
+
+def test_the_soft_loss_on_one_hot_targets_is_the_token_loss():
+    logits, labels, weights = _rows()
+    one_hot = torch.nn.functional.one_hot(labels.clamp(min=0), 4).float() * (labels != -100)[..., None]
+    torch.testing.assert_close(weighted_soft_loss(logits, one_hot, weights), weighted_token_loss(logits, labels, weights))
+
+
+def test_under_a_crf_without_transition_scores_the_soft_loss_is_the_softmax_ones():
+    logits, labels, weights = _rows()
+    crf = CRF(4, batch_first=True)
+    for parameter in crf.parameters():
+        torch.nn.init.zeros_(parameter)  # marginals = each word's softmax
+    soft = torch.softmax(torch.randn(3, 6, 4), -1) * (labels != -100)[..., None]
+    crf_loss = weighted_crf_soft_loss(crf, logits, labels, soft, weights)
+    torch.testing.assert_close(crf_loss, weighted_soft_loss(logits, soft, weights))
+    crf_loss.backward()
+    assert logits.grad[0, 1].abs().sum() > 0 and logits.grad[0, 0].abs().sum() == 0  # only labelled words learn
+
+
+@pytest.fixture(scope="module")
+def sentences(conll_files):
+    return read_conll(conll_files["train"]).sentences[:24]
+
+
+def test_teachers_probabilities_are_averaged_and_other_labels_refused(tiny_model, featured_model, sentences, conll_files):
+    labels = build_labels([read_conll(conll_files["train"])])
+
+    def probabilities(*folders):
+        return teacher_probabilities([str(f) for f in folders], sentences, labels, torch.device("cpu"), None, 4096)
+
+    softmax, crf, both = probabilities(tiny_model), probabilities(featured_model), probabilities(tiny_model, featured_model)
+    for one, other, mean, sentence in zip(softmax, crf, both, sentences):
+        assert one.shape == other.shape == (len(sentence.words), len(labels))
+        torch.testing.assert_close(one.sum(-1), torch.ones(len(sentence.words)))
+        torch.testing.assert_close(other.sum(-1), torch.ones(len(sentence.words)))
+        torch.testing.assert_close(mean, (one + other) / 2)
+    assert not torch.allclose(torch.cat(softmax), torch.cat(crf))
+    with pytest.raises(NertuneError, match="teacher's labels .* are not this run's"):
+        teacher_probabilities([str(tiny_model)], sentences, labels[::-1], torch.device("cpu"), None, 4096)
+
+
+def test_the_average_of_kept_epochs_is_loaded_whole(conll_files, tmp_path):
+    labels = build_labels([read_conll(conll_files["train"])])
+    model = load_for_training("embedded-minilm", labels, crf=True)
+    states = []
+    for epoch in (2, 3):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter))
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        keep_epoch(model, tmp_path, epoch)
+    assert kept_epochs(tmp_path) == [2, 3] and load_average(model, tmp_path) == [2, 3]
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, (states[0][name] + states[1][name]) / 2, msg=name)
+    assert "crf.transitions" in states[0]
+
+
+def test_a_short_run_learns_from_a_teacher_and_ends_with_the_average(tiny_model, tmp_path):
+    common = {"max_train_sentences": 48, "max_eval_sentences": 16, "epochs": 2, "progress": False}
+    plain = train(output_dir=str(tmp_path / "plain"), **common)
+    taught = train(output_dir=str(tmp_path / "taught"), teacher=str(tiny_model), distill_weight=0.5, average_epochs=2, **common)
+    assert taught["averaged_epochs"] == [1, 2] and "averaged_epochs" not in plain
+    assert not (tmp_path / "taught" / "epochs").exists()  # the kept epochs go once the run is complete
+
+    # Same seed, same steps: without the teacher's targets the two losses would be equal to the last bit.
+    assert taught["epochs"][0]["train_loss"] != plain["epochs"][0]["train_loss"]
+    recorded = json.loads((tmp_path / "taught" / "metrics.json").read_text())
+    assert recorded["recipe"]["teacher"] == str(tiny_model) and recorded["validation"]["f1"] == taught["validation"]["f1"]
