@@ -10,7 +10,21 @@ from nertune.training.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 # what makes two runs the same recipe (the rest is how a run is run, or the data's defaults)
-DEFINING = ("learning_rate", "warmup_ratio", "epochs", "casing", "context_pieces", "crf", "crf_learning_rate", "pack", "group_by_length")
+DEFINING = (
+    "model",
+    "learning_rate",
+    "warmup_ratio",
+    "epochs",
+    "casing",
+    "context_pieces",
+    "crf",
+    "crf_learning_rate",
+    "pack",
+    "group_by_length",
+    "teacher",
+    "distill_weight",
+    "average_epochs",
+)
 
 
 def readme_rows() -> list[list[str]]:

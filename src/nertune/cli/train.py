@@ -74,7 +74,9 @@ def train(**options) -> None:
         for entity in entities:
             console.print(f"  {entity['type']:<5} {entity['text']!r} [{entity['start']}:{entity['end']}] {entity['score']:.3f}")
     console.print(
-        f"[green]model saved to {metrics['output_dir']}[/] (best epoch {metrics['best_epoch']}, "
+        f"[green]model saved to {metrics['output_dir']}[/] ("
+        + (f"the average of epochs {', '.join(map(str, metrics['averaged_epochs']))}, " if metrics.get("averaged_epochs") else "")
+        + f"best epoch {metrics['best_epoch']}, "
         f"{metrics['train_seconds']:.0f} s in the training loop)"
     )
     if json_out:

@@ -118,6 +118,12 @@ def write_run_files(output_dir: Path, metrics: dict, recipe, reports: dict, spli
     write_text(output_dir / "README.md", model_card(metrics) + plots_markdown(plots))
 
 
+def _kept(metrics: dict) -> str:
+    if metrics.get("averaged_epochs"):
+        return "the model is the average of epochs " + ", ".join(map(str, metrics["averaged_epochs"]))
+    return "the best epoch by validation F1 is kept"
+
+
 def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
@@ -234,10 +240,11 @@ max_eval_sentences: {_flag(r.get("max_eval_sentences"))} (none: all)
 - optimizer: Adam with betas=({r["adam_beta1"]},{r["adam_beta2"]}), epsilon={r["adam_epsilon"]}, weight decay {r["weight_decay"]}
 - max_grad_norm: {r["max_grad_norm"]}
 - lr_scheduler_type: {r["lr_scheduler"]}, warmup ratio {r["warmup_ratio"]}
-- num_epochs: {r["epochs"]}; patience: {_flag(r.get("patience"))} (the best epoch by validation F1 is kept)
+- num_epochs: {r["epochs"]}; patience: {_flag(r.get("patience"))} ({_kept(metrics)})
 - steps: pack {_flag(r.get("pack"))}, group_by_length {_flag(r.get("group_by_length"))} (none: only where windows are not packed)
 - mixed_precision: {r["mixed_precision"]} (ran as: {metrics["precision"]})
 - seed: {r["seed"]}
+- teacher: {_flag(r.get("teacher"))}{f" (share of the loss {r['distill_weight']})" if r.get("teacher") else ""}
 - training time in the loop: {metrics["train_seconds"]:.0f} s
 """
 
