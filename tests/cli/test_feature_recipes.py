@@ -17,6 +17,7 @@ from nertune.training.recipe import Recipe, load_recipe
 from tests.conftest import run_cli
 
 GROUPED = {"group_by_length": True, "pack": False}  # measured before packing: the files pin the steps they were run with
+CONTEXT_CRF = {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 16, "crf": True, **GROUPED}
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,11 @@ GROUPED = {"group_by_length": True, "pack": False}  # measured before packing: t
         ("minilm-context", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 16, **GROUPED}),
         ("minilm-casing-crf", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "crf": True, **GROUPED}),
         ("minilm-context-crf", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 16, "crf": True, **GROUPED}),
+        ("minilm-context-crf-5ep", {**CONTEXT_CRF, "epochs": 5}),
+        ("minilm-context-crf-5ep-avg2", {**CONTEXT_CRF, "epochs": 5, "average_epochs": 2}),
+        ("minilm-context-crf-distill", {**CONTEXT_CRF, "teacher": "runs/mpnet-context-crf-seed42-bf16cpu"}),
+        ("minilm-context-crf-trainval", {**CONTEXT_CRF, "train_on_validation": True}),
+        ("minilm-context64-crf", {**CONTEXT_CRF, "context_pieces": 64}),
         ("mpnet-seed", {"model": "embedded-mpnet"}),
         ("mpnet-context-crf", {"model": "embedded-mpnet", "learning_rate": 5e-5, "warmup_ratio": 0.1, "context_pieces": 16, "crf": True}),
     ],

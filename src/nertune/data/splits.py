@@ -4,7 +4,7 @@ build the label set over them."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nertune.data.conll import ConllFile
@@ -58,7 +58,10 @@ def load_splits(
     ragged: bool = False,
     options: ReadOptions | None = None,
     label_map: dict | None = None,
+    train_on_validation: bool = False,
 ) -> Splits:
+    """The three splits as the recipe names them (`train_on_validation`: the validation sentences join the
+    training ones, after them, as documents of their own, and there is no validation split)."""
     options = options or ReadOptions(ragged=ragged)
     paths: dict[str, str | None] = {"train": train, "validation": validation, "test": test}
     split_of = {}  # a Hugging Face DatasetDict's split for each of ours
@@ -89,7 +92,23 @@ def load_splits(
                 raise NertuneError(f"--max-{'train' if name == 'train' else 'eval'}-sentences must be at least 1")
             conll.sentences = conll.sentences[:limit]
     md5 = {name: file_md5(path) for name, path in paths.items() if path}
-    return Splits(loaded["train"], loaded["validation"], loaded["test"], labels, md5, _label_notices(loaded, dropped))
+    notices = _label_notices(loaded, dropped)
+    if train_on_validation:
+        notices.append(_join_validation(loaded))
+    return Splits(loaded["train"], loaded["validation"], loaded["test"], labels, md5, notices)
+
+
+def _join_validation(loaded: dict) -> str:
+    train, validation = loaded["train"], loaded["validation"]
+    if train is None or validation is None:
+        raise NertuneError("train_on_validation needs both a train and a validation split", fix="give both, or leave it off")
+    first = max((s.document for s in train.sentences), default=-1) + 1  # document context never crosses the seam
+    train.sentences = train.sentences + [replace(s, document=first + s.document) for s in validation.sentences]
+    loaded["validation"] = None
+    return (
+        f"training on train + validation ({len(train.sentences)} sentences): no validation scores, "
+        "the last epoch's weights are the model, and its test score is reported apart from validation-chosen runs"
+    )
 
 
 ROLE_SPLITS = {"train": ("train",), "validation": ("validation", "dev", "valid"), "test": ("test",)}

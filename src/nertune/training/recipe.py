@@ -106,6 +106,11 @@ class Recipe(BaseModel):
         "knowledge distillation (a CRF teacher gives its marginals; training/distill.py).",
     )
     distill_weight: float = Field(0.5, ge=0, le=1, description="The teacher's share of the loss; the gold tags get the rest.")
+    train_on_validation: bool = Field(
+        False,
+        description="Train on train + validation, for a final model: no validation scores, the last epoch is kept "
+        "(its test score is reported apart, never next to validation-chosen runs).",
+    )
     average_epochs: int = Field(
         0, ge=0, description="End with the average of the last N epochs' weights instead of the best epoch's (0: the best epoch's)."
     )

@@ -135,6 +135,7 @@ def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progres
         recipe.max_eval_sentences,
         options=read_options(recipe),
         label_map=parse_label_map(recipe.label_map),
+        train_on_validation=recipe.train_on_validation,
     )
     if splits.train is None:
         raise NertuneError("no training data", fix="use --data conll2003 or --train FILE")

@@ -1,6 +1,8 @@
-"""Distillation and weight averaging: the CRF's marginals against enumerating every tag sequence, the soft
-losses against the hard ones they generalise, teachers' probabilities averaged and refused when their labels
-differ, the average of kept epochs, and a short run that learns from a teacher and ends averaged."""
+"""The accuracy levers beyond the model's inputs: distillation, weight averaging, train + validation.
+
+The CRF's marginals against enumerating every tag sequence, the soft losses against the hard ones they
+generalise, teachers' probabilities averaged and refused when their labels differ, the average of kept
+epochs, a short run that learns from a teacher and ends averaged, and one trained on train + validation."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import torch
 from torchcrf import CRF
 
 from nertune.data.conll import read_conll
-from nertune.data.splits import build_labels
+from nertune.data.splits import build_labels, load_splits
 from nertune.errors import NertuneError
 from nertune.model.crf import log_marginals
 from nertune.model.load import load_for_training
@@ -149,3 +151,16 @@ def test_a_short_run_learns_from_a_teacher_and_ends_with_the_average(tiny_model,
     assert taught["epochs"][0]["train_loss"] != plain["epochs"][0]["train_loss"]
     recorded = json.loads((tmp_path / "taught" / "metrics.json").read_text())
     assert recorded["recipe"]["teacher"] == str(tiny_model) and recorded["validation"]["f1"] == taught["validation"]["f1"]
+
+
+def test_train_on_validation_joins_the_splits_and_scores_test_alone(conll_files, tmp_path):
+    metrics = train(
+        max_train_sentences=32, max_eval_sentences=16, epochs=2, train_on_validation=True, output_dir=str(tmp_path), progress=False
+    )
+    assert metrics["train_sentences"] == 48 and "validation" not in metrics and metrics["test"]["f1"] >= 0
+    assert metrics["best_epoch"] == 2  # nothing to choose by: the last epoch is the model
+    splits = load_splits(max_train_sentences=32, max_eval_sentences=16, train_on_validation=True)
+    validation = read_conll(conll_files["validation"]).sentences[:16]
+    assert [s.words for s in splits.train.sentences[32:]] == [s.words for s in validation] and splits.validation is None
+    seam = splits.train.sentences[31].document
+    assert all(s.document > seam for s in splits.train.sentences[32:])  # context never reaches across the seam
