@@ -64,3 +64,26 @@ def test_every_recipe_with_seeds_is_in_the_table():
     groups = json.loads((ROOT / "benchmarks/train/results/noise_band.json").read_text())
     missing = [g["files"] for g in groups if len(g["seeds"]) >= 2 and tuple(g["recipe"].get(k) for k in DEFINING) not in named]
     assert not missing, f"noise-band groups missing from the README: {missing}"
+
+
+def single_run_rows() -> list[list[str]]:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Single runs") :]
+    section = section[: section.index("\n#")] if "\n#" in section else section
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| `")]
+    assert rows, "the README has a table of single runs"
+    return rows
+
+
+def test_each_single_run_row_is_its_results_file():
+    """| `run` | model | recipe | validation F1 | test F1 | s in the loop | peak memory |: each from benchmarks/train/results/run.json."""
+    for run, model, recipe, validation, test, seconds, memory in single_run_rows():
+        metrics = json.loads((ROOT / "benchmarks/train/results" / f"{run.strip('`')}.json").read_text())
+        fields = load_recipe(recipe.strip("`")).model_dump()
+        assert model == metrics["model"] == fields["model"], run
+        assert all(metrics["recipe"].get(k, fields[k]) == fields[k] for k in DEFINING), f"{run} was not made by {recipe}"
+        assert validation == (f"{metrics['validation']['f1']:.4f}" if "validation" in metrics else "—"), run
+        assert test == f"{metrics['test']['f1']:.4f}", run
+        assert seconds == f"{metrics['train_seconds']:,.0f}", run
+        peak = metrics.get("peak_memory", {}).get("host_rss_mib")
+        assert memory == (f"{peak / 1024:.1f} GiB" if peak else "—"), run
