@@ -15,8 +15,7 @@ from nertune.evaluate.scoring import score
 from nertune.model.crf import crf_scores
 from nertune.model.decode import decode
 from nertune.model.loss import weighted_crf_loss
-from nertune.model.positions import max_pieces_for
-from nertune.model.word_scores import build_windows, predict_word_logits
+from nertune.model.word_scores import sentence_word_logits
 
 
 def check_labels(id2label: dict[int, str]) -> None:
@@ -55,19 +54,7 @@ def evaluate_sentences(
     check_labels(id2label)
     # A gold tag the model has no label for can never be predicted: it still counts as gold.
     label_ids = [[label2id.get(tag, -100) for tag in s.tags] for s in sentences]
-    windows = build_windows(
-        tokenizer, [s.words for s in sentences], max_pieces_for(model, tokenizer), label_ids, model.config, [s.document for s in sentences]
-    )
-    scores = predict_word_logits(
-        model,
-        windows,
-        len(sentences),
-        [len(s.words) for s in sentences],
-        tokenizer.pad_token_id,
-        device,
-        autocast_dtype=autocast_dtype,
-        max_tokens=max_tokens,
-    )
+    scores, windows = sentence_word_logits(model, tokenizer, sentences, device, autocast_dtype, max_tokens, label_ids)
     crf = crf_scores(model)
     predictions = decode(scores.logits, id2label, constrain, crf)
     gold = [s.tags for s in sentences]

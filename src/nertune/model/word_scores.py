@@ -14,6 +14,7 @@ import torch
 from nertune.data.casing import casing_scheme, piece_types
 from nertune.data.context import add_context, context_pieces_of
 from nertune.data.features import Window, collate, encode_words, make_windows, model_inputs, pad_multiple_for, token_budget_batches
+from nertune.model.positions import max_pieces_for
 
 
 def build_windows(
@@ -83,3 +84,24 @@ def predict_word_logits(
         model.train()
     assert n_sequences == len(logits_out)
     return WordScores(logits_out, loss_sum, labelled)
+
+
+def sentence_word_logits(
+    model, tokenizer, sentences: Sequence, device, autocast_dtype: torch.dtype | None, max_tokens: int, label_ids=None
+) -> tuple[WordScores, list[Window]]:
+    """Word scores of whole sentences (data/conll.py `Sentence`s) in the model's own windows: its window size,
+    casing classes and document context. Returns the scores and the windows."""
+    windows = build_windows(
+        tokenizer, [s.words for s in sentences], max_pieces_for(model, tokenizer), label_ids, model.config, [s.document for s in sentences]
+    )
+    scores = predict_word_logits(
+        model,
+        windows,
+        len(sentences),
+        [len(s.words) for s in sentences],
+        tokenizer.pad_token_id,
+        device,
+        autocast_dtype=autocast_dtype,
+        max_tokens=max_tokens,
+    )
+    return scores, windows

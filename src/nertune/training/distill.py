@@ -22,8 +22,7 @@ from nertune.data.features import Window
 from nertune.errors import NertuneError
 from nertune.model.crf import log_marginals
 from nertune.model.load import load_tokenizer, load_trained, model_labels
-from nertune.model.positions import max_pieces_for
-from nertune.model.word_scores import build_windows, predict_word_logits
+from nertune.model.word_scores import sentence_word_logits
 
 
 def word_probabilities(logits: torch.Tensor, crf=None) -> torch.Tensor:
@@ -56,19 +55,7 @@ def teacher_probabilities(
             )
         model = load_trained(folder).to(device)
         tokenizer = load_tokenizer(folder)
-        windows = build_windows(
-            tokenizer, [s.words for s in sentences], max_pieces_for(model, tokenizer), None, model.config, [s.document for s in sentences]
-        )
-        scores = predict_word_logits(
-            model,
-            windows,
-            len(sentences),
-            [len(s.words) for s in sentences],
-            tokenizer.pad_token_id,
-            device,
-            max_tokens=max_tokens,
-            autocast_dtype=autocast_dtype,
-        )
+        scores, _ = sentence_word_logits(model, tokenizer, sentences, device, autocast_dtype, max_tokens)
         crf = getattr(model, "crf", None)
         crf = crf.to("cpu") if crf is not None else None
         probabilities = [word_probabilities(logits, crf) for logits in scores.logits]
