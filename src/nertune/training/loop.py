@@ -33,7 +33,7 @@ from nertune.model.crf import load_crf
 from nertune.model.load import save_model
 from nertune.model.loss import window_weights
 from nertune.training import diagnostics, tracking
-from nertune.training.averaging import averaged, keep_epoch, load_average, remove_epochs
+from nertune.training.averaging import averaged, averaged_epochs, keep_epoch, load_average, remove_epochs
 from nertune.training.checkpoint import remove_checkpoints, rng_to_json
 from nertune.training.precision import fresh_accelerator
 from nertune.training.recipe import Recipe
@@ -200,7 +200,9 @@ def finish(run: Run) -> dict:
     state, accelerator, metrics = run.state, run.accelerator, {}
     if run.main:
         model = accelerator.unwrap_model(run.model)
-        average = load_average(model, run.output_dir) if run.recipe.average_epochs else []
+        average = load_average(model, run.output_dir, averaged_epochs(run.recipe)) if run.recipe.average_epochs else []
+        if run.recipe.average_epochs and not average:
+            run.notice("average_epochs: the run stopped before every epoch to average was done; the best epoch is kept")
         if average:  # the run's model is the mean of the last epochs' weights, not the best epoch's
             save_model(model, run.tokenizer, run.output_dir)
         elif state.best_epoch != state.history[-1]["epoch"]:  # the weights in memory are the last epoch's
@@ -239,8 +241,8 @@ def finish(run: Run) -> dict:
         if len(state.history) < run.recipe.epochs:
             metrics["stopped_early_after_epoch"] = state.history[-1]["epoch"]
         write_run_files(run.output_dir, metrics, run.recipe, reports, run.splits)
+        remove_epochs(run.output_dir)  # before the checkpoints: a kill between the two leaves a resumable run
         remove_checkpoints(run.output_dir)  # the run is complete: its model directory is the result
-        remove_epochs(run.output_dir)
         metrics["output_dir"] = str(run.output_dir)
     accelerator.wait_for_everyone()
     return metrics

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from nertune.errors import NertuneError
 from nertune.model.load import model_labels
@@ -180,6 +180,12 @@ class Recipe(BaseModel):
         if isinstance(value, bool) and cls.model_fields[info.field_name].annotation not in (bool, Optional[bool]):
             raise ValueError("expected a number or text, not true/false (YAML reads yes/no/on/off as booleans: quote them)")
         return value
+
+    @model_validator(mode="after")
+    def _averaged_epochs_exist(self):
+        if self.average_epochs > self.epochs:
+            raise ValueError(f"average_epochs ({self.average_epochs}) is more than the epochs the run has ({self.epochs})")
+        return self
 
     @property
     def sentences_per_step(self) -> int:

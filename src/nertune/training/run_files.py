@@ -121,7 +121,9 @@ def write_run_files(output_dir: Path, metrics: dict, recipe, reports: dict, spli
 def _kept(metrics: dict) -> str:
     if metrics.get("averaged_epochs"):
         return "the model is the average of epochs " + ", ".join(map(str, metrics["averaged_epochs"]))
-    return "the best epoch by validation F1 is kept"
+    if "validation" not in metrics:
+        return "no validation split: the last epoch is kept"
+    return f"the best epoch by validation F1 is kept (epoch {metrics['best_epoch']})"
 
 
 def _fmt(value) -> str:
@@ -169,8 +171,8 @@ tags: [nertune, token-classification, ner]
 
 Base model: `{metrics["model"]}`, fine-tuned for named entity recognition on
 {"the embedded CoNLL-2003 English splits" if recipe["data"] == "conll2003" and not recipe["train"] else "user-supplied CoNLL files"}
-({metrics["train_sentences"]:,} training sentences). Labels: {", ".join(metrics["labels"])}.
-Best epoch by validation F1: {metrics["best_epoch"]}.
+({metrics["train_sentences"]:,} training sentences{", validation included" if recipe.get("train_on_validation") else ""}).
+Labels: {", ".join(metrics["labels"])}. {_kept(metrics).capitalize()}.
 
 ## Results (conlleval entity scores, word accuracy)
 
