@@ -9,10 +9,13 @@ Penn-Treebank splitter, so they are compared per document (flattened words and t
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nertune.data.conll import Sentence, parse_conll, read_conll
 from nertune.data.embedded import conll2003_files
@@ -20,7 +23,7 @@ from nertune.data.formats import detect_format, read_data
 from nertune.data.jsonl import ReadOptions, read_json
 from nertune.data.labels import apply_label_map, parse_label_map
 from nertune.data.schemes import bioes_to_iob2, detect_scheme, iob2_to_bioes
-from nertune.data.spans import Span, SpanReport, sentences_to_text, text_to_sentences
+from nertune.data.spans import Span, SpanReport, resolve_overlaps, sentences_to_text, text_to_sentences
 from nertune.data.splits import load_splits
 from nertune.data.writers import conll_text, json_text, output_format, span_records, token_records, write_sentences
 from nertune.errors import NertuneError
@@ -656,3 +659,44 @@ def test_load_splits_notices_unseen_types_and_builds_labels_after_the_map(tmp_pa
     splits = load_splits(None, **files, label_map={"PER": "LOC"}, max_eval_sentences=2)
     assert splits.labels == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG"]
     assert splits.notices() == [] and len(splits.validation.sentences) == 2
+
+
+def _overlaps_by_pairs(spans, policy):
+    """The oracle: every candidate checked against every span kept so far."""
+    ordered = sorted(set(spans), key=lambda s: (s.start, -(s.end - s.start), s.label))
+    if policy == "longest":
+        ordered = sorted(ordered, key=lambda s: (-(s.end - s.start), s.start))
+    kept = []
+    for span in ordered:
+        if not any(span.start < k.end and k.start < span.end for k in kept):
+            kept.append(span)
+    return sorted(kept, key=lambda s: s.start)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 60), st.integers(1, 12), st.sampled_from("ABC")), max_size=25),
+    st.sampled_from(["longest", "outer"]),
+)
+def test_overlap_resolution_keeps_what_checking_every_pair_keeps(raw, policy):
+    spans = [Span(start, start + length, label) for start, length, label in raw]
+    report = SpanReport()
+    kept = resolve_overlaps(spans, policy, "rec", report)
+    assert kept == _overlaps_by_pairs(spans, policy)
+    assert len(report.overlapping) == len(set(spans)) - len(kept)
+
+
+def test_a_long_document_with_many_spans_converts_in_linear_time():
+    # 40,000 words and 8,000 spans: checking every span against every word, as this once did, is 320 million pairs.
+    words = [f"w{i}" if i % 5 else f"Name{i}" for i in range(40_000)]
+    text = " ".join(words) + " ."
+    spans, at = [], 0
+    for i, word in enumerate(words):
+        if i % 5 == 0:
+            spans.append(Span(at, at + len(word), "PER"))
+        at += len(word) + 1
+    start = time.perf_counter()
+    sentences = text_to_sentences(text, spans, "rec")
+    assert time.perf_counter() - start < 20
+    tags = [t for s in sentences for t in s.tags]
+    assert tags.count("B-PER") == 8_000 and tags.count("I-PER") == 0

@@ -15,6 +15,7 @@ Nothing is dropped or stretched silently; `SpanReport` counts what needed a deci
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -72,12 +73,19 @@ def resolve_overlaps(spans: Sequence[Span], policy: str, where: str, report: Spa
     ordered = sorted(set(spans), key=lambda s: (s.start, -(s.end - s.start), s.label))
     if policy == "longest":
         ordered = sorted(ordered, key=lambda s: (-(s.end - s.start), s.start))
-    kept: list[Span] = []
+    kept: list[Span] = []  # in text order, none overlapping another: so their ends are in order too
+    starts: list[int] = []
+    ends: list[int] = []
     for span in ordered:
-        clash = next((k for k in kept if span.start < k.end and k.start < span.end), None)
-        if clash is None:
-            kept.append(span)
+        before_end = bisect.bisect_left(starts, span.end)  # the kept spans that start before this one ends
+        first = bisect.bisect_right(ends, span.start)  # the first kept span that ends after this one starts
+        if first >= before_end:
+            at = bisect.bisect_left(starts, span.start)
+            kept.insert(at, span)
+            starts.insert(at, span.start)
+            ends.insert(at, span.end)
             continue
+        clash = kept[first]
         place = f"{where} [{span.start}, {span.end}) {span.label} vs [{clash.start}, {clash.end}) {clash.label}"
         if policy == "refuse":
             raise NertuneError(
@@ -85,11 +93,18 @@ def resolve_overlaps(spans: Sequence[Span], policy: str, where: str, report: Spa
                 fix="nertune trains flat NER: choose --overlaps longest or outer, or remove one of the spans",
             )
         report.overlapping.append(place)
-    return sorted(kept, key=lambda s: s.start)
+    return kept
+
+
+def _word_around(words: Sequence[Word], starts: Sequence[int], position: int) -> Word | None:
+    """The word `position` falls strictly inside (words in text order, `starts` theirs), or None."""
+    k = bisect.bisect_right(starts, position) - 1
+    return words[k] if k >= 0 and words[k].start < position < words[k].end else None
 
 
 def _cut(word: Word, edges: Sequence[int]) -> list[Word]:
-    inside = sorted({e for e in edges if word.start < e < word.end})
+    """`word` split at the `edges` (sorted, no repeats) strictly inside it."""
+    inside = edges[bisect.bisect_right(edges, word.start) : bisect.bisect_left(edges, word.end)]
     if not inside:
         return [word]
     bounds = [word.start, *inside, word.end]
@@ -112,9 +127,11 @@ def text_to_sentences(
     report.empty.extend(f"{where} [{s.start}, {s.end}) {s.label}" for s in empty)
     kept = resolve_overlaps([s for s in spans if s.end > s.start], overlaps, where, report)
     sentences = [list(words) for words in sentence_words(text)]
-    edges = [e for s in kept for e in (s.start, s.end)]
+    edges = sorted({e for s in kept for e in (s.start, s.end)})
+    flat = [w for words in sentences for w in words]
+    flat_starts = [w.start for w in flat]
     for span in kept:
-        inner = [w for words in sentences for w in words if w.start < span.start < w.end or w.start < span.end < w.end]
+        inner = [w for w in (_word_around(flat, flat_starts, span.start), _word_around(flat, flat_starts, span.end)) if w]
         if inner:
             place = f"{where} [{span.start}, {span.end}) {span.label} in {inner[0].text!r}"
             if strict:
@@ -129,14 +146,21 @@ def text_to_sentences(
     for words in sentences:
         tags = ["O"] * len(words)
         out.append((words, tags))
-    index = {(i, j): w for i, (words, _) in enumerate(out) for j, w in enumerate(words)}
+    places = [(i, j) for i, (words, _) in enumerate(out) for j in range(len(words))]
+    flat = [out[i][0][j] for i, j in places]
+    flat_starts = [w.start for w in flat]
     for span in kept:
-        covered = [(i, j) for (i, j), w in index.items() if span.start <= w.start and w.end <= span.end]
+        covered = []
+        for k in range(bisect.bisect_left(flat_starts, span.start), len(flat)):
+            if flat[k].start >= span.end:
+                break
+            if flat[k].end <= span.end:
+                covered.append(places[k])
         if not covered:
             report.empty.append(f"{where} [{span.start}, {span.end}) {span.label}")
             continue
         report.entities += 1
-        for n, (i, j) in enumerate(sorted(covered)):
+        for n, (i, j) in enumerate(covered):
             out[i][1][j] = ("B-" if n == 0 else "I-") + span.label
     return [Sentence([w.text for w in words], tags, document) for words, tags in out if words]
 
@@ -145,10 +169,15 @@ def _join_crossed(sentences: list[list[Word]], spans: Sequence[Span], where: str
     """Join consecutive sentences that one span runs across."""
     if len(sentences) < 2:
         return sentences
+    starts, ends = [s.start for s in spans], [s.end for s in spans]  # text order, none overlapping: ends in order too
     joined = [sentences[0]]
     for words in sentences[1:]:
         previous_end, start = joined[-1][-1].end if joined[-1] else -1, words[0].start if words else None
-        crossing = next((s for s in spans if start is not None and s.start < previous_end and s.end > start), None)
+        crossing = None
+        if start is not None:
+            first = bisect.bisect_right(ends, start)  # the first span that ends after this sentence starts
+            if first < bisect.bisect_left(starts, previous_end):  # ... and starts before the previous one ends
+                crossing = spans[first]
         if crossing is not None:
             report.joined_sentences.append(f"{where} [{crossing.start}, {crossing.end}) {crossing.label}")
             joined[-1] = joined[-1] + words
