@@ -85,7 +85,7 @@ def _json_lines(path: str) -> bool:
     try:
         with open(path, encoding="utf-8-sig") as handle:
             first = handle.readline(MAX_LINE_CHARS).strip()
-            rest = handle.read(1).strip() or handle.readline().strip()
+            rest = handle.read(1).strip() or handle.readline(MAX_LINE_CHARS).strip()  # bounded: a huge line is not read whole
     except (OSError, UnicodeDecodeError):
         return False
     if not first.startswith("{") or not rest:
