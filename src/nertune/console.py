@@ -94,6 +94,8 @@ class _Lines:
     def close(self) -> None:
         self.closed.set()
         _live.discard(self)
+        if threading.current_thread() is not self.watcher:
+            self.watcher.join(timeout=5)  # gone when close returns, not a moment later (a loaded machine is slow to switch)
 
     def line(self) -> str:
         parts = [f"{self.description} step {self.done}/{self.total}"]
