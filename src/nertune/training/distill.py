@@ -65,11 +65,11 @@ def teacher_probabilities(
     return [p / len(folders) for p in total or []]
 
 
-def attach_teacher(windows: list[Window], recipe, sentences: Sequence[Sentence], labels: list[str], device, autocast_dtype, say) -> float:
-    """Give each training window its words' teacher probabilities; returns the seconds it took (0: no teacher)."""
+def attach_teacher(windows: list[Window], recipe, sentences: Sequence[Sentence], labels: list[str], device, autocast_dtype, say) -> None:
+    """Give each training window its words' teacher probabilities (nothing without a teacher), and say what it took."""
     folders = recipe.teachers
     if not folders:
-        return 0.0
+        return
     start = time.perf_counter()
     # Loading a CRF teacher draws its (then overwritten) init from the generator: the run's random numbers stay its own.
     with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
@@ -81,4 +81,3 @@ def attach_teacher(windows: list[Window], recipe, sentences: Sequence[Sentence],
         f"distilling from {len(folders)} teacher{'s' if len(folders) > 1 else ''} "
         f"(their share of the loss {recipe.distill_weight:g}; their probabilities took {seconds:.0f} s)"
     )
-    return seconds
