@@ -40,6 +40,7 @@ import httpx
 from benchmarks import common
 from nertune.data.conll import read_conll
 from nertune.data.embedded import conll2003_files
+from nertune.machine import cpu_description
 from nertune.serve.process import ServerProcess
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -218,7 +219,12 @@ def main() -> None:
     report = {
         "command": " ".join(["python -m benchmarks.serve.load_test", *sys.argv[1:]]),
         "note": args.note,
-        "machine": {"platform": platform.platform(), "cpus": common.cpus(), "load_average_at_start": os.getloadavg()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpu": cpu_description(),
+            "cpus": common.cpus(),
+            "load_average_at_start": os.getloadavg(),
+        },
         "versions": versions(),
         "texts": {
             "source": "CoNLL-2003 test sentences, words joined by spaces",

@@ -28,10 +28,10 @@ from benchmarks.common import git_sha, results_dir, versions, write_result
 from nertune.data.features import collate, length_grouped_steps
 from nertune.data.packing import pack_layout
 from nertune.data.splits import load_splits
+from nertune.machine import cpu_description
 from nertune.model.load import load_for_training, load_tokenizer
 from nertune.model.positions import max_pieces_for, packing_offset
 from nertune.model.word_scores import build_windows
-from nertune.training.precision import cpu_description
 from nertune.training.recipe import Recipe, labels_for
 from nertune.training.setup import read_options
 from nertune.training.step import forward_passes

@@ -9,6 +9,10 @@ Prints sentences/s and ratios; writes benchmarks/train/results/train_speed-<tag>
     .venv/bin/python -m benchmarks.train.train_speed --sentences 14041 --eval-sentences 3250       # Trainer batch 16
     .venv/bin/python -m benchmarks.train.train_speed --sentences 1600 --literal                     # Trainer batch 1 x accumulation 16
 
+Like with like: the Trainer gets the precision nertune picks on this machine (training/precision.py: bf16
+on a CPU with AVX-512 BF16 or AMX, else fp32), as `bf16=True, use_cpu=True`; both are recorded with the
+CPU's model and flags.
+
 The Trainer at batch 16 averages the loss over the batch's labelled tokens; nertune runs with
 `accumulation: token` here so both optimise the same objective (its default, `sentence`, is the
 literal batch 1 x 16 recipe's, used with --literal).
@@ -31,11 +35,18 @@ from benchmarks.common import ROOT, cpu_name, results_dir, versions, write_resul
 from nertune.data.embedded import resolve_model
 from nertune.data.splits import load_splits
 from nertune.evaluate.scoring import score
+from nertune.machine import cpu_description
+from nertune.training.precision import choose_precision
 from nertune.training.recipe import load_recipe
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def nertune_precision() -> str:
+    """What `mixed_precision: auto` gives on this machine ("bf16", "fp16" or "no")."""
+    return choose_precision("auto", torch.cuda.is_available()).mixed
 
 
 def run_system(system: str, args) -> dict:
@@ -57,9 +68,15 @@ def run_system(system: str, args) -> dict:
                 epochs=args.epochs,
                 learning_rate=args.learning_rate,
                 use_cpu=True,
+                bf16=nertune_precision() == "bf16",
             )
             f1 = score([s.tags for s in validation], first_subword_predictions(model, tokenizer, validation))["f1"]
-            result = {"system": f"Trainer, batch {batch} x accumulation {accum}", "train_seconds": seconds, "validation_f1": f1}
+            result = {
+                "system": f"Trainer, batch {batch} x accumulation {accum}",
+                "precision": "bf16" if nertune_precision() == "bf16" else "fp32",
+                "train_seconds": seconds,
+                "validation_f1": f1,
+            }
         else:
             from nertune.training.loop import train_run  # noqa: PLC0415  (nertune child only)
 
@@ -79,6 +96,7 @@ def run_system(system: str, args) -> dict:
             # Validation F1 with the same first-subword argmax as the Trainer's side (no constrained decoding).
             result = {
                 "system": f"nertune, 16 sentences a step ({recipe.accumulation} semantics)",
+                "precision": {"no": "fp32"}.get(metrics["precision"], metrics["precision"]),
                 "train_seconds": metrics["train_seconds"],
                 "validation_f1": metrics["validation"]["f1"],
             }
@@ -134,7 +152,7 @@ def main() -> None:
             result = json.loads(child.stdout.strip().splitlines()[-1]) | {"round": round_index + 1, "key": system}
             runs.append(result)
             print(
-                f"round {round_index + 1} {result['system']}: {result['sentences_per_second']:.1f} sentences/s, "
+                f"round {round_index + 1} {result['system']} ({result['precision']}): {result['sentences_per_second']:.1f} sentences/s, "
                 f"validation F1 {result['validation_f1']:.4f}, peak RSS {result['peak_rss_mb']:.0f} MB",
                 file=sys.stderr,
             )
@@ -160,6 +178,7 @@ def main() -> None:
         "literal": args.literal,
         "machine": platform.platform(),
         "processor": cpu_name(),
+        "cpu": cpu_description(),
         "versions": versions(),
         "trainer": trainer,
         "nertune": nertune,

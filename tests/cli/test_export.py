@@ -41,7 +41,7 @@ def onnx_int8(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def torch_tagger(tiny_model):
-    return Tagger.load(tiny_model, device="cpu")
+    return Tagger.load(tiny_model, device="cpu", precision="fp32")  # compared with the fp32 export
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +184,7 @@ def test_serve_an_int8_export_over_http(onnx_int8, tmp_path):
 
 def test_evaluate_and_compare_take_an_export_folder(onnx_fp32, onnx_int8, tiny_model):
     """`nertune evaluate EXPORT` scores the export as it tags (ONNX Runtime); fp32 scores as PyTorch does."""
-    args = ["--data", "conll2003", "--split", "validation", "--max-sentences", "60", "--json"]
+    args = ["--data", "conll2003", "--split", "validation", "--max-sentences", "60", "--json", "--precision", "fp32"]
     scores = {}
     for name, folder in {"pytorch": tiny_model, "fp32": onnx_fp32, "int8": onnx_int8}.items():
         result = run_cli("evaluate", str(folder), *args)
@@ -193,5 +193,5 @@ def test_evaluate_and_compare_take_an_export_folder(onnx_fp32, onnx_int8, tiny_m
     assert scores["fp32"]["f1"] == pytest.approx(scores["pytorch"]["f1"], abs=1e-9)
     assert scores["fp32"]["loss"] == pytest.approx(scores["pytorch"]["loss"], rel=1e-3)
     assert abs(scores["int8"]["f1"] - scores["pytorch"]["f1"]) < 0.05
-    compared = run_cli("compare", str(tiny_model), str(onnx_fp32), "--data", "conll2003", "--split", "validation", "--max-sentences", "60")
+    compared = run_cli("compare", str(tiny_model), str(onnx_fp32), *args[:6], "--precision", "fp32")
     assert compared.returncode == 0, compared.stderr

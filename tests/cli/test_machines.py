@@ -15,7 +15,8 @@ from accelerate.state import AcceleratorState, PartialState
 import nertune
 from nertune.console import _Lines
 from nertune.errors import NertuneError
-from nertune.training.precision import ENV, choose_precision, cpu_description
+from nertune.machine import ENV, cpu_description
+from nertune.training.precision import choose_precision
 from tests.conftest import run_cli
 
 TINY = dict(max_train_sentences=16, max_eval_sentences=8, epochs=1, progress=False)
@@ -38,7 +39,7 @@ def test_auto_precision_is_what_this_cpu_has(monkeypatch):
 @pytest.mark.parametrize("setting,mixed", [("on", "bf16"), ("off", "no"), ("auto", None)])
 def test_the_switch_forces_either_path(monkeypatch, setting, mixed):
     monkeypatch.setenv(ENV, setting)
-    monkeypatch.setattr("nertune.training.precision._cpuinfo", lambda: "model name\t: test\nflags\t\t: fpu avx2\n")  # an AVX2-only CPU
+    monkeypatch.setattr("nertune.machine._cpuinfo", lambda: "model name\t: test\nflags\t\t: fpu avx2\n")  # an AVX2-only CPU
     assert choose_precision("bf16", on_gpu=False).mixed == (mixed or "no")
     assert choose_precision("no", on_gpu=False).mixed == "no"  # a pinned precision is never switched
 

@@ -91,6 +91,7 @@ def test_user_errors_are_one_line_with_a_fix(tiny_model, tmp_path):
         ((), "give either --text TEXT or a FILE"),
         (("--text", "x", "-"), "not both"),
         (("--text", "x", "--format", "xml"), "unknown format 'xml'"),
+        (("--text", "x", "--precision", "fp16"), "unknown precision 'fp16'"),
         ((str(bad),), "latin1.txt:2: byte 0xe9 is not UTF-8"),
     ]:
         result = run_cli("predict", str(tiny_model), *args)

@@ -37,7 +37,8 @@ def start_server(model: Path, log: Path, *args: str) -> ServerProcess:
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
-    running = start_server(tiny_model, tmp_path_factory.mktemp("serve") / "server.log", *LIMITS, "--no-access-log")
+    # fp32: the answers are compared with a local Tagger's to 1e-4 (bf16 scores move with what shares a pass)
+    running = start_server(tiny_model, tmp_path_factory.mktemp("serve") / "server.log", *LIMITS, "--no-access-log", "--precision", "fp32")
     yield running
     assert running.stop(), running.log.read_text()
 
@@ -50,7 +51,7 @@ def client(server):
 
 @pytest.fixture(scope="module")
 def tagger(tiny_model):
-    return Tagger.load(tiny_model, device="cpu")
+    return Tagger.load(tiny_model, device="cpu", precision="fp32")  # as the server runs: answers comparable to 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,8 @@ def test_model_info_health_and_docs(client, tiny_model):
     assert info["metrics"]["validation"]["f1"] == json.loads((tiny_model / "metrics.json").read_text())["validation"]["f1"]
     assert set(info["metrics"]["validation"]) == {"precision", "recall", "f1", "accuracy"}
     assert info["limits"]["max_text_chars"] == 2000 and info["limits"]["max_texts"] == 8 and info["limits"]["max_body_bytes"] == 65536
-    assert set(info) == {"model", "backend", "labels", "entity_types", "metrics", "limits"}
+    assert info["precision"] == "fp32"
+    assert set(info) == {"model", "backend", "precision", "labels", "entity_types", "metrics", "limits"}
     for secret in (str(tiny_model.parent), "git_sha", "versions", "platform", '"torch"', "recipe"):
         assert secret not in response.text
     health = client.get("/healthz")
@@ -312,7 +314,7 @@ def test_sigterm_lets_the_in_flight_request_finish(tiny_model, tmp_path):
 
 
 def test_workers_each_serve_with_their_own_model(tiny_model, tmp_path):
-    server = start_server(tiny_model, tmp_path / "server.log", "--workers", "2", "--max-texts", "3")
+    server = start_server(tiny_model, tmp_path / "server.log", "--workers", "2", "--max-texts", "3", "--precision", "bf16")
     try:
         children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
         workers = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
@@ -320,6 +322,7 @@ def test_workers_each_serve_with_their_own_model(tiny_model, tmp_path):
         assert answer.status_code == 200 and len(answer.json()["results"]) == 2
         _error(httpx.post(server.url + "/v1/entities", json={"texts": ["a"] * 4}, timeout=120), 413, "too_many_texts")
         assert httpx.get(server.url + "/healthz").json()["pid"] != server.process.pid
+        assert httpx.get(server.url + "/v1/model").json()["precision"] == "bf16"  # the workers got the flag
         assert len(workers) == 2
     finally:
         assert server.stop(), server.log.read_text()

@@ -108,7 +108,7 @@ def test_evaluate_tagger_and_onnx_use_the_same_context(featured_model, featured_
     sentences, words = documents_slice, [s.words for s in documents_slice]
     documents = [s.document for s in sentences]
     evaluated = evaluate_sentences(load_trained(context_model), tokenizer, sentences, constrain=True)["predictions"]
-    tagger = Tagger.load(context_model, device="cpu")
+    tagger = Tagger.load(context_model, device="cpu", precision="fp32")  # as evaluate_sentences and the fp32 export run
     assert tagger.tag_words_batch(words, constrain=True, documents=documents) == evaluated
     with_context = tagger.word_logits(words, documents)
     alone = tagger.word_logits(words)  # each sentence its own document: no context

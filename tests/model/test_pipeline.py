@@ -75,7 +75,8 @@ def texts(conll_files) -> list[str]:
 
 @lru_cache(maxsize=None)
 def tagger_entities(model_dir: Path, texts: tuple[str, ...], constrain: bool = True) -> list[list[dict]]:
-    return Tagger.load(model_dir, device="cpu").tag_batch(list(texts), constrain=constrain)
+    # fp32 as the pipeline's model loads: bf16 (auto on a CPU that has it) rounds differently
+    return Tagger.load(model_dir, device="cpu", precision="fp32").tag_batch(list(texts), constrain=constrain)
 
 
 def plain_entities(model_dir: Path, texts: list[str]) -> list[list[dict]]:

@@ -14,6 +14,7 @@ from nertune.data.conll import read_conll
 from nertune.data.schemes import is_valid_iob2
 from nertune.data.words import split_words
 from nertune.errors import NertuneError
+from nertune.machine import cpu_bf16
 from nertune.model.decode import allowed_transitions, decode, viterbi
 from nertune.tag.tagger import TaggedWord, Tagger, entities
 
@@ -105,7 +106,7 @@ def test_entities_are_whole_words_and_follow_conlleval_chunking():
 
 @pytest.fixture(scope="module")
 def tagger(tiny_model):
-    return Tagger.load(tiny_model, device="cpu")
+    return Tagger.load(tiny_model, device="cpu", precision="fp32")  # compared with plain transformers in fp32
 
 
 def check_entities(text: str, found: list[dict], labels) -> None:
@@ -198,3 +199,21 @@ def test_word_tags_agree_with_plain_transformers_first_subword_argmax(tagger, ti
         else:
             assert is_valid_iob2(fixed)
     assert compared > 0.99 * sum(len(s.words) for s in sentences)
+
+
+def test_auto_precision_is_bf16_where_the_cpu_has_it_and_tags_as_fp32_does(tagger, tiny_model, conll_files, monkeypatch):
+    auto = Tagger.load(tiny_model, device="cpu")
+    assert auto.precision == ("bf16" if cpu_bf16()[0] else "fp32")
+    assert auto.max_tokens == (4096 if auto.precision == "bf16" else 1024)  # AMX tiles like larger passes
+    monkeypatch.setenv("NERTUNE_CPU_BF16", "on")  # emulated on a CPU without bf16: the same path, slower
+    forced = Tagger.load(tiny_model, device="cpu")
+    assert forced.precision == "bf16" and {p.dtype for p in forced.model.parameters()} == {torch.bfloat16}
+    words = [s.words for s in read_conll(conll_files["validation"]).sentences[:80]]
+    half, full = forced.tag_words_batch(words), tagger.tag_words_batch(words)
+    pairs = [(a, b) for x, y in zip(half, full, strict=True) for a, b in zip(x, y, strict=True)]
+    assert len(pairs) == sum(map(len, words)) and sum(a == b for a, b in pairs) >= 0.97 * len(pairs)
+    assert half != [["O"] * len(w) for w in words]  # it tags something
+    monkeypatch.setenv("NERTUNE_CPU_BF16", "off")
+    assert Tagger.load(tiny_model, device="cpu").precision == "fp32"
+    with pytest.raises(NertuneError, match="unknown precision 'fp16'"):
+        Tagger.load(tiny_model, device="cpu", precision="fp16")

@@ -15,6 +15,7 @@ STAGES = {
     "nertune.atomic": 0,
     "nertune.console": 0,
     "nertune.data": 1,
+    "nertune.machine": 1,
     "nertune.model": 2,
     "nertune.evaluate": 3,
     "nertune.training": 4,

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from nertune.atomic import write_json
 from nertune.cli.app import app
+from nertune.cli.options import precision_option
 from nertune.data.embedded import conll2003_files
 from nertune.data.formats import read_data
 from nertune.data.jsonl import ReadOptions
@@ -29,7 +30,7 @@ from nertune.evaluate.conlleval_io import read_predictions, safe_word, write_pre
 from nertune.evaluate.error_analysis import KINDS
 from nertune.evaluate.plots import evaluation_plots
 from nertune.evaluate.scoring import score as compute
-from nertune.model.load import load_tokenizer, load_trained, require_model_dir
+from nertune.model.load import check_precision, inference_dtype, load_tokenizer, load_trained, require_model_dir
 
 SPLITS = ("train", "validation", "test")
 
@@ -292,7 +293,7 @@ def _check_labels_early(model_dir: str, gold) -> None:
         _check_label_sets(_model_types(label2id), gold, model_dir)
 
 
-def _load_model(model_dir: str, device: Optional[str]):
+def _load_model(model_dir: str, device: Optional[str], precision: str = "auto"):
     import torch  # noqa: PLC0415  (CLI start-up: no torch)
 
     from nertune.model.onnx_runtime import is_export  # noqa: PLC0415  (CLI start-up: no torch)
@@ -302,15 +303,15 @@ def _load_model(model_dir: str, device: Optional[str]):
 
         return OnnxTokenClassifier(model_dir), load_tokenizer(str(model_dir)), "cpu"
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_trained(model_dir).to(device)
+    model = load_trained(model_dir).to(device, inference_dtype(precision, device))  # scored as `predict` tags
     return model, load_tokenizer(str(model_dir)), device
 
 
-def _run_model(model_dir: str, gold, device: Optional[str], strict: bool, constrain: bool, details: bool) -> dict:
+def _run_model(model_dir: str, gold, device: Optional[str], strict: bool, constrain: bool, details: bool, precision: str = "auto") -> dict:
     from nertune.evaluate.model_scores import evaluate_sentences  # noqa: PLC0415  (CLI start-up: no torch)
 
     _check_labels_early(model_dir, gold)
-    model, tokenizer, device = _load_model(model_dir, device)
+    model, tokenizer, device = _load_model(model_dir, device, precision)
     _check_label_sets(_model_types(model.config.label2id), gold, model_dir)
     return evaluate_sentences(model, tokenizer, gold.sentences, device, strict=strict, constrain=constrain, details=details)
 
@@ -342,13 +343,15 @@ def evaluate(
     report_dir: Optional[str] = typer.Option(None, help="Write evaluation.json and the plots (per-type F1, type confusion) here."),
     max_sentences: Optional[int] = typer.Option(None, help="Evaluate the first N sentences only."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when available)."),
+    precision: str = precision_option(),
     ragged_columns: bool = RAGGED_COLUMNS,
 ):
     """Evaluate a trained model on every word of every sentence: loss, P/R/F1, accuracy, errors."""
+    check_precision(precision)
     require_model_dir(model_dir)
     source = _gold_source(data, split, file, model_dir)
     gold = _read_gold(source, max_sentences, ragged_columns, model_dir)
-    result = _run_model(model_dir, gold, device, strict, constrain, details=True)
+    result = _run_model(model_dir, gold, device, strict, constrain, details=True, precision=precision)
     metrics = result["metrics"]
     report = {
         "model": str(model_dir),
@@ -384,11 +387,13 @@ def evaluate(
 # ---- compare -------------------------------------------------------------------
 
 
-def _system(source: str, gold_loader, device, strict: bool, constrain: bool, scheme: str, ragged: bool = False) -> dict:
+def _system(
+    source: str, gold_loader, device, strict: bool, constrain: bool, scheme: str, ragged: bool = False, precision: str = "auto"
+) -> dict:
     """words / gold / predicted tags of one side: a prediction file, or a model directory run on the data."""
     if Path(source).is_dir():
         gold = gold_loader(source)
-        result = _run_model(source, gold, device, strict, constrain, details=False)
+        result = _run_model(source, gold, device, strict, constrain, details=False, precision=precision)
         return {
             "source": source,
             "words": [s.words for s in gold.sentences],
@@ -435,10 +440,12 @@ def compare(
     seed: int = typer.Option(0, help="Seed of the resampling."),
     max_sentences: Optional[int] = typer.Option(None, help="For model directories: the first N sentences only."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda … (default: cuda when available)."),
+    precision: str = precision_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON to stdout."),
     ragged_columns: bool = RAGGED_COLUMNS,
 ):
     """Is B better than A? F1 of each and the paired-bootstrap 95% interval of the difference."""
+    check_precision(precision)
     from nertune.evaluate.bootstrap import paired_bootstrap, sentence_totals, verdict  # noqa: PLC0415  (CLI start-up: no numpy)
 
     if resamples < 100:
@@ -462,8 +469,8 @@ def compare(
             )
         return loaded["gold"]
 
-    side_a = _system(a, gold_loader, device, strict, constrain, scheme, ragged_columns)
-    side_b = _system(b, gold_loader, device, strict, constrain, scheme, ragged_columns)
+    side_a = _system(a, gold_loader, device, strict, constrain, scheme, ragged_columns, precision)
+    side_b = _system(b, gold_loader, device, strict, constrain, scheme, ragged_columns, precision)
     _check_same_data(side_a, side_b)
     result = paired_bootstrap(
         sentence_totals(side_a["gold"], side_a["pred"], strict),

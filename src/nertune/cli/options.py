@@ -47,3 +47,14 @@ def with_parameters(func: Callable, parameters: list[inspect.Parameter]) -> Call
     func.__signature__ = inspect.Signature(parameters)
     func.__annotations__ = {p.name: p.annotation for p in parameters}
     return func
+
+
+def precision_option():
+    """--precision of the commands that tag (predict, serve, evaluate, compare)."""
+    return typer.Option(
+        "auto",
+        help=(
+            "auto | fp32 | bf16: the weights' dtype for tagging. auto: bf16 on a CPU with AVX-512 BF16 or AMX "
+            "(NERTUNE_CPU_BF16 overrides), else fp32. An ONNX export runs as exported."
+        ),
+    )

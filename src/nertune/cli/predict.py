@@ -24,9 +24,10 @@ from typing import IO, Iterator, Optional
 import typer
 
 from nertune.cli.app import app
+from nertune.cli.options import precision_option
 from nertune.data.words import split_sentences
 from nertune.errors import NertuneError
-from nertune.model.load import require_model_dir
+from nertune.model.load import check_precision, require_model_dir
 
 FORMATS = ("jsonl", "json", "conll")
 
@@ -147,6 +148,7 @@ def predict(
         True, "--constrain/--no-constrain", help="Decode valid IOB2 only (Viterbi; default), or show the raw per-word argmax."
     ),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when available)."),
+    precision: str = precision_option(),
     batch_lines: int = typer.Option(256, help="Lines read and tagged together."),
     max_line_chars: int = typer.Option(100_000, help="Longer lines are tagged in pieces of at most this many characters, one record each."),
     progress: bool = typer.Option(True, help="Progress bar on stderr when reading a file."),
@@ -163,6 +165,7 @@ def predict(
         raise NertuneError("--batch-lines must be at least 1")
     if max_line_chars < 1_000:
         raise NertuneError("--max-line-chars must be at least 1,000", fix="a piece should hold whole sentences")
+    check_precision(precision)
     require_model_dir(model_dir)
     handle = None
     if file not in (None, "-"):
@@ -175,7 +178,7 @@ def predict(
 
     from nertune.tag.tagger import Tagger  # noqa: PLC0415  (CLI start-up: no torch)
 
-    tagger = Tagger.load(model_dir, device=device)
+    tagger = Tagger.load(model_dir, device=device, precision=precision)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(encoding="utf-8")  # entity text is Unicode whatever the locale
     writer = Writer(sys.stdout, format)

@@ -19,8 +19,9 @@ from typing import Optional
 import typer
 
 from nertune.cli.app import app
+from nertune.cli.options import precision_option
 from nertune.errors import NertuneError
-from nertune.model.load import require_model_dir, verify_manifest
+from nertune.model.load import check_precision, require_model_dir, verify_manifest
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -56,6 +57,7 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     workers: int = typer.Option(1, help="Worker processes; each loads its own copy of the model."),
     device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N (default: cuda when available)."),
+    precision: str = precision_option(),
     max_text_chars: int = typer.Option(100_000, help="Characters per text; longer gets 413."),
     max_texts: int = typer.Option(64, help="Texts per request; more gets 413."),
     max_body_bytes: int = typer.Option(1 << 20, help="Request body size; larger gets 413 before it is read."),
@@ -90,6 +92,7 @@ def serve(
     docs: bool = typer.Option(False, "--docs", help="Serve the interactive /docs page (its scripts load from a CDN: not offline)."),
 ):
     """Serve the tagger over HTTP: POST /v1/entities, GET /healthz, GET /v1/model, the schema at /openapi.json."""
+    check_precision(precision)
     require_model_dir(model_dir)
     import uvicorn  # noqa: PLC0415  (optional: serve extra)
 
@@ -135,12 +138,19 @@ def serve(
     if workers == 1:
         from nertune.serve.app import create_app  # noqa: PLC0415  (optional: serve extra)
 
-        uvicorn.run(create_app(model_dir, limits, device, details=details, docs=docs), **server)
+        uvicorn.run(create_app(model_dir, limits, device, details=details, docs=docs, precision=precision), **server)
         return
     from nertune.serve.app import ENV  # noqa: PLC0415  (optional: serve extra)
 
     _check_model_dir(model_dir)
     os.environ[ENV] = json.dumps(
-        {"model_dir": str(Path(model_dir).resolve()), "device": device, "limits": limits.public(), "details": details, "docs": docs}
+        {
+            "model_dir": str(Path(model_dir).resolve()),
+            "device": device,
+            "precision": precision,
+            "limits": limits.public(),
+            "details": details,
+            "docs": docs,
+        }
     )
     uvicorn.run("nertune.serve.app:create_app", factory=True, workers=workers, **server)

@@ -16,11 +16,16 @@ import stat
 import struct
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nertune.atomic import _umask, write_json
 from nertune.data.casing import add_casing
 from nertune.data.embedded import resolve_model
 from nertune.errors import NertuneError
+from nertune.machine import cpu_bf16
+
+if TYPE_CHECKING:
+    import torch
 
 MANIFEST = "manifest.json"
 WEIGHT_SUFFIXES = (".safetensors",)
@@ -119,6 +124,27 @@ def model_labels(path: str | Path) -> list[str]:
         return [label for _, label in sorted((int(i), label) for i, label in (config.get("id2label") or {}).items())]
     except (OSError, ValueError, TypeError, AttributeError):
         return []  # the loader says what is wrong with the folder
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise NertuneError(f"unknown precision {precision!r}", fix="use --precision auto, fp32 or bf16")
+    return precision
+
+
+def inference_dtype(precision: str, device) -> torch.dtype:
+    """The weights' dtype for tagging: `auto` is bf16 on a CPU that runs it natively (nertune/machine.py), else
+    fp32 (on a GPU too: bf16 tagging there is unmeasured); `fp32` / `bf16` as said (bf16 is emulated on a CPU without it)."""
+    import torch  # noqa: PLC0415  (CLI start-up: no torch)
+
+    if check_precision(precision) == "auto":
+        precision = "bf16" if torch.device(device).type == "cpu" and cpu_bf16()[0] else "fp32"
+    if precision == "bf16" and torch.device(device).type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise NertuneError("this GPU has no bf16", fix="use --precision fp32 (or auto)")
+    return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
 def require_model_dir(directory: str | Path) -> Path:

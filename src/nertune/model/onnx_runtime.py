@@ -40,6 +40,9 @@ def session(path: str | Path, threads: int = 0):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # one sequential chain of ops: no second pool competing for the cores
     options.log_severity_level = 3  # errors only
+    # Threads that spin after a run hold the cores the caller's next (torch, numpy) work needs: a single text
+    # waited ~10 ms for them (BENCHMARKS.md, tagging latency).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

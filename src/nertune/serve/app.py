@@ -125,6 +125,7 @@ def model_info(tagger, model_dir: str | Path | None, limits: Limits, details: bo
     public = {
         "model": Path(model_dir).resolve().name if model_dir is not None else None,
         "backend": getattr(tagger, "backend", "pytorch"),
+        "precision": getattr(tagger, "precision", "fp32"),
         "labels": labels,
         "entity_types": entity_types(labels),
         "metrics": None,
@@ -167,17 +168,18 @@ def create_app(
     tagger=None,
     details: bool = False,
     docs: bool = False,
+    precision: str = "auto",
 ) -> FastAPI:
     if model_dir is None and tagger is None:
         settings = settings_from_env()
         model_dir, device, limits = settings["model_dir"], settings.get("device"), Limits(**settings.get("limits", {}))
-        details, docs = settings.get("details", False), settings.get("docs", False)
+        details, docs, precision = settings.get("details", False), settings.get("docs", False), settings.get("precision", "auto")
         GuardedH11Protocol.configure(limits.head_timeout, limits.max_connections)  # this worker process's connections
     limits = limits or Limits()
     if tagger is None:
         from nertune.tag.tagger import Tagger  # noqa: PLC0415  (workers' parent: no torch)
 
-        tagger = Tagger.load(model_dir, device=device)
+        tagger = Tagger.load(model_dir, device=device, precision=precision)
     tagger.tag_batch(["Warm up the model before the first request ."])  # and fail here, not on a client
     info = model_info(tagger, model_dir, limits, details)
     batcher = MicroBatcher(tagger.tag_batch, limits.max_wait_ms, limits.max_batch_texts, limits.max_queue, limits.max_batch_chars)

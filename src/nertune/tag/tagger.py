@@ -22,7 +22,7 @@ from nertune.data.words import sentence_words
 from nertune.errors import NertuneError
 from nertune.model.crf import crf_scores
 from nertune.model.decode import decode
-from nertune.model.load import load_tokenizer, load_trained
+from nertune.model.load import inference_dtype, load_tokenizer, load_trained
 from nertune.model.onnx_runtime import OnnxTokenClassifier, is_export
 from nertune.model.positions import max_pieces_for
 from nertune.model.word_scores import build_windows, predict_word_logits
@@ -42,21 +42,26 @@ class Tagger:
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.constrain = constrain
-        # Padded wordpieces per forward pass. On CPU small batches stay in cache: 1,024 measured 1.5-2x
-        # faster than 16,384 (benchmarks/serve/tag_speed.py, max_tokens_sweep).
-        self.max_tokens = max_tokens or (1024 if self.device.type == "cpu" else 16384)
         self.backend = getattr(model, "backend", "pytorch")  # "onnxruntime" / "onnxruntime-int8" for an export
+        weights = next(model.parameters(), None) if hasattr(model, "parameters") else None
+        self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(getattr(weights, "dtype", None), "fp32")
+        # Padded wordpieces per forward pass, by sweep (benchmarks/serve/tag_speed.py, max_tokens_sweep): on a CPU
+        # fp32 and ONNX Runtime passes fast in cache, bf16 (AMX tiles) larger ones.
+        self.max_tokens = max_tokens or (16384 if self.device.type != "cpu" else 4096 if self.precision == "bf16" else 1024)
         self.id2label = {int(i): label for i, label in model.config.id2label.items()}
         self.label2id = {label: i for i, label in self.id2label.items()}
         self.max_pieces = max_pieces_for(model, tokenizer)
         self.crf = crf_scores(model)  # a CRF head's transition scores for decode (ONNX exports carry them too); None: softmax
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | None = None, constrain: bool = True) -> "Tagger":
+    def load(cls, directory: str | Path, device: str | None = None, constrain: bool = True, precision: str = "auto") -> "Tagger":
+        """`precision` (auto, fp32, bf16; model/load.py `inference_dtype`): the weights' dtype; an export runs as exported."""
         if is_export(directory):  # an `nertune export --onnx` directory: ONNX Runtime, on the CPU
+            inference_dtype(precision, "cpu")  # an unknown value is still refused
             return cls(OnnxTokenClassifier(directory), load_tokenizer(str(directory)), device or "cpu", constrain)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(load_trained(directory), load_tokenizer(str(directory)), device, constrain)
+        model = load_trained(directory).to(inference_dtype(precision, device))
+        return cls(model, load_tokenizer(str(directory)), device, constrain)
 
     # ---- words in, tags out ------------------------------------------------
 

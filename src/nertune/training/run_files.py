@@ -18,7 +18,7 @@ from nertune import __version__
 from nertune.atomic import write_json, write_text
 from nertune.console import console, progress, stop_progress  # noqa: F401  (stop_progress: the loop's)
 from nertune.evaluate.plots import plots_markdown, write_run_plots
-from nertune.training.precision import cpu_description
+from nertune.machine import cpu_description
 
 
 class RunLog:
