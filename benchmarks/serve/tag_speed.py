@@ -2,7 +2,9 @@
 int8) vs transformers.pipeline, on every CoNLL-2003 test sentence as raw text (words joined by spaces).
 
 Baseline: pipeline("token-classification", aggregation_strategy="first"), same model, called the
-usual way (one text a call), and with batch_size=32 for reference.
+usual way (one text a call), and with batch_size=32 for reference. Like with like: the pipeline's model
+gets the dtype the Tagger picks here (`Tagger.load` precision auto: bf16 on a CPU with AVX-512 BF16 or
+AMX, else fp32); both precisions of both are timed, and the CPU's model and flags are recorded.
 
 The machine may be shared, so nothing is compared across runs: the test set is cut into --rounds
 parts and each part goes through every system in turn (the order rotating), --repeats times; each
@@ -50,6 +52,7 @@ from nertune.data.embedded import conll2003_files
 from nertune.data.words import split_words
 from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.export.onnx import export_onnx, is_export
+from nertune.machine import cpu_description
 from nertune.model.load import load_tokenizer, load_trained
 from nertune.model.onnx_runtime import OnnxTokenClassifier
 from nertune.tag.tagger import Tagger
@@ -158,11 +161,16 @@ def same_entities(a: list[list[dict]], b: list[list[dict]]) -> float:
     return sum(key(x) == key(y) for x, y in zip(a, b)) / len(a)
 
 
-def test_f1(directories: dict) -> dict:
+def test_f1(directories: dict, precision: str) -> dict:
+    """Test F1 of each model (PyTorch in fp32, and in the Tagger's precision when that is bf16)."""
     sentences = read_conll(conll2003_files()["test"]).sentences
     out = {}
+    if precision == "bf16":
+        directories = {**directories, "pytorch_bf16": directories["pytorch"]}
     for name, directory in directories.items():
         model = OnnxTokenClassifier(directory) if is_export(directory) else load_trained(directory)
+        if name == "pytorch_bf16":
+            model = model.to(torch.bfloat16)
         began = time.perf_counter()
         metrics = evaluate_sentences(model, load_tokenizer(str(directory)), sentences)["metrics"]
         out[name] = {k: metrics[k] for k in ("f1", "precision", "recall", "accuracy")} | {"seconds": round(time.perf_counter() - began, 1)}
@@ -231,6 +239,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "machine": platform.platform(),
         "processor": cpu_name(),
+        "cpu": cpu_description(),
         "load_average_at_start": os.getloadavg(),
         "versions": versions(),
         "git_sha": git_sha(),
@@ -239,18 +248,30 @@ def main() -> None:
     exports = onnx_exports(args.model_dir, Path(args.onnx_dir or scratch.name))
     results["onnx_exports"] = {name: json.loads((Path(d) / "nertune_export.json").read_text()) for name, d in exports.items()}
 
-    ner = pipeline("token-classification", model=args.model_dir, aggregation_strategy="first", device="cpu")
-    taggers = {"tagger": Tagger.load(args.model_dir, device="cpu"), **{n: Tagger.load(d) for n, d in exports.items()}}
+    taggers = {
+        "tagger": Tagger.load(args.model_dir, device="cpu"),  # precision auto
+        "tagger_fp32": Tagger.load(args.model_dir, device="cpu", precision="fp32"),
+        **{n: Tagger.load(d) for n, d in exports.items()},
+    }
+    precision = taggers["tagger"].precision
+    results["tagger_precision"] = precision
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    ner = pipeline("token-classification", model=args.model_dir, aggregation_strategy="first", device="cpu", dtype=dtypes[precision])
+    ner_fp32 = pipeline("token-classification", model=args.model_dir, aggregation_strategy="first", device="cpu", dtype=torch.float32)
     for tagger in taggers.values():
         tagger.tag_batch(texts[:16])  # warm-up
     ner(texts[:16])
+    ner_fp32(texts[:16])
 
     # ---- throughput: every test sentence, interleaved -----------------------------------------
+    # "pipeline" and "tagger": the precision the Tagger picked (results["tagger_precision"]); *_fp32: fp32 both.
     systems = {
         "pipeline": lambda part: [ner(t) for t in part],
         "pipeline_batch32": lambda part: ner(part, batch_size=32),
+        "pipeline_fp32": lambda part: [ner_fp32(t) for t in part],
         "tagger": taggers["tagger"].tag_batch,
         "tagger_unconstrained": lambda part: taggers["tagger"].tag_batch(part, constrain=False),
+        "tagger_fp32": taggers["tagger_fp32"].tag_batch,
         "onnx_fp32": taggers["onnx_fp32"].tag_batch,
         "onnx_int8": taggers["onnx_int8"].tag_batch,
     }
@@ -258,12 +279,15 @@ def main() -> None:
     results["throughput"] = speeds(seconds, len(texts), "pipeline")
     for name, speed in results["throughput"].items():
         speed["speedup_vs_pipeline_batch32"] = round(sum(seconds["pipeline_batch32"]) / sum(seconds[name]), 2)
+        speed["speedup_vs_pipeline_fp32"] = round(sum(seconds["pipeline_fp32"]) / sum(seconds[name]), 2)
         console.print(
             f"{name}: {speed['sentences_per_second']} sentences/s, {speed['speedup_vs_pipeline']}x the pipeline "
             f"(median over parts {speed['median_part_speedup_vs_pipeline']}x)",
             markup=False,
         )
     results["agreement"] = pipeline_agreement(args.model_dir, sentences, texts, outputs["pipeline"], outputs["tagger_unconstrained"])
+    agreement = results["agreement"]
+    agreement["sentences_same_entities_tagger_vs_tagger_fp32"] = round(same_entities(outputs["tagger"], outputs["tagger_fp32"]), 4)
     results["agreement"]["sentences_same_entities_onnx_int8_vs_tagger"] = round(same_entities(outputs["onnx_int8"], outputs["tagger"]), 4)
     results["agreement"]["sentences_same_entities_onnx_fp32_vs_tagger"] = round(same_entities(outputs["onnx_fp32"], outputs["tagger"]), 4)
     console.print(f"agreement: {results['agreement']}", markup=False)
@@ -272,14 +296,21 @@ def main() -> None:
     # ---- single-text latency -------------------------------------------------------------------
     sample = random.Random(0).sample(texts, min(args.latency_texts, len(texts)))
     results["latency"] = latencies(
-        {"pipeline": ner, "tagger": taggers["tagger"], "onnx_fp32": taggers["onnx_fp32"], "onnx_int8": taggers["onnx_int8"]}, sample
+        {
+            "pipeline": ner,
+            "tagger": taggers["tagger"],
+            "tagger_fp32": taggers["tagger_fp32"],
+            "onnx_fp32": taggers["onnx_fp32"],
+            "onnx_int8": taggers["onnx_int8"],
+        },
+        sample,
     )
     console.print(f"latency: {results['latency']}", markup=False)
 
     # ---- the Tagger's max_tokens per forward pass ----------------------------------------------
     sweep_texts = texts[: args.sweep_sentences]
     sweep = {}
-    for backend in ("tagger", "onnx_int8"):
+    for backend in ("tagger", "tagger_fp32", "onnx_int8"):
         for max_tokens in MAX_TOKENS_SWEEP:
             sweep[f"{backend}@{max_tokens}"] = lambda part, t=taggers[backend], m=max_tokens: _with_max_tokens(t, m, part)
     sweep_seconds, _ = interleaved(sweep, sweep_texts, 2)
@@ -290,10 +321,10 @@ def main() -> None:
     results["rss_mb_peak_this_process"] = round(peak_rss_mb(), 1)
     # Free the pipeline and the taggers before the accuracy and memory phases: the systems' and the sweep's
     # functions hold them too, so those go as well.
-    ner = taggers = systems = sweep = None
+    ner = ner_fp32 = taggers = systems = sweep = None
 
     # ---- accuracy and memory -------------------------------------------------------------------
-    results["test_f1"] = test_f1({"pytorch": args.model_dir, **exports})
+    results["test_f1"] = test_f1({"pytorch": args.model_dir, **exports}, precision)
     results["test_f1"]["onnx_int8_minus_pytorch_points"] = round(
         100 * (results["test_f1"]["onnx_int8"]["f1"] - results["test_f1"]["pytorch"]["f1"]), 2
     )

@@ -47,7 +47,7 @@ class Tagger:
         self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(getattr(weights, "dtype", None), "fp32")
         # Padded wordpieces per forward pass, by sweep (benchmarks/serve/tag_speed.py, max_tokens_sweep): on a CPU
         # fp32 and ONNX Runtime passes fast in cache, bf16 (AMX tiles) larger ones.
-        self.max_tokens = max_tokens or (16384 if self.device.type != "cpu" else 4096 if self.precision == "bf16" else 1024)
+        self.max_tokens = max_tokens or (16384 if self.device.type != "cpu" else 2048 if self.precision == "bf16" else 1024)
         self.id2label = {int(i): label for i, label in model.config.id2label.items()}
         self.label2id = {label: i for i, label in self.id2label.items()}
         self.max_pieces = max_pieces_for(model, tokenizer)
