@@ -60,7 +60,7 @@ def main() -> None:
             for windows, weights in timed:
                 float(run.steps(windows, weights).loss)
         tokens = sum(len(w.input_ids) for windows, _ in timed for w in windows) / len(timed)
-        table = prof.key_averages().table(sort_by="self_cpu_total_time", row_limit=args.rows)
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows)
     report = (
         f"recipe {args.recipe}, {run.precision}, {cpu_description()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"code {git_sha()}\n{len(timed)} steps of {run.sentences_per_step} sentences ({tokens:.0f} window tokens a step): "
