@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(results_dir(__file__) / "constrained_decoding.json"))
     args = parser.parse_args()
 
-    tagger = Tagger.load(args.model_dir, device="cpu")
+    tagger = Tagger.load(args.model_dir, device="cpu", precision="fp32")  # as the other rows (evaluate_sentences, fp32)
     files = conll2003_files()
     report: dict = {"model": args.model_dir, "device": "cpu", "machine": platform.platform()}
     started = time.perf_counter()

@@ -115,8 +115,8 @@ def speeds(seconds: dict, n_texts: int, baseline: str) -> dict:
 
 
 def latencies(systems: dict, texts: list[str], passes: int = 2) -> dict:
-    """One text a call, each system on its own for all texts (a torch call right after an ONNX Runtime
-    call waits for ORT's spinning threads: 17 ms -> 40 ms measured), in two passes in opposite orders."""
+    """One text a call, each system on its own for all texts (before ONNX Runtime's threads stopped spinning,
+    a torch call right after an ORT call waited for them: 17 ms -> 40 ms measured), in two passes in opposite orders."""
     times: dict = {name: [] for name in systems}
     names = list(systems)
     for repeat in range(passes):

@@ -46,7 +46,7 @@ def peak_rss_mb() -> float:
 
 def nertune_precision() -> str:
     """What `mixed_precision: auto` gives on this machine ("bf16", "fp16" or "no")."""
-    return choose_precision("auto", torch.cuda.is_available()).mixed
+    return choose_precision("auto", on_gpu=False).mixed  # the Trainer here runs with use_cpu=True
 
 
 def run_system(system: str, args) -> dict:

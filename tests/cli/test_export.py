@@ -184,12 +184,19 @@ def test_serve_an_int8_export_over_http(onnx_int8, tmp_path):
 
 def test_evaluate_and_compare_take_an_export_folder(onnx_fp32, onnx_int8, tiny_model):
     """`nertune evaluate EXPORT` scores the export as it tags (ONNX Runtime); fp32 scores as PyTorch does."""
-    args = ["--data", "conll2003", "--split", "validation", "--max-sentences", "60", "--json", "--precision", "fp32"]
+    args = ["--data", "conll2003", "--split", "validation", "--max-sentences", "60", "--json"]
     scores = {}
-    for name, folder in {"pytorch": tiny_model, "fp32": onnx_fp32, "int8": onnx_int8}.items():
-        result = run_cli("evaluate", str(folder), *args)
+    for name, folder, precision in (("pytorch", tiny_model, "fp32"), ("fp32", onnx_fp32, "fp32"), ("int8", onnx_int8, "auto")):
+        result = run_cli("evaluate", str(folder), *args, "--precision", precision)
         assert result.returncode == 0, result.stderr
         scores[name] = json.loads(result.stdout)
+    assert [scores[name]["weights"] for name in ("pytorch", "fp32", "int8")] == ["fp32", "fp32", "int8"]
+    # An export runs as exported: another precision is refused in one line, before anything is scored.
+    refused = run_cli("evaluate", str(onnx_int8), *args, "--precision", "fp32")
+    assert refused.returncode == 2 and "runs in the precision it was exported in (int8), not fp32" in refused.stderr
+    with pytest.raises(NertuneError, match=r"exported in \(fp32\), not bf16"):
+        Tagger.load(onnx_fp32, precision="bf16")
+    assert Tagger.load(onnx_int8).precision == "int8" and Tagger.load(onnx_fp32, precision="fp32").precision == "fp32"
     assert scores["fp32"]["f1"] == pytest.approx(scores["pytorch"]["f1"], abs=1e-9)
     assert scores["fp32"]["loss"] == pytest.approx(scores["pytorch"]["loss"], rel=1e-3)
     assert abs(scores["int8"]["f1"] - scores["pytorch"]["f1"]) < 0.05

@@ -26,7 +26,7 @@ from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.export.onnx import EXPORT_FILE, export_onnx
 from nertune.model.crf import CRF_FILE, crf_scores
 from nertune.model.decode import decode
-from nertune.model.load import MANIFEST, load_for_training, load_tokenizer, load_trained, save_model
+from nertune.model.load import MANIFEST, for_inference, load_for_training, load_tokenizer, load_trained, save_model
 from nertune.model.loss import weighted_crf_loss, window_weights
 from nertune.model.word_scores import build_windows
 from nertune.tag.tagger import Tagger
@@ -186,7 +186,7 @@ def test_evaluation_and_both_taggers_decode_with_the_crf(crf_model, validation, 
     documents = [s.document for s in validation]
     for directory in (crf_model, forced):
         evaluated = evaluate_sentences(load_trained(directory), tokenizer, validation, constrain=True)["predictions"]
-        tagged = Tagger.load(directory, device="cpu").tag_words_batch(words, documents=documents)
+        tagged = Tagger.load(directory, device="cpu", precision="fp32").tag_words_batch(words, documents=documents)
         assert tagged == evaluated
         assert all(is_valid_iob2(tags) and len(tags) == len(w) for tags, w in zip(tagged, words))
     onnx_tagger = Tagger.load(onnx_dir)
@@ -195,7 +195,7 @@ def test_evaluation_and_both_taggers_decode_with_the_crf(crf_model, validation, 
     assert onnx_tagger.tag_words_batch(words, documents=documents) == tagged  # `tagged`: the forced model's
     assert all(tags[:2] == ["B-PER", "I-PER"][: len(tags)] for tags in tagged)
     # Without its CRF the same word scores decode otherwise: the transitions are what made the difference.
-    plain = decode(Tagger.load(forced, device="cpu").word_logits(words, documents), model.config.id2label, constrain=True)
+    plain = decode(Tagger.load(forced, device="cpu", precision="fp32").word_logits(words, documents), model.config.id2label, constrain=True)
     assert plain != tagged
 
 
@@ -230,3 +230,20 @@ def test_checkpoints_carry_the_crf(crf_model, tmp_path):
             p.zero_()
     checkpoints.restore(path, json.loads((path / "state.json").read_text()))
     assert all(torch.equal(a, b) for a, b in zip(crf_scores(model), saved))
+
+
+def test_bf16_weights_keep_the_crf_in_fp32_and_score_as_fp32_does(crf_model, validation):
+    """bf16 tagging casts the encoder only: a CRF path score is a sum over the sentence, which bf16 would round."""
+    tokenizer = load_tokenizer(str(crf_model))
+    full = evaluate_sentences(load_trained(crf_model), tokenizer, validation, constrain=True)
+    model = for_inference(load_trained(crf_model), torch.bfloat16)
+    assert model.classifier.weight.dtype == torch.bfloat16 and model.crf.transitions.dtype == torch.float32
+    half = evaluate_sentences(model, tokenizer, validation, constrain=True)
+    assert half["metrics"]["loss"] == pytest.approx(full["metrics"]["loss"], rel=0.05)
+    assert half["metrics"]["f1"] == pytest.approx(full["metrics"]["f1"], abs=0.05)
+    tagger = Tagger.load(crf_model, device="cpu", precision="bf16")
+    assert tagger.precision == "bf16" and all(t.dtype == torch.float32 for t in tagger.crf)
+    words, documents = [s.words for s in validation], [s.document for s in validation]
+    tagged = tagger.tag_words_batch(words, constrain=True, documents=documents)
+    pairs = [(a, b) for x, y in zip(tagged, full["predictions"]) for a, b in zip(x, y)]
+    assert sum(a == b for a, b in pairs) >= 0.95 * sum(map(len, words))

@@ -30,7 +30,16 @@ from nertune.evaluate.conlleval_io import read_predictions, safe_word, write_pre
 from nertune.evaluate.error_analysis import KINDS
 from nertune.evaluate.plots import evaluation_plots
 from nertune.evaluate.scoring import score as compute
-from nertune.model.load import check_precision, inference_dtype, load_tokenizer, load_trained, require_model_dir
+from nertune.model.load import (
+    check_export_precision,
+    check_precision,
+    for_inference,
+    inference_dtype,
+    load_tokenizer,
+    load_trained,
+    model_precision,
+    require_model_dir,
+)
 
 SPLITS = ("train", "validation", "test")
 
@@ -301,9 +310,11 @@ def _load_model(model_dir: str, device: Optional[str], precision: str = "auto"):
     if is_export(model_dir):  # an `nertune export` folder: scored as it will tag, through ONNX Runtime on the CPU
         from nertune.model.onnx_runtime import OnnxTokenClassifier  # noqa: PLC0415  (optional: onnx extra)
 
-        return OnnxTokenClassifier(model_dir), load_tokenizer(str(model_dir)), "cpu"
+        model = OnnxTokenClassifier(model_dir)
+        check_export_precision(precision, model_precision(model))
+        return model, load_tokenizer(str(model_dir)), "cpu"
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_trained(model_dir).to(device, inference_dtype(precision, device))  # scored as `predict` tags
+    model = for_inference(load_trained(model_dir), inference_dtype(precision, device)).to(device)  # scored as `predict` tags
     return model, load_tokenizer(str(model_dir)), device
 
 
@@ -313,7 +324,8 @@ def _run_model(model_dir: str, gold, device: Optional[str], strict: bool, constr
     _check_labels_early(model_dir, gold)
     model, tokenizer, device = _load_model(model_dir, device, precision)
     _check_label_sets(_model_types(model.config.label2id), gold, model_dir)
-    return evaluate_sentences(model, tokenizer, gold.sentences, device, strict=strict, constrain=constrain, details=details)
+    result = evaluate_sentences(model, tokenizer, gold.sentences, device, strict=strict, constrain=constrain, details=details)
+    return result | {"weights": model_precision(model)}
 
 
 @app.command()
@@ -360,6 +372,7 @@ def evaluate(
         "scheme": gold.scheme,
         "decoding": "constrained" if constrain else "argmax",
         "mode": "strict" if strict else "conlleval",
+        "weights": result["weights"],  # fp32, bf16 (--precision) or int8 (an export)
         **metrics,
     }
     if predictions:
@@ -373,7 +386,7 @@ def evaluate(
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
     out = _out()
-    out.print(f"model {model_dir} on {gold.path} ({metrics['sentences']} sentences)")
+    out.print(f"model {model_dir} ({report['weights']} weights) on {gold.path} ({metrics['sentences']} sentences)")
     out.print(
         f"gold tags: {gold.scheme.upper()}{' (converted to IOB2)' if gold.scheme != 'iob2' else ''}; "
         f"decoding: {report['decoding']}; entity scores: {_mode(strict)}; "

@@ -140,11 +140,42 @@ def inference_dtype(precision: str, device) -> torch.dtype:
     fp32 (on a GPU too: bf16 tagging there is unmeasured); `fp32` / `bf16` as said (bf16 is emulated on a CPU without it)."""
     import torch  # noqa: PLC0415  (CLI start-up: no torch)
 
+    device = torch.device(device)
     if check_precision(precision) == "auto":
-        precision = "bf16" if torch.device(device).type == "cpu" and cpu_bf16()[0] else "fp32"
-    if precision == "bf16" and torch.device(device).type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise NertuneError("this GPU has no bf16", fix="use --precision fp32 (or auto)")
+        precision = "bf16" if device.type == "cpu" and cpu_bf16()[0] else "fp32"
+    if precision == "bf16" and device.type == "cuda":
+        with torch.cuda.device(device):
+            if not torch.cuda.is_bf16_supported(including_emulation=False):
+                raise NertuneError(f"{device} has no bf16", fix="use --precision fp32 (or auto)")
     return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def for_inference(model, dtype: torch.dtype):
+    """The model with its weights in `dtype`, for tagging; a CRF head stays fp32: its path scores are sums over a
+    whole sentence, which bf16 would round to steps of 0.5."""
+    model = model.to(dtype)
+    if getattr(model, "crf", None) is not None:
+        model.crf.float()
+    return model
+
+
+def model_precision(model) -> str:
+    """ "fp32", "bf16", "fp16" (the encoder's weights), or "int8" for an int8 ONNX export."""
+    if getattr(model, "backend", "").startswith("onnxruntime"):
+        return "int8" if model.backend.endswith("int8") else "fp32"
+    import torch  # noqa: PLC0415  (CLI start-up: no torch)
+
+    weights = next(model.parameters(), None)
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(getattr(weights, "dtype", None), "fp32")
+
+
+def check_export_precision(precision: str, export_precision: str) -> None:
+    """An export runs in the precision it was exported in: `auto` or that precision, nothing else."""
+    if check_precision(precision) not in ("auto", export_precision):
+        raise NertuneError(
+            f"an ONNX export runs in the precision it was exported in ({export_precision}), not {precision}",
+            fix="drop --precision (auto), or tag with the PyTorch run folder",
+        )
 
 
 def require_model_dir(directory: str | Path) -> Path:

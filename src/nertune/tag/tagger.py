@@ -22,7 +22,7 @@ from nertune.data.words import sentence_words
 from nertune.errors import NertuneError
 from nertune.model.crf import crf_scores
 from nertune.model.decode import decode
-from nertune.model.load import inference_dtype, load_tokenizer, load_trained
+from nertune.model.load import check_export_precision, for_inference, inference_dtype, load_tokenizer, load_trained, model_precision
 from nertune.model.onnx_runtime import OnnxTokenClassifier, is_export
 from nertune.model.positions import max_pieces_for
 from nertune.model.word_scores import build_windows, predict_word_logits
@@ -43,10 +43,9 @@ class Tagger:
         self.device = torch.device(device)
         self.constrain = constrain
         self.backend = getattr(model, "backend", "pytorch")  # "onnxruntime" / "onnxruntime-int8" for an export
-        weights = next(model.parameters(), None) if hasattr(model, "parameters") else None
-        self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(getattr(weights, "dtype", None), "fp32")
-        # Padded wordpieces per forward pass, by sweep (benchmarks/serve/tag_speed.py, max_tokens_sweep): on a CPU
-        # fp32 and ONNX Runtime passes fast in cache, bf16 (AMX tiles) larger ones.
+        self.precision = model_precision(model)
+        # Padded wordpieces per forward pass (BENCHMARKS.md, tagging speed): on a CPU fp32 and ONNX Runtime are
+        # fastest in passes that stay in cache, bf16 on AMX in somewhat larger ones.
         self.max_tokens = max_tokens or (16384 if self.device.type != "cpu" else 2048 if self.precision == "bf16" else 1024)
         self.id2label = {int(i): label for i, label in model.config.id2label.items()}
         self.label2id = {label: i for i, label in self.id2label.items()}
@@ -57,10 +56,11 @@ class Tagger:
     def load(cls, directory: str | Path, device: str | None = None, constrain: bool = True, precision: str = "auto") -> "Tagger":
         """`precision` (auto, fp32, bf16; model/load.py `inference_dtype`): the weights' dtype; an export runs as exported."""
         if is_export(directory):  # an `nertune export --onnx` directory: ONNX Runtime, on the CPU
-            inference_dtype(precision, "cpu")  # an unknown value is still refused
-            return cls(OnnxTokenClassifier(directory), load_tokenizer(str(directory)), device or "cpu", constrain)
+            model = OnnxTokenClassifier(directory)
+            check_export_precision(precision, model_precision(model))
+            return cls(model, load_tokenizer(str(directory)), device or "cpu", constrain)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = load_trained(directory).to(inference_dtype(precision, device))
+        model = for_inference(load_trained(directory), inference_dtype(precision, device))
         return cls(model, load_tokenizer(str(directory)), device, constrain)
 
     # ---- words in, tags out ------------------------------------------------

@@ -307,7 +307,8 @@ tagger = Tagger.load(".")
 tagger("George Washington went to Washington.")
 ```
 
-The same entities through transformers (with nertune installed; no remote code):
+The same entities through transformers (with nertune installed; no remote code), as `Tagger.load(".", precision="fp32")`
+gives them (on a CPU with bf16 the Tagger's default is bf16, which moves a few):
 
 ```python
 from transformers import pipeline
