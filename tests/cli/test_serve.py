@@ -248,6 +248,28 @@ def test_batcher_isolates_a_failing_request_and_keeps_serving():
     assert stats.failures == 1 and stats.largest_batch == 3  # the three were one batch first
 
 
+def test_a_lone_request_is_not_held_for_company_but_one_close_behind_another_is():
+    async def scenario():
+        batcher = MicroBatcher(lambda texts: [[] for _ in texts], max_wait_ms=300)
+        await batcher.start()
+        lone = []
+        for _ in range(3):  # one client at a time, slower than max_wait: no added latency
+            began = time.perf_counter()
+            await batcher.submit(["x"])
+            lone.append(time.perf_counter() - began)
+            await asyncio.sleep(0.35)
+        await asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]))
+        began = time.perf_counter()
+        await batcher.submit(["y"])  # right behind the pair: traffic is dense, so it waits for company
+        crowded = time.perf_counter() - began
+        await batcher.stop()
+        return lone, crowded, batcher.stats
+
+    lone, crowded, stats = asyncio.run(scenario())
+    assert max(lone) < 0.2 and crowded >= 0.29
+    assert stats.largest_batch == 2  # the pair shared a pass
+
+
 def test_batcher_refuses_when_the_queue_is_full_and_drains_on_stop():
     gate = threading.Event()
 

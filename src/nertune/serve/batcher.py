@@ -5,8 +5,9 @@ in a ring and builds each forward pass by taking the next text of each request i
 holds `max_batch_texts` texts or `max_batch_chars` characters (a longer text runs alone); a request
 with texts left goes to the back of the ring. So a request of 64 long texts is cut into bounded slices
 and small requests that arrive meanwhile ride in the next pass, not after the whole of it. Before a
-pass the worker waits at most `max_wait_ms` for company (no wait when enough is already queued), and
-runs `tag_batch` in a single thread — the model runs one pass at a time, the event loop stays free to
+pass the worker waits at most `max_wait_ms` for company — not when enough is already queued, and not for
+a request that came alone (more than `max_wait_ms` after the one before it: one client at a time gets no
+added latency) — and runs `tag_batch` in a single thread — the model runs one pass at a time, the event loop stays free to
 accept and parse the next requests. Results go back to each request's future in order, whole.
 
 A failing pass never takes the worker down: its slices are retried one request at a time so only the
@@ -88,6 +89,8 @@ class MicroBatcher:
         self._worker: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nertune-tag")
         self._stopping = False
+        self._arrived = -float("inf")  # when the latest request came (event-loop clock)
+        self._gap = float("inf")  # and how long after the one before it
 
     @property
     def running(self) -> bool:
@@ -113,7 +116,10 @@ class MicroBatcher:
             raise Overloaded()
         if not texts:
             return []
-        request = _Request(list(texts), asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        request = _Request(list(texts), loop.create_future())
+        now = loop.time()
+        self._gap, self._arrived = now - self._arrived, now
         self._queue.put_nowait(request)
         return await request.future
 
@@ -127,8 +133,9 @@ class MicroBatcher:
                     stopped = True
                 else:
                     ring.append(first)
-                    # Gather: wait a little for company unless enough is already waiting.
-                    if self.max_wait > 0 and len(first.texts) < self.max_batch_texts and queue.qsize() == 0:
+                    # Gather: wait a little for company unless enough is already waiting or requests come one by one.
+                    crowded = self._gap < self.max_wait  # this request came close behind another
+                    if self.max_wait > 0 and crowded and len(first.texts) < self.max_batch_texts and queue.qsize() == 0:
                         await asyncio.sleep(self.max_wait)
             while not queue.empty():
                 item = queue.get_nowait()
