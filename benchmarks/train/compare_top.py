@@ -21,7 +21,8 @@ NERTUNE = str(Path(sys.executable).with_name("nertune"))
 
 
 def compare(a: str, b: str, split: str) -> dict:
-    out = subprocess.run([NERTUNE, "compare", a, b, "--split", split, "--json"], capture_output=True, text=True, check=True).stdout
+    args = [NERTUNE, "compare", a, b, "--split", split, "--json", "--precision", "fp32"]  # as the recorded verdicts were scored
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
 
