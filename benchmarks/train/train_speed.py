@@ -58,6 +58,7 @@ def run_system(system: str, args) -> dict:
             from benchmarks.train.hf_baseline import first_subword_predictions, train_trainer  # noqa: PLC0415  (trainer child only)
 
             batch, accum = (1, 16) if args.literal else (16, 1)
+            bf16 = nertune_precision() == "bf16"
             model, tokenizer, seconds = train_trainer(
                 resolve_model(args.model),
                 train,
@@ -68,12 +69,12 @@ def run_system(system: str, args) -> dict:
                 epochs=args.epochs,
                 learning_rate=args.learning_rate,
                 use_cpu=True,
-                bf16=nertune_precision() == "bf16",
+                bf16=bf16,
             )
             f1 = score([s.tags for s in validation], first_subword_predictions(model, tokenizer, validation))["f1"]
             result = {
                 "system": f"Trainer, batch {batch} x accumulation {accum}",
-                "precision": "bf16" if nertune_precision() == "bf16" else "fp32",
+                "precision": "bf16" if bf16 else "fp32",
                 "train_seconds": seconds,
                 "validation_f1": f1,
             }

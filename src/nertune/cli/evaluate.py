@@ -30,16 +30,7 @@ from nertune.evaluate.conlleval_io import read_predictions, safe_word, write_pre
 from nertune.evaluate.error_analysis import KINDS
 from nertune.evaluate.plots import evaluation_plots
 from nertune.evaluate.scoring import score as compute
-from nertune.model.load import (
-    check_export_precision,
-    check_precision,
-    for_inference,
-    inference_dtype,
-    load_tokenizer,
-    load_trained,
-    model_precision,
-    require_model_dir,
-)
+from nertune.model.load import check_precision, model_precision, require_model_dir
 
 SPLITS = ("train", "validation", "test")
 
@@ -302,27 +293,12 @@ def _check_labels_early(model_dir: str, gold) -> None:
         _check_label_sets(_model_types(label2id), gold, model_dir)
 
 
-def _load_model(model_dir: str, device: Optional[str], precision: str = "auto"):
-    import torch  # noqa: PLC0415  (CLI start-up: no torch)
-
-    from nertune.model.onnx_runtime import is_export  # noqa: PLC0415  (CLI start-up: no torch)
-
-    if is_export(model_dir):  # an `nertune export` folder: scored as it will tag, through ONNX Runtime on the CPU
-        from nertune.model.onnx_runtime import OnnxTokenClassifier  # noqa: PLC0415  (optional: onnx extra)
-
-        model = OnnxTokenClassifier(model_dir)
-        check_export_precision(precision, model_precision(model))
-        return model, load_tokenizer(str(model_dir)), "cpu"
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = for_inference(load_trained(model_dir), inference_dtype(precision, device)).to(device)  # scored as `predict` tags
-    return model, load_tokenizer(str(model_dir)), device
-
-
 def _run_model(model_dir: str, gold, device: Optional[str], strict: bool, constrain: bool, details: bool, precision: str = "auto") -> dict:
     from nertune.evaluate.model_scores import evaluate_sentences  # noqa: PLC0415  (CLI start-up: no torch)
+    from nertune.model.inference import load_for_tagging  # noqa: PLC0415  (CLI start-up: no torch)
 
     _check_labels_early(model_dir, gold)
-    model, tokenizer, device = _load_model(model_dir, device, precision)
+    model, tokenizer, device = load_for_tagging(model_dir, device, precision)
     _check_label_sets(_model_types(model.config.label2id), gold, model_dir)
     result = evaluate_sentences(model, tokenizer, gold.sentences, device, strict=strict, constrain=constrain, details=details)
     return result | {"weights": model_precision(model)}

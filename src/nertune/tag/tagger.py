@@ -22,8 +22,8 @@ from nertune.data.words import sentence_words
 from nertune.errors import NertuneError
 from nertune.model.crf import crf_scores
 from nertune.model.decode import decode
-from nertune.model.load import check_export_precision, for_inference, inference_dtype, load_tokenizer, load_trained, model_precision
-from nertune.model.onnx_runtime import OnnxTokenClassifier, is_export
+from nertune.model.inference import load_for_tagging
+from nertune.model.load import model_precision
 from nertune.model.positions import max_pieces_for
 from nertune.model.word_scores import build_windows, predict_word_logits
 
@@ -55,13 +55,8 @@ class Tagger:
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None, constrain: bool = True, precision: str = "auto") -> "Tagger":
         """`precision` (auto, fp32, bf16; model/load.py `inference_dtype`): the weights' dtype; an export runs as exported."""
-        if is_export(directory):  # an `nertune export --onnx` directory: ONNX Runtime, on the CPU
-            model = OnnxTokenClassifier(directory)
-            check_export_precision(precision, model_precision(model))
-            return cls(model, load_tokenizer(str(directory)), device or "cpu", constrain)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = for_inference(load_trained(directory), inference_dtype(precision, device))
-        return cls(model, load_tokenizer(str(directory)), device, constrain)
+        model, tokenizer, default_device = load_for_tagging(directory, device, precision)
+        return cls(model, tokenizer, device or default_device, constrain)  # an export refuses a device other than the CPU
 
     # ---- words in, tags out ------------------------------------------------
 
