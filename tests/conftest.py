@@ -119,7 +119,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def featured_model(tmp_path_factory) -> Path:
-    """`make train`'s recipe, minilm-context-crf (casing classes, 16 pieces of document context, a CRF head),
+    """`make train`'s recipe, minilm-context-crf-5ep (casing classes, 16 pieces of document context, a CRF head),
     cut by flags to one epoch on 64 real sentences: shared by the casing, context and CRF tests."""
     return shared_dir(
         tmp_path_factory,
@@ -127,7 +127,7 @@ def featured_model(tmp_path_factory) -> Path:
         lambda out: _cli_ok(
             "train",
             "--recipe",
-            "minilm-context-crf",
+            "minilm-context-crf-5ep",
             "--epochs",
             "1",
             "--max-train-sentences",

@@ -100,7 +100,7 @@ def test_casing_needs_token_type_embeddings():
 
 
 def test_trained_casing_model_tells_apple_from_apple(featured_model):
-    casing_model = featured_model  # minilm-context-crf: casing classes with context and a CRF
+    casing_model = featured_model  # make train's recipe: casing classes with context and a CRF
     recorded = yaml.safe_load((casing_model / "recipe.yaml").read_text())
     assert (recorded["casing"], recorded["learning_rate"], recorded["epochs"]) == (True, 1e-4, 1)
     config = json.loads((casing_model / "config.json").read_text())

@@ -103,7 +103,7 @@ def test_a_sentence_too_long_for_one_window_gets_no_context(tokenizer, documents
 
 
 def test_evaluate_tagger_and_onnx_use_the_same_context(featured_model, featured_onnx, documents_slice, tokenizer):
-    context_model = featured_model  # minilm-context-crf: context with casing classes and a CRF
+    context_model = featured_model  # make train's recipe: context with casing classes and a CRF
     assert json.loads((context_model / "config.json").read_text())[CONFIG_FIELD] == 16
     sentences, words = documents_slice, [s.words for s in documents_slice]
     documents = [s.document for s in sentences]

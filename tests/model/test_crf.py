@@ -135,7 +135,7 @@ def test_crf_gradient_equals_the_literal_sentence_by_sentence_recipe(conll_files
 
 @pytest.fixture(scope="module")
 def crf_model(featured_model):
-    return featured_model  # minilm-context-crf: the CRF with casing classes and context, as `make train` runs it
+    return featured_model  # make train's recipe: the CRF with casing classes and context, as `make train` runs it
 
 
 @pytest.fixture(scope="module")
