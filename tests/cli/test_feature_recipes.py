@@ -32,7 +32,11 @@ CONTEXT_CRF = {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "cont
         ("minilm-context-crf-5ep", {**CONTEXT_CRF, "epochs": 5}),
         ("minilm-context-crf-5ep-avg2", {**CONTEXT_CRF, "epochs": 5, "average_epochs": 2}),
         ("minilm-context-crf-distill", {**CONTEXT_CRF, "teacher": "runs/mpnet-context-crf-seed42-bf16cpu"}),
-        ("minilm-context-crf-trainval", {**CONTEXT_CRF, "train_on_validation": True}),
+        (
+            "minilm-context-crf-5ep-distill3",
+            {**CONTEXT_CRF, "epochs": 5, "teacher": ",".join(f"runs/minilm-context-crf-5ep-seed{s}-bf16cpu" for s in (42, 43, 44))},
+        ),
+        ("minilm-context-crf-trainval", {**CONTEXT_CRF, "epochs": 5, "train_on_validation": True}),
         ("minilm-context64-crf", {**CONTEXT_CRF, "context_pieces": 64}),
         ("mpnet-seed", {"model": "embedded-mpnet"}),
         ("mpnet-context-crf", {"model": "embedded-mpnet", "learning_rate": 5e-5, "warmup_ratio": 0.1, "context_pieces": 16, "crf": True}),
