@@ -1,7 +1,8 @@
 """`nertune compare` verdicts between the two best recipes, seed by seed: is B better than A on validation, on test?
 
-    .venv/bin/python -m benchmarks.train.compare_top A_RUN:B_RUN [A_RUN:B_RUN ...]
-        -> benchmarks/train/results/compare_top.json (each pair's `nertune compare --json`, per split) + a table
+    .venv/bin/python -m benchmarks.train.compare_top [--out NAME] A_RUN:B_RUN [A_RUN:B_RUN ...]
+        -> benchmarks/train/results/NAME.json (default compare_top; each pair's `nertune compare --json`, per split)
+           + a table
 
 Each pair is two finished run folders trained with the same seed; the paired bootstrap (1,000 resamples of
 sentences) says whether the 95% interval of F1(B) - F1(A) excludes 0. Decoding as `make train` prints it (a
@@ -27,8 +28,12 @@ def compare(a: str, b: str, split: str) -> dict:
 
 
 def main() -> None:
+    args = sys.argv[1:]
+    name = "compare_top"
+    if args[:1] == ["--out"]:
+        name, args = args[1], args[2:]
     rows = []
-    for pair in sys.argv[1:]:
+    for pair in args:
         a, b = pair.split(":")
         for split in ("validation", "test"):
             result = compare(a, b, split)
@@ -38,7 +43,7 @@ def main() -> None:
                 f"| {result['difference']:+.4f} [{result['low']:+.4f}, {result['high']:+.4f}] | {result['verdict']} |",
                 flush=True,
             )
-    write_result(results_dir(__file__) / "compare_top.json", {"git_sha": git_sha(), "pairs": rows})
+    write_result(results_dir(__file__) / f"{name}.json", {"git_sha": git_sha(), "pairs": rows})
 
 
 if __name__ == "__main__":
