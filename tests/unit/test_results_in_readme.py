@@ -95,7 +95,8 @@ def test_make_train_runs_the_recipe_with_the_best_three_seed_validation_mean():
     makefile = (ROOT / "Makefile").read_text()
     chosen = next(line.split("?=")[1].strip() for line in makefile.splitlines() if line.startswith("RECIPE ?="))
     groups = json.loads((ROOT / "benchmarks/train/results/noise_band.json").read_text())
-    seeded = [g for g in groups if len(g["seeds"]) >= 3 and g["recipe"]["model"] == "embedded-minilm"]
+    # among the groups `band` reads (bf16): an fp32 group from an AVX2 CPU is another machine's ranking
+    seeded = [g for g in groups if len(g["seeds"]) >= 3 and g["recipe"]["model"] == "embedded-minilm" and g["precision"] == "bf16"]
     best = max(seeded, key=lambda g: g["validation_f1"]["mean"])
     assert band(load_recipe(chosen).model_dump())["validation_f1"]["mean"] == best["validation_f1"]["mean"], (
         f"make train runs {chosen}; the best 3-seed validation mean is {best['files']}"
