@@ -11,6 +11,7 @@ CRF's own Viterbi path).
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -28,12 +29,12 @@ def compare(a: str, b: str, split: str) -> dict:
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    name = "compare_top"
-    if args[:1] == ["--out"]:
-        name, args = args[1], args[2:]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="compare_top", help="results file name, without .json")
+    parser.add_argument("pairs", nargs="+", metavar="A_RUN:B_RUN")
+    args = parser.parse_args()
     rows = []
-    for pair in args:
+    for pair in args.pairs:
         a, b = pair.split(":")
         for split in ("validation", "test"):
             result = compare(a, b, split)
@@ -43,7 +44,7 @@ def main() -> None:
                 f"| {result['difference']:+.4f} [{result['low']:+.4f}, {result['high']:+.4f}] | {result['verdict']} |",
                 flush=True,
             )
-    write_result(results_dir(__file__) / f"{name}.json", {"git_sha": git_sha(), "pairs": rows})
+    write_result(results_dir(__file__) / f"{args.out}.json", {"git_sha": git_sha(), "pairs": rows})
 
 
 if __name__ == "__main__":

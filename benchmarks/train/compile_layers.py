@@ -14,28 +14,18 @@ Time it on a quiet machine.
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from benchmarks.common import git_sha, results_dir
-from benchmarks.train.profile_step import step_inputs
-from nertune.data.features import length_grouped_steps
+from benchmarks.train.first_steps import first_steps
 from nertune.machine import cpu_bf16, cpu_description
-from nertune.training.precision import fresh_accelerator
-from nertune.training.recipe import load_recipe
-from nertune.training.setup import setup
 
 
 def measure(recipe_name: str, compiled: bool, say, steps: int = 40) -> float:
-    with tempfile.TemporaryDirectory() as tmp, fresh_accelerator():
-        overrides = {"max_train_sentences": 2000, "max_eval_sentences": 16, "output_dir": f"{tmp}/run", "cheap_dropout": not compiled}
-        run = setup(load_recipe(recipe_name, overrides), progress=False)
-        run.model.train()
-        order = length_grouped_steps(run.piece_lengths, run.sentences_per_step, run.order, run.group_by_length)
-        inputs = list(step_inputs(run, order[: 20 + steps]))
+    with first_steps(recipe_name, 20 + steps, cheap_dropout=not compiled) as (run, inputs):
         if compiled:
             for layer in run.model.base_model.encoder.layer:
                 layer.compile(dynamic=True)

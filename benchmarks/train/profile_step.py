@@ -12,7 +12,6 @@ sentences a second, and the operators by self CPU time. Time it on a quiet machi
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,19 +19,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.common import git_sha, results_dir
-from nertune.data.features import length_grouped_steps
+from benchmarks.train.first_steps import first_steps
 from nertune.machine import cpu_description
-from nertune.model.loss import window_weights
-from nertune.training.precision import fresh_accelerator
-from nertune.training.recipe import load_recipe
-from nertune.training.setup import setup
-
-
-def step_inputs(run, steps):
-    for step_sentences in steps:
-        step_windows = [run.windows[i] for s in step_sentences for i in run.windows_of[s]]
-        words = sum(run.words_in_sentence[s] for s in step_sentences)
-        yield step_windows, window_weights(step_windows, run.words_in_sentence, run.recipe.accumulation, run.sentences_per_step, words, 1)
 
 
 def main() -> None:
@@ -43,12 +31,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rows", type=int, default=30, help="operators listed")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, fresh_accelerator():
-        recipe = load_recipe(args.recipe, {"max_train_sentences": args.sentences, "max_eval_sentences": 16, "output_dir": f"{tmp}/run"})
-        run = setup(recipe, progress=False)
-        run.model.train()
-        steps = length_grouped_steps(run.piece_lengths, run.sentences_per_step, run.order, run.group_by_length)
-        inputs = list(step_inputs(run, steps[: args.warmup + args.steps]))
+    with first_steps(args.recipe, args.warmup + args.steps, args.sentences) as (run, inputs):
         for windows, weights in inputs[: args.warmup]:
             run.steps(windows, weights)
         timed = inputs[args.warmup :]
