@@ -4,7 +4,8 @@
 
 Reads every run in benchmarks/train/results/ (a recipe_run.sh / seeds.sh metrics.json) and groups the runs that differ
 only in their seed (and in run mechanics: output folder, checkpoint cadence). Runs that did not finish have no
-metrics.json, so they are never rows.
+metrics.json, so they are never rows. A run trained on train + validation has no validation score: its group's
+`validation_f1` is null and only its test F1 is banded.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def runs() -> list[dict]:
             metrics = json.loads(path.read_text())
         except ValueError:
             continue
-        if isinstance(metrics, dict) and isinstance(metrics.get("recipe"), dict) and "validation" in metrics and "test" in metrics:
+        if isinstance(metrics, dict) and isinstance(metrics.get("recipe"), dict) and "test" in metrics:
             found.append({"file": path.name, **metrics})
     return found
 
@@ -67,7 +68,7 @@ def main() -> None:
                 **json.loads(key),
                 "seeds": seeds,
                 "files": [r["file"] for r in members],
-                "validation_f1": band([r["validation"]["f1"] for r in members]),
+                "validation_f1": band([r["validation"]["f1"] for r in members]) if all("validation" in r for r in members) else None,
                 "test_f1": band([r["test"]["f1"] for r in members]),
             }
         )
@@ -76,7 +77,7 @@ def main() -> None:
     for row in rows:
         recipe = row["recipe"]
         name = f"{recipe['learning_rate']:g} / {recipe['casing']} / {recipe['context_pieces']} / {recipe['crf']}"
-        cell = lambda b: f"{b['mean']:.4f} ± {b['sd']:.4f}"  # noqa: E731
+        cell = lambda b: f"{b['mean']:.4f} ± {b['sd']:.4f}" if b else "—"  # noqa: E731
         print(
             f"| {name} | {row['precision']} | {'bf16 CPU' if row['bf16_cpu'] else 'AVX2 CPU'} | {', '.join(map(str, row['seeds']))} "
             f"| {cell(row['validation_f1'])} | {cell(row['test_f1'])} |"
