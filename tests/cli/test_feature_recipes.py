@@ -31,6 +31,7 @@ CONTEXT_CRF = {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "cont
         ("minilm-context-crf", {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 16, "crf": True, **GROUPED}),
         ("minilm-context-crf-5ep", {**CONTEXT_CRF, "epochs": 5}),
         ("minilm-context-crf-5ep-avg2", {**CONTEXT_CRF, "epochs": 5, "average_epochs": 2}),
+        ("minilm-context-crf-8ep", {**CONTEXT_CRF, "epochs": 8}),
         ("minilm-context-crf-distill", {**CONTEXT_CRF, "teacher": "runs/mpnet-context-crf-seed42-bf16cpu"}),
         (
             "minilm-context-crf-5ep-distill3",

@@ -2,7 +2,8 @@
 
 The CRF's marginals against enumerating every tag sequence, the soft losses against the hard ones they
 generalise, teachers' probabilities averaged and refused when their labels differ, the average of kept
-epochs, a short run that learns from a teacher and ends averaged, and one trained on train + validation."""
+epochs, a short run that learns from a teacher and ends averaged, one trained on train + validation, and
+cross-fitted teachers (a fold held out, taught by the teacher that never saw it)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,15 @@ import torch
 from torchcrf import CRF
 
 from nertune.data.conll import read_conll
-from nertune.data.splits import build_labels, load_splits
+from nertune.data.splits import build_labels, document_folds, load_splits
 from nertune.errors import NertuneError
 from nertune.model.crf import log_marginals
-from nertune.model.load import load_for_training, model_labels
+from nertune.model.load import load_for_training, load_tokenizer, load_trained, model_labels
 from nertune.model.loss import weighted_crf_soft_loss, weighted_soft_loss, weighted_token_loss
+from nertune.model.word_scores import sentence_word_logits
 from nertune.training.api import train
 from nertune.training.averaging import keep_epoch, kept_epochs, load_average
-from nertune.training.distill import attach_teacher, teacher_probabilities
+from nertune.training.distill import attach_teacher, teacher_probabilities, word_probabilities
 from nertune.training.recipe import load_recipe
 from nertune.training.step import forward_backward
 from tests.conftest import training_windows
@@ -183,3 +185,47 @@ def test_train_on_validation_joins_the_splits_and_scores_test_alone(conll_files,
     assert [s.words for s in splits.train.sentences[32:]] == [s.words for s in validation] and splits.validation is None
     seam = splits.train.sentences[31].document
     assert all(s.document > seam for s in splits.train.sentences[32:])  # context never reaches across the seam
+
+
+def test_document_folds_deal_whole_documents_round_robin_and_hold_out_leaves_one_out(conll_files):
+    train_sentences = read_conll(conll_files["train"]).sentences[:200]
+    documents = sorted({s.document for s in train_sentences})
+    assert len(documents) >= 4
+    folds = document_folds(train_sentences, 3)
+    for document in documents:  # a document is never split between folds
+        assert len({f for s, f in zip(train_sentences, folds) if s.document == document}) == 1
+    assert {f for f in folds} == {1, 2, 3}
+    for fold in (1, 2, 3):
+        splits = load_splits(max_train_sentences=200, max_eval_sentences=16, held_out=(fold, 3))
+        kept = [s for s, f in zip(train_sentences, folds) if f != fold]
+        assert [s.words for s in splits.train.sentences] == [s.words for s in kept] and 0 < len(kept) < 200
+        assert any(f"training without fold {fold} of 3" in n for n in splits.notices())
+    with pytest.raises(NertuneError, match="has 1 document"):
+        load_splits(max_train_sentences=3, max_eval_sentences=16, held_out=(1, 2))
+    for spec in ("3/2", "1/1", "0/2", "1", "a/b"):
+        with pytest.raises(NertuneError, match="hold_out"):
+            load_recipe(None, {"hold_out": spec})
+
+
+def test_a_cross_fitted_teacher_teaches_only_the_fold_it_held_out(tiny_model, conll_files, tmp_path):
+    held = train(max_train_sentences=48, max_eval_sentences=16, epochs=1, hold_out="1/2", output_dir=str(tmp_path / "t1"), progress=False)
+    sentences = read_conll(conll_files["train"]).sentences[:48]
+    folds = document_folds(sentences, 2)
+    assert held["train_sentences"] == folds.count(2) and held["recipe"]["hold_out"] == "1/2" and 0 < folds.count(1) < 48
+    labels, cpu, md5 = model_labels(tiny_model), torch.device("cpu"), held["data_md5"]["train"]
+    teachers = [str(tmp_path / "t1"), str(tiny_model)]
+
+    mixed = teacher_probabilities(teachers, sentences, labels, cpu, None, 4096, train_md5=md5)
+    whole = teacher_probabilities([str(tiny_model)], sentences, labels, cpu, None, 4096)
+    teacher = load_trained(teachers[0])
+    own = sentence_word_logits(teacher, load_tokenizer(teachers[0]), sentences, cpu, None, 4096)[0].logits
+    crf = getattr(teacher, "crf", None)
+    for sentence_fold, p, alone, logits in zip(folds, mixed, whole, own):
+        if sentence_fold == 2:  # the held-out teacher trained on these: the other teacher alone teaches them
+            torch.testing.assert_close(p, alone)
+        else:
+            torch.testing.assert_close(p, (alone + word_probabilities(logits, crf)) / 2, rtol=1e-4, atol=1e-5)
+    with pytest.raises(NertuneError, match=f"{folds.count(2)} training sentences have no teacher that held them out"):
+        teacher_probabilities(teachers[:1], sentences, labels, cpu, None, 4096, train_md5=md5)
+    with pytest.raises(NertuneError, match="held out fold 1/2 of another training file"):
+        teacher_probabilities(teachers, sentences, labels, cpu, None, 4096, train_md5="0" * 32)

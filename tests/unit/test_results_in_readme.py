@@ -25,6 +25,7 @@ DEFINING = (
     "distill_weight",
     "average_epochs",
     "train_on_validation",
+    "hold_out",
 )
 FINAL_MODEL = "### A final model on train + validation"
 

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from nertune.data.conll import ConllFile
+from nertune.data.conll import ConllFile, Sentence
 from nertune.data.embedded import conll2003_files
 from nertune.data.formats import detect_format, read_data
 from nertune.data.jsonl import ReadOptions
@@ -59,9 +59,11 @@ def load_splits(
     options: ReadOptions | None = None,
     label_map: dict | None = None,
     train_on_validation: bool = False,
+    held_out: tuple[int, int] | None = None,
 ) -> Splits:
-    """The three splits as the recipe names them (`train_on_validation`: the validation sentences join the
-    training ones, after them, as documents of their own, and there is no validation split)."""
+    """The three splits as the recipe names them (`held_out` (K, N): the training documents of fold K of N are left
+    out; `train_on_validation`: the validation sentences join the training ones, after them, as documents of their
+    own, and there is no validation split)."""
     options = options or ReadOptions(ragged=ragged)
     paths: dict[str, str | None] = {"train": train, "validation": validation, "test": test}
     split_of = {}  # a Hugging Face DatasetDict's split for each of ours
@@ -93,9 +95,33 @@ def load_splits(
             conll.sentences = conll.sentences[:limit]
     md5 = {name: file_md5(path) for name, path in paths.items() if path}
     notices = _label_notices(loaded, dropped)
+    if held_out:
+        notices.append(_hold_out(loaded["train"], paths["train"], *held_out))
     if train_on_validation:
         notices.append(_join_validation(loaded))
     return Splits(loaded["train"], loaded["validation"], loaded["test"], labels, md5, notices)
+
+
+def document_folds(sentences: list[Sentence], folds: int) -> list[int]:
+    """Each sentence's fold, 1..folds: its document's, documents dealt round-robin by their index in the file, so a
+    fold holds whole documents (a held-out sentence's context is held out with it) and a slice keeps its folds."""
+    return [s.document % folds + 1 for s in sentences]
+
+
+def _hold_out(train: ConllFile | None, path: str | None, fold: int, folds: int) -> str:
+    if train is None:
+        raise NertuneError("hold_out needs a training split", fix="give --train FILE, or leave hold_out off")
+    documents = {s.document for s in train.sentences}
+    if len(documents) < folds:
+        raise NertuneError(
+            f"hold_out {fold}/{folds} deals documents into {folds} folds, but the training data has {len(documents)} document(s)",
+            path=path,
+            fix="mark documents (-DOCSTART- lines in a CoNLL file; each JSONL record is one), or use fewer folds",
+        )
+    kept = [s for s, f in zip(train.sentences, document_folds(train.sentences, folds)) if f != fold]
+    left = len(train.sentences) - len(kept)
+    train.sentences = kept
+    return f"training without fold {fold} of {folds} of the training documents: {left} sentences held out, {len(kept)} kept"
 
 
 def _join_validation(loaded: dict) -> str:

@@ -9,21 +9,30 @@ A teacher must have the run's labels in the run's order; it is any trained token
 (a nertune run, an export's source). The probabilities are computed once, when the run is set up (also on a
 resume: eval mode and the same inputs give the same numbers), for the training sentences only: validation
 sentences only where `train_on_validation` made them training sentences; test never.
+
+Cross-fitted teachers: a nertune run trained with `hold_out: K/N` (its metrics.json says so) never saw the training
+documents of fold K (data/splits.py `document_folds`), and it teaches those sentences only; N such runs, one a
+fold, teach every sentence something its teacher did not learn by heart. A sentence no teacher may teach is refused.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Sequence
 
 import torch
+from pydantic import ValidationError
 
 from nertune.data.conll import Sentence
 from nertune.data.features import Window
+from nertune.data.splits import document_folds
 from nertune.errors import NertuneError
 from nertune.model.crf import log_marginals
 from nertune.model.load import load_tokenizer, load_trained, model_labels
 from nertune.model.word_scores import sentence_word_logits
+from nertune.training.recipe import Recipe
 
 
 def word_probabilities(logits: torch.Tensor, crf=None) -> torch.Tensor:
@@ -36,6 +45,30 @@ def word_probabilities(logits: torch.Tensor, crf=None) -> torch.Tensor:
         return marginals / marginals.sum(dim=-1, keepdim=True)  # float32 rounding over a long sentence: ~1e-5 off
 
 
+def teacher_fold(folder: str, train_md5: str | None) -> tuple[int, int] | None:
+    """The fold (K, N) a teacher run held out of its training documents (its metrics.json's recipe `hold_out`), or
+    None for a teacher that held nothing out (or any model folder without a nertune metrics.json)."""
+    try:
+        metrics = json.loads((Path(folder) / "metrics.json").read_text(encoding="utf-8"))
+        spec = metrics["recipe"].get("hold_out")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if spec is None:
+        return None
+    try:
+        fold = Recipe(hold_out=spec).held_out
+    except ValidationError:
+        raise NertuneError(f"the teacher's metrics.json has a malformed hold_out {spec!r}", path=f"{folder}/metrics.json", fix="retrain it")
+    taught_on = (metrics.get("data_md5") or {}).get("train")
+    if train_md5 and taught_on != train_md5:
+        raise NertuneError(
+            f"the teacher held out fold {spec} of another training file (md5 {taught_on}, this run's {train_md5})",
+            path=folder,
+            fix="distill from teachers that held out folds of this run's training data",
+        )
+    return fold
+
+
 def teacher_probabilities(
     folders: Sequence[str],
     sentences: Sequence[Sentence],
@@ -43,9 +76,12 @@ def teacher_probabilities(
     device: torch.device,
     autocast_dtype: torch.dtype | None,
     max_tokens: int,
+    train_md5: str | None = None,
 ) -> list[torch.Tensor]:
-    """Each sentence's [words, labels] probabilities, averaged over the teachers in `folders`."""
-    total: list[torch.Tensor] | None = None
+    """Each sentence's [words, labels] probabilities, averaged over the teachers in `folders` that may teach it:
+    every one, except that a cross-fitted teacher teaches only the fold it held out."""
+    total: list[torch.Tensor | None] = [None] * len(sentences)
+    taught_by = [0] * len(sentences)
     for folder in folders:
         found = model_labels(folder)
         if found and found != list(labels):
@@ -54,18 +90,37 @@ def teacher_probabilities(
                 path=folder,
                 fix="distill from a model trained on the same data set, or map its labels first (label_map)",
             )
+        fold = teacher_fold(folder, train_md5)
+        taught = [i for i, f in enumerate(document_folds(sentences, fold[1])) if f == fold[0]] if fold else range(len(sentences))
         model = load_trained(folder).to(device)
         tokenizer = load_tokenizer(folder)
-        scores, _ = sentence_word_logits(model, tokenizer, sentences, device, autocast_dtype, max_tokens)
+        scores, _ = sentence_word_logits(model, tokenizer, [sentences[i] for i in taught], device, autocast_dtype, max_tokens)
         crf = getattr(model, "crf", None)
         crf = crf.to("cpu") if crf is not None else None
-        probabilities = [word_probabilities(logits, crf) for logits in scores.logits]
-        total = probabilities if total is None else [a + b for a, b in zip(total, probabilities)]
+        for i, logits in zip(taught, scores.logits):
+            probabilities = word_probabilities(logits, crf)
+            total[i] = probabilities if total[i] is None else total[i] + probabilities
+            taught_by[i] += 1
         del model
-    return [p / len(folders) for p in total or []]
+    untaught = [s for s, n in zip(sentences, taught_by) if n == 0]
+    if folders and untaught:
+        raise NertuneError(
+            f"{len(untaught)} training sentences have no teacher that held them out (the first at line {untaught[0].line})",
+            fix="add a teacher for each fold (hold_out 1/N ... N/N), or one that trained on all the training data",
+        )
+    return [p / n for p, n in zip(total, taught_by)] if folders else []
 
 
-def attach_teacher(windows: list[Window], recipe, sentences: Sequence[Sentence], labels: list[str], device, autocast_dtype, say) -> None:
+def attach_teacher(
+    windows: list[Window],
+    recipe,
+    sentences: Sequence[Sentence],
+    labels: list[str],
+    device,
+    autocast_dtype,
+    say,
+    train_md5: str | None = None,
+) -> None:
     """Give each training window its words' teacher probabilities (nothing without a teacher), and say what it took."""
     folders = recipe.teachers
     if not folders:
@@ -73,7 +128,7 @@ def attach_teacher(windows: list[Window], recipe, sentences: Sequence[Sentence],
     start = time.perf_counter()
     # Loading a CRF teacher draws its (then overwritten) init from the generator: the run's random numbers stay its own.
     with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
-        probabilities = teacher_probabilities(folders, sentences, labels, device, autocast_dtype, recipe.eval_max_tokens)
+        probabilities = teacher_probabilities(folders, sentences, labels, device, autocast_dtype, recipe.eval_max_tokens, train_md5)
     for window in windows:
         window.soft_labels = probabilities[window.sequence][window.words] if window.labels else None
     seconds = time.perf_counter() - start

@@ -106,6 +106,12 @@ class Recipe(BaseModel):
         "knowledge distillation (a CRF teacher gives its marginals; training/distill.py).",
     )
     distill_weight: float = Field(0.5, ge=0, le=1, description="The teacher's share of the loss; the gold tags get the rest.")
+    hold_out: Optional[str] = Field(
+        None,
+        pattern=r"^[1-9][0-9]*/[1-9][0-9]*$",
+        description="'K/N': train without fold K of N of the training documents (dealt round-robin), so the model can teach "
+        "the sentences it never saw (cross-fitted distillation, training/distill.py).",
+    )
     train_on_validation: bool = Field(
         False,
         description="Train on train + validation, for a final model: no validation scores, the last epoch is kept "
@@ -186,6 +192,19 @@ class Recipe(BaseModel):
         if self.average_epochs > self.epochs:
             raise ValueError(f"average_epochs ({self.average_epochs}) is more than the epochs the run has ({self.epochs})")
         return self
+
+    @model_validator(mode="after")
+    def _fold_exists(self):
+        if self.hold_out:
+            fold, folds = map(int, self.hold_out.split("/"))
+            if folds < 2 or fold > folds:
+                raise ValueError(f"hold_out {self.hold_out!r} is not a fold K of N folds with 1 <= K <= N and N >= 2 (e.g. '1/2')")
+        return self
+
+    @property
+    def held_out(self) -> tuple[int, int] | None:
+        """(K, N) of `hold_out`, or None."""
+        return tuple(map(int, self.hold_out.split("/"))) if self.hold_out else None
 
     @property
     def sentences_per_step(self) -> int:

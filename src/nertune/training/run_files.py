@@ -231,7 +231,8 @@ every word scored once from its first wordpiece
 Training:
 
 - data: {r["data"]}{f" ({files})" if files else ""}; max_train_sentences: {_flag(r.get("max_train_sentences"))}, \
-max_eval_sentences: {_flag(r.get("max_eval_sentences"))} (none: all)
+max_eval_sentences: {_flag(r.get("max_eval_sentences"))} (none: all); hold_out: {_flag(r.get("hold_out"))} \
+(K/N: the training documents of fold K of N left out, for a cross-fitted teacher)
 - learning_rate: {r["learning_rate"]}
 - crf_learning_rate: {r.get("crf_learning_rate")} {crf_rate}
 - dropout: {dropout}

@@ -136,6 +136,7 @@ def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progres
         options=read_options(recipe),
         label_map=parse_label_map(recipe.label_map),
         train_on_validation=recipe.train_on_validation,
+        held_out=recipe.held_out,
     )
     if splits.train is None:
         raise NertuneError("no training data", fix="use --data conll2003 or --train FILE")
@@ -171,7 +172,7 @@ def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progres
         use_cheap_dropout(model)
     windows, windows_of, position_offset, group_by_length = _training_windows(recipe, splits, labels, tokenizer, model, accelerator)
     sentences = splits.train.sentences
-    attach_teacher(windows, recipe, sentences, labels, accelerator.device, AUTOCAST_DTYPES.get(precision), say)  # none: nothing
+    attach_teacher(windows, recipe, sentences, labels, accelerator.device, AUTOCAST_DTYPES.get(precision), say, splits.md5.get("train"))
     # Rows of the word embedding no training window uses would never move: leave them out (same updates).
     if recipe.used_rows_only:
         train_used_rows_only(model, {i for w in windows for i in w.input_ids}, recipe.weight_decay)
