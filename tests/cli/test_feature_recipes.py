@@ -17,6 +17,7 @@ from nertune.training.recipe import Recipe, load_recipe
 from tests.conftest import run_cli
 
 GROUPED = {"group_by_length": True, "pack": False}  # measured before packing: the files pin the steps they were run with
+MPNET_CONTEXT_CRF = {"model": "embedded-mpnet", "learning_rate": 5e-5, "warmup_ratio": 0.1, "context_pieces": 16, "crf": True}
 CONTEXT_CRF = {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "context_pieces": 16, "crf": True, **GROUPED}
 
 
@@ -40,7 +41,13 @@ CONTEXT_CRF = {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "cont
         ("minilm-context-crf-trainval", {**CONTEXT_CRF, "epochs": 5, "train_on_validation": True}),
         ("minilm-context64-crf", {**CONTEXT_CRF, "context_pieces": 64}),
         ("mpnet-seed", {"model": "embedded-mpnet"}),
-        ("mpnet-context-crf", {"model": "embedded-mpnet", "learning_rate": 5e-5, "warmup_ratio": 0.1, "context_pieces": 16, "crf": True}),
+        ("mpnet-context-crf", MPNET_CONTEXT_CRF),
+        ("mpnet-context-crf-fold1of2", {**MPNET_CONTEXT_CRF, "hold_out": "1/2"}),
+        ("mpnet-context-crf-fold2of2", {**MPNET_CONTEXT_CRF, "hold_out": "2/2"}),
+        (
+            "minilm-context-crf-5ep-crossfit-mpnet",
+            {**CONTEXT_CRF, "epochs": 5, "teacher": ",".join(f"runs/mpnet-context-crf-fold{k}of2-seed42-bf16cpu" for k in (1, 2))},
+        ),
     ],
 )
 def test_each_recipe_is_the_seed_plus_its_change(name, changes):
