@@ -229,3 +229,6 @@ def test_a_cross_fitted_teacher_teaches_only_the_fold_it_held_out(tiny_model, co
         teacher_probabilities(teachers[:1], sentences, labels, cpu, None, 4096, train_md5=md5)
     with pytest.raises(NertuneError, match="held out fold 1/2 of another training file"):
         teacher_probabilities(teachers, sentences, labels, cpu, None, 4096, train_md5="0" * 32)
+    (tmp_path / "t1" / "metrics.json").rename(tmp_path / "metrics.json")  # as a run still training looks
+    with pytest.raises(NertuneError, match="teacher run has not finished"):
+        teacher_probabilities(teachers, sentences, labels, cpu, None, 4096, train_md5=md5)

@@ -48,6 +48,11 @@ def word_probabilities(logits: torch.Tensor, crf=None) -> torch.Tensor:
 def teacher_fold(folder: str, train_md5: str | None) -> tuple[int, int] | None:
     """The fold (K, N) a teacher run held out of its training documents (its metrics.json's recipe `hold_out`), or
     None for a teacher that held nothing out (or any model folder without a nertune metrics.json)."""
+    if not (Path(folder) / "metrics.json").is_file() and (Path(folder) / "train_log.csv").is_file():
+        # a run still training (or stopped) has not said which fold it held out, and its weights may be an early epoch's
+        raise NertuneError(
+            "the teacher run has not finished (no metrics.json)", path=folder, fix="finish it (nertune train --resume) first"
+        )
     try:
         metrics = json.loads((Path(folder) / "metrics.json").read_text(encoding="utf-8"))
         spec = metrics["recipe"].get("hold_out")
