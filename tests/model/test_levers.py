@@ -205,6 +205,8 @@ def test_document_folds_deal_whole_documents_round_robin_and_hold_out_leaves_one
     for spec in ("3/2", "1/1", "0/2", "1", "a/b"):
         with pytest.raises(NertuneError, match="hold_out"):
             load_recipe(None, {"hold_out": spec})
+    with pytest.raises(NertuneError, match="would learn validation sentences it is later asked to teach"):
+        load_recipe(None, {"hold_out": "1/2", "train_on_validation": True})
 
 
 def test_a_cross_fitted_teacher_teaches_only_the_fold_it_held_out(tiny_model, conll_files, tmp_path):
@@ -229,6 +231,8 @@ def test_a_cross_fitted_teacher_teaches_only_the_fold_it_held_out(tiny_model, co
         teacher_probabilities(teachers[:1], sentences, labels, cpu, None, 4096, train_md5=md5)
     with pytest.raises(NertuneError, match="held out fold 1/2 of another training file"):
         teacher_probabilities(teachers, sentences, labels, cpu, None, 4096, train_md5="0" * 32)
+    config = json.loads((tmp_path / "t1" / "config.json").read_text())
+    assert (config["nertune_hold_out"], config["nertune_hold_out_train_md5"]) == ("1/2", md5)  # what an export keeps
     (tmp_path / "t1" / "metrics.json").rename(tmp_path / "metrics.json")  # as a run still training looks
     with pytest.raises(NertuneError, match="teacher run has not finished"):
         teacher_probabilities(teachers, sentences, labels, cpu, None, 4096, train_md5=md5)

@@ -120,6 +120,13 @@ def _hold_out(train: ConllFile | None, path: str | None, fold: int, folds: int) 
         )
     kept = [s for s, f in zip(train.sentences, document_folds(train.sentences, folds)) if f != fold]
     left = len(train.sentences) - len(kept)
+    if not kept or not left:  # document numbers can skip (empty documents): a fold can be empty or all there is
+        raise NertuneError(
+            f"hold_out {fold}/{folds} would {'train on nothing' if not kept else 'hold out nothing'}: the training documents fall "
+            "into fewer folds than that",
+            path=path,
+            fix="use fewer folds, or more documents",
+        )
     train.sentences = kept
     return f"training without fold {fold} of {folds} of the training documents: {left} sentences held out, {len(kept)} kept"
 

@@ -10,7 +10,7 @@ A teacher must have the run's labels in the run's order; it is any trained token
 resume: eval mode and the same inputs give the same numbers), for the training sentences only: validation
 sentences only where `train_on_validation` made them training sentences; test never.
 
-Cross-fitted teachers: a nertune run trained with `hold_out: K/N` (its metrics.json says so) never saw the training
+Cross-fitted teachers: a nertune run trained with `hold_out: K/N` (its config.json says so) never saw the training
 documents of fold K (data/splits.py `document_folds`), and it teaches those sentences only; N such runs, one a
 fold, teach every sentence something its teacher did not learn by heart. A sentence no teacher may teach is refused.
 """
@@ -34,6 +34,9 @@ from nertune.model.load import load_tokenizer, load_trained, model_labels
 from nertune.model.word_scores import sentence_word_logits
 from nertune.training.recipe import Recipe
 
+# What a cross-fitted run's config.json says (training/setup.py writes it): the fold it held out, of which training file.
+HOLD_OUT, HOLD_OUT_MD5 = "nertune_hold_out", "nertune_hold_out_train_md5"
+
 
 def word_probabilities(logits: torch.Tensor, crf=None) -> torch.Tensor:
     """[words, labels] probabilities of one sentence: the softmax, or under a CRF head its marginals."""
@@ -46,25 +49,24 @@ def word_probabilities(logits: torch.Tensor, crf=None) -> torch.Tensor:
 
 
 def teacher_fold(folder: str, train_md5: str | None) -> tuple[int, int] | None:
-    """The fold (K, N) a teacher run held out of its training documents (its metrics.json's recipe `hold_out`), or
-    None for a teacher that held nothing out (or any model folder without a nertune metrics.json)."""
+    """The fold (K, N) a teacher held out of its training documents (config.json `nertune_hold_out`, which its
+    exports keep), or None for a teacher that held nothing out."""
     if not (Path(folder) / "metrics.json").is_file() and (Path(folder) / "train_log.csv").is_file():
-        # a run still training (or stopped) has not said which fold it held out, and its weights may be an early epoch's
+        # a run still training (or stopped): its weights may be an early epoch's
         raise NertuneError(
             "the teacher run has not finished (no metrics.json)", path=folder, fix="finish it (nertune train --resume) first"
         )
     try:
-        metrics = json.loads((Path(folder) / "metrics.json").read_text(encoding="utf-8"))
-        spec = metrics["recipe"].get("hold_out")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+        spec, taught_on = config.get(HOLD_OUT), config.get(HOLD_OUT_MD5)
+    except (OSError, ValueError, AttributeError):
+        return None  # the loader says what is wrong with the folder
     if spec is None:
         return None
     try:
         fold = Recipe(hold_out=spec).held_out
     except ValidationError:
-        raise NertuneError(f"the teacher's metrics.json has a malformed hold_out {spec!r}", path=f"{folder}/metrics.json", fix="retrain it")
-    taught_on = (metrics.get("data_md5") or {}).get("train")
+        raise NertuneError(f"malformed {HOLD_OUT} {spec!r}", path=f"{folder}/config.json", fix="retrain the teacher") from None
     if train_md5 and taught_on != train_md5:
         raise NertuneError(
             f"the teacher held out fold {spec} of another training file (md5 {taught_on}, this run's {train_md5})",

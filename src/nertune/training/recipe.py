@@ -193,12 +193,19 @@ class Recipe(BaseModel):
             raise ValueError(f"average_epochs ({self.average_epochs}) is more than the epochs the run has ({self.epochs})")
         return self
 
-    @model_validator(mode="after")
-    def _fold_exists(self):
-        if self.hold_out:
-            fold, folds = map(int, self.hold_out.split("/"))
+    @field_validator("hold_out")
+    @classmethod
+    def _fold_exists(cls, value):
+        if value:
+            fold, folds = map(int, value.split("/"))
             if folds < 2 or fold > folds:
-                raise ValueError(f"hold_out {self.hold_out!r} is not a fold K of N folds with 1 <= K <= N and N >= 2 (e.g. '1/2')")
+                raise ValueError(f"{value!r} is not a fold K of N folds with 1 <= K <= N and N >= 2 (e.g. '1/2')")
+        return value
+
+    @model_validator(mode="after")
+    def _held_out_sentences_stay_out(self):
+        if self.hold_out and self.train_on_validation:
+            raise ValueError("hold_out with train_on_validation: the teacher would learn validation sentences it is later asked to teach")
         return self
 
     @property

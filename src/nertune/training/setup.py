@@ -42,7 +42,7 @@ from nertune.training.checkpoint import (
     rng_from_json,
     trim_log,
 )
-from nertune.training.distill import attach_teacher
+from nertune.training.distill import HOLD_OUT, HOLD_OUT_MD5, attach_teacher
 from nertune.training.precision import choose_precision
 from nertune.training.recipe import Recipe, labels_for
 from nertune.training.run_files import RunLog, git_sha
@@ -168,6 +168,12 @@ def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progres
 
     tokenizer = load_tokenizer(recipe.model)
     model = load_for_training(recipe.model, labels, recipe.dropout, recipe.casing, recipe.context_pieces, recipe.crf)
+    # In the saved config.json: a teacher teaches only the fold it never saw (training/distill.py). A run continued
+    # from a held-out one on every document has seen that fold: the claim goes.
+    for key in (HOLD_OUT, HOLD_OUT_MD5):
+        model.config.__dict__.pop(key, None)
+    if recipe.hold_out:
+        model.config.update({HOLD_OUT: recipe.hold_out, HOLD_OUT_MD5: splits.md5.get("train")})
     if not on_gpu and recipe.cheap_dropout:  # the same dropout, its CPU mask drawn from fewer random bits
         use_cheap_dropout(model)
     windows, windows_of, position_offset, group_by_length = _training_windows(recipe, splits, labels, tokenizer, model, accelerator)
