@@ -17,7 +17,6 @@ fold, teach every sentence something its teacher did not learn by heart. A sente
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -32,7 +31,7 @@ from nertune.errors import NertuneError
 from nertune.model.crf import log_marginals
 from nertune.model.load import load_tokenizer, load_trained, model_labels
 from nertune.model.word_scores import sentence_word_logits
-from nertune.training.recipe import Recipe
+from nertune.training.recipe import Recipe, model_config
 
 # What a cross-fitted run's config.json says (training/setup.py writes it): the fold it held out, of which training file.
 HOLD_OUT, HOLD_OUT_MD5 = "nertune_hold_out", "nertune_hold_out_train_md5"
@@ -56,13 +55,10 @@ def teacher_fold(folder: str, train_md5: str | None) -> tuple[int, int] | None:
         raise NertuneError(
             "the teacher run has not finished (no metrics.json)", path=folder, fix="finish it (nertune train --resume) first"
         )
-    try:
-        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-        spec, taught_on = config.get(HOLD_OUT), config.get(HOLD_OUT_MD5)
-    except (OSError, ValueError, AttributeError):
-        return None  # the loader says what is wrong with the folder
+    found = model_config(folder)
+    spec, taught_on = (found[1].get(HOLD_OUT), found[1].get(HOLD_OUT_MD5)) if found else (None, None)
     if spec is None:
-        return None
+        return None  # (a folder without a readable config.json: the loader says what is wrong with it)
     try:
         fold = Recipe(hold_out=spec).held_out
     except ValidationError:

@@ -300,7 +300,7 @@ def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) 
 _RUN_SETTINGS = {"casing": ("nertune_casing", bool), "context_pieces": ("nertune_context_pieces", int), "crf": ("nertune_crf", bool)}
 
 
-def _model_config(model: str) -> tuple[Path, dict] | None:
+def model_config(model: str) -> tuple[Path, dict] | None:
     """The config.json of a local model folder (a nertune run, a downloaded model), or None."""
     path = Path(model) / "config.json"
     if not path.is_file():
@@ -315,7 +315,7 @@ def _model_config(model: str) -> tuple[Path, dict] | None:
 def continue_from_run(recipe: Recipe) -> Recipe:
     """`--model RUN_DIR` trains a finished nertune run further: its casing, context and CRF come with its
     weights. A field the user set (flag or recipe file) that contradicts the run is refused, not ignored."""
-    found = _model_config(recipe.model)
+    found = model_config(recipe.model)
     if found is None:
         return recipe
     path, config = found
