@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -205,7 +206,7 @@ RUN = [
 
 
 @pytest.fixture(scope="module")
-def interrupted(tmp_path_factory) -> Path:
+def interrupted(tmp_path_factory) -> Iterator[Path]:
     """A run with checkpoints at steps 2 and 4 (every 2 steps, 4 a epoch), stopped by SIGTERM in epoch 2."""
     out = tmp_path_factory.mktemp("ckpt") / "run"
     process = subprocess.Popen(
@@ -219,7 +220,8 @@ def interrupted(tmp_path_factory) -> Path:
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=300)
     assert len(checkpoint_dirs(out)) >= 2
-    return out
+    yield out
+    shutil.rmtree(out)  # 0.6 GB of checkpoints: gone with the module, not at the session's end
 
 
 @pytest.fixture
