@@ -9,8 +9,10 @@ trained once per session, not once per worker (`shared_dir`).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ from nertune.data.splits import build_labels  # noqa: E402
 from nertune.model.load import load_for_training, load_tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+FREE_AT_START = pytest.StashKey[str]()
 
 
 @pytest.fixture(scope="session")
@@ -147,6 +150,18 @@ def featured_model(tmp_path_factory) -> Path:
 def featured_onnx(featured_model, tmp_path_factory) -> Path:
     """featured_model exported by `nertune export --onnx` (fp32)."""
     return shared_dir(tmp_path_factory, "featured-onnx", lambda out: _cli_ok("export", str(featured_model), "--onnx", str(out)))
+
+
+def pytest_configure(config):
+    # CI once ran out of disk (13 GB of kept test folders): the summary says what the temp folder had free at the start.
+    folder = Path(tempfile.gettempdir())
+    free = shutil.disk_usage(folder).free / 2**30
+    config.stash[FREE_AT_START] = f"temp folder {folder}: {free:.1f} GiB free at the start (the suite peaks at about 3 GiB)"
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if not WORKER:
+        terminalreporter.write_line(config.stash[FREE_AT_START])
 
 
 def pytest_collection_modifyitems(config, items):
