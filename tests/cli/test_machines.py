@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from accelerate.state import AcceleratorState, PartialState
 
@@ -16,7 +17,7 @@ import nertune
 from nertune.console import _Lines
 from nertune.errors import NertuneError
 from nertune.machine import ENV, cpu_description
-from nertune.training.precision import choose_precision
+from nertune.training.precision import choose_precision, flush_denormals, flushing_denormals
 from tests.conftest import run_cli
 
 TINY = dict(max_train_sentences=16, max_eval_sentences=8, epochs=1, progress=False)
@@ -57,12 +58,29 @@ def test_python_api_is_reentrant_across_precisions(tmp_path, monkeypatch, tiny_m
     for i, precision in enumerate(["no", "bf16", "no"]):
         runs.append(nertune.train(**TINY, mixed_precision=precision, output_dir=str(tmp_path / f"run{i}")))
         assert AcceleratorState._shared_state == {} and PartialState._shared_state == {}  # none left behind
+        assert not flushing_denormals()  # the run flushed subnormals; the caller's setting came back
         assert nertune.Tagger.load(tiny_model)("Angela Merkel visited Paris .")  # loads and tags in between
     assert [m["precision"] for m in runs] == ["no", "bf16", "no"]
     assert runs[1]["precision_why"].startswith(f"{ENV}=on")
     # the same fp32 run twice in one process gives the same numbers: nothing of the bf16 run leaked
     assert runs[0]["validation"] == runs[2]["validation"] and runs[0]["epochs"][0]["train_loss"] == runs[2]["epochs"][0]["train_loss"]
     assert runs[1]["epochs"][0]["train_loss"] != runs[0]["epochs"][0]["train_loss"]
+
+
+def test_subnormals_flush_inside_and_the_callers_setting_returns():
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormal floats (not x86 with SSE3)")
+    with flush_denormals():
+        assert flushing_denormals()
+        assert torch.tensor([1e-39]).mul(0.9).item() == 0.0
+    assert not flushing_denormals() and torch.tensor([1e-39]).mul(0.9).item() > 0.0
+    torch.set_flush_denormal(True)  # a caller who flushes already keeps flushing
+    try:
+        with flush_denormals():
+            pass
+        assert flushing_denormals()
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_metrics_record_the_cpu_and_why_this_precision(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ from nertune.model.loss import window_weights
 from nertune.training import diagnostics, tracking
 from nertune.training.averaging import averaged, averaged_epochs, keep_epoch, load_average, remove_epochs
 from nertune.training.checkpoint import remove_checkpoints, rng_to_json
-from nertune.training.precision import fresh_accelerator
+from nertune.training.precision import flush_denormals, fresh_accelerator
 from nertune.training.recipe import Recipe
 from nertune.training.run_files import peak_memory, run_info, write_run_files
 from nertune.training.setup import Run, setup
@@ -46,7 +46,7 @@ def train_run(recipe: Recipe, progress: bool = True, resume: bool = False, overw
     """Train as `recipe` says; `resume` continues the run in recipe.output_dir from its latest checkpoint;
     `overwrite` replaces the finished run there. Each call starts and leaves a clean Accelerate state."""
     try:
-        with fresh_accelerator():
+        with fresh_accelerator(), flush_denormals():
             run = setup(recipe, resume, overwrite, progress)
             try:
                 return train(run)

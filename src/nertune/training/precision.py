@@ -11,6 +11,11 @@ which NERTUNE_CPU_BF16 overrides); elsewhere torch emulates it.
 Accelerate keeps its device and precision in process-wide singletons; `fresh_accelerator` clears them
 before and after each run, so `nertune.train()` can be called again in the same process with another
 precision (a notebook: a quick run, then a real one).
+
+`flush_denormals` sets the CPU's flush-to-zero for the run and restores the caller's setting after: Adam's first
+moment of an embedding row decays by 0.9 a step once its token stops coming, reaches subnormal floats after
+~700 steps and stays there (0.9 x a few ulps rounds back up), and each subnormal operand costs the CPU a
+microcode assist (BENCHMARKS.md, "Subnormal moments").
 """
 
 from __future__ import annotations
@@ -50,6 +55,23 @@ def choose_precision(requested: str, on_gpu: bool) -> Precision:
     if usable:
         return Precision("bf16", None, why)
     return Precision("no", f"mixed precision ({requested}) on a CPU needs bf16 and {why}, so training runs in fp32", why)
+
+
+def flushing_denormals() -> bool:
+    """Whether this thread flushes subnormal floats to zero (torch has a setter, not a getter)."""
+    return torch.tensor([1e-39], dtype=torch.float32).mul(1.0).item() == 0.0
+
+
+@contextmanager
+def flush_denormals():
+    """Subnormal floats read and written as zero inside, the caller's setting restored after (a no-op where the
+    CPU cannot flush). Changes nothing a model learns: a subnormal moment moves a weight by less than its ulp."""
+    before = flushing_denormals()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
 
 
 def reset_accelerator_state() -> None:
