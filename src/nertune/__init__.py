@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# oneDNN keeps 1,024 kernels by default; a run's many pass shapes need more, and a thrashing cache made each epoch
+# slower than the last (BENCHMARKS.md, "Why the epochs slow down"). Read at oneDNN's first kernel; a user's value wins.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")
+
 __version__ = "0.1.0"
 
 __all__ = ["Tagger", "train", "__version__"]

@@ -4,6 +4,9 @@ re-entrant, no finished run overwritten, progress visible without a terminal."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -81,6 +84,15 @@ def test_subnormals_flush_inside_and_the_callers_setting_returns():
         assert flushing_denormals()
     finally:
         torch.set_flush_denormal(False)
+
+
+@pytest.mark.parametrize("preset,expected", [(None, "16384"), ("64", "64")])
+def test_onednn_keeps_enough_kernels_unless_the_user_says(preset, expected):
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    if preset:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
+    code = "import os, nertune; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip() == expected
 
 
 def test_metrics_record_the_cpu_and_why_this_precision(tmp_path, monkeypatch):
