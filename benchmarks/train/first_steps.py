@@ -1,5 +1,6 @@
 """A recipe set up as `nertune train` sets it up, on the first training sentences, with its first steps cut and
-weighted as the loop cuts them: the shared start of the step benchmarks (profile_step, compile_layers).
+weighted as the loop cuts them: the shared start of the step benchmarks (profile_step, compile_layers, process_age);
+`step_inputs` cuts any stretch of a set-up run's epoch (subnormals.py: the steps after a checkpoint).
 
     with first_steps("minilm-context-crf", 50, sentences=2000) as (run, inputs):
         for windows, weights in inputs:
@@ -26,11 +27,16 @@ def first_steps(recipe_name: str, count: int, sentences: int = 2000, **overrides
         limits = {"max_train_sentences": sentences, "max_eval_sentences": 16, "output_dir": f"{tmp}/run"}
         run = setup(load_recipe(recipe_name, {**limits, **overrides}), progress=False)
         run.model.train()
-        steps = length_grouped_steps(run.piece_lengths, run.sentences_per_step, run.order, run.group_by_length)[:count]
-        inputs = []
-        for step_sentences in steps:
-            windows = [run.windows[i] for s in step_sentences for i in run.windows_of[s]]
-            words = sum(run.words_in_sentence[s] for s in step_sentences)
-            weights = window_weights(windows, run.words_in_sentence, run.recipe.accumulation, run.sentences_per_step, words, 1)
-            inputs.append((windows, weights))
-        yield run, inputs
+        yield run, step_inputs(run, 0, count)
+
+
+def step_inputs(run, start: int, count: int) -> list[tuple]:
+    """[(windows, weights), ...] of steps start .. start + count of the run's current epoch, cut as the loop cuts them."""
+    steps = length_grouped_steps(run.piece_lengths, run.sentences_per_step, run.order, run.group_by_length)[start : start + count]
+    inputs = []
+    for step_sentences in steps:
+        windows = [run.windows[i] for s in step_sentences for i in run.windows_of[s]]
+        words = sum(run.words_in_sentence[s] for s in step_sentences)
+        weights = window_weights(windows, run.words_in_sentence, run.recipe.accumulation, run.sentences_per_step, words, 1)
+        inputs.append((windows, weights))
+    return inputs

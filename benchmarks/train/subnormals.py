@@ -24,9 +24,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import git_sha, results_dir, write_result
-from nertune.data.features import length_grouped_steps
+from benchmarks.train.first_steps import step_inputs
 from nertune.machine import cpu_description
-from nertune.model.loss import window_weights
 from nertune.training.precision import fresh_accelerator
 from nertune.training.recipe import Recipe
 from nertune.training.setup import setup
@@ -81,14 +80,7 @@ def main() -> None:
         recipe = Recipe.model_validate({**saved["recipe"], "output_dir": f"{tmp}/run"})
         run = setup(recipe, resume=True, progress=False)
         state = run.state
-        steps = length_grouped_steps(run.piece_lengths, run.sentences_per_step, run.order, run.group_by_length)
-        steps = steps[state.steps_done : state.steps_done + args.steps]
-        inputs = []
-        for step_sentences in steps:
-            windows = [run.windows[i] for s in step_sentences for i in run.windows_of[s]]
-            words = sum(run.words_in_sentence[s] for s in step_sentences)
-            cut = window_weights(windows, run.words_in_sentence, run.recipe.accumulation, run.sentences_per_step, words, 1)
-            inputs.append((windows, cut))
+        inputs = step_inputs(run, state.steps_done, args.steps)
         weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
         moments, schedule = copy.deepcopy(run.optimizer.state_dict()), copy.deepcopy(run.scheduler.state_dict())
         at_start = subnormal_moments(run.optimizer)

@@ -15,7 +15,7 @@ precision (a notebook: a quick run, then a real one).
 `flush_denormals` sets the CPU's flush-to-zero for the run and restores the caller's setting after: Adam's first
 moment of an embedding row decays by 0.9 a step once its token stops coming, reaches subnormal floats after
 ~700 steps and stays there (0.9 x a few ulps rounds back up), and each subnormal operand costs the CPU a
-microcode assist (BENCHMARKS.md, "Subnormal moments").
+microcode assist (BENCHMARKS.md, "Why the epochs slow down": a few percent of a late step).
 """
 
 from __future__ import annotations
