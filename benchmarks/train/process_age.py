@@ -84,8 +84,9 @@ def main() -> None:
         if remedy:
             remedy()
         rates[label], memory[label] = fixed_steps(args.recipe, args.sentences), rss_kib()
-    command = [sys.executable, "-m", "benchmarks.train.process_age", "--recipe", args.recipe, "--sentences", str(args.sentences)]
-    command.append("--fresh-only")
+    command = [
+        sys.executable, "-m", "benchmarks.train.process_age", "--recipe", args.recipe, "--sentences", str(args.sentences), "--fresh-only",
+    ]  # fmt: skip
     fresh = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     rates["a fresh process, right after"] = float(fresh)
     result = {
