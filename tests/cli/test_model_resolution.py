@@ -113,6 +113,16 @@ def test_a_hub_that_accepts_connections_but_never_answers_is_unreachable(tmp_pat
     assert seconds < LIMIT_S, f"{seconds:.1f} s"
 
 
+def test_a_silent_hub_reads_the_same_whichever_time_limit_fires_first():
+    """The socket's timeout and the thread's join share one limit; either may fire first (1 in 40 before)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(256)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        problems = {embedded._unreachable(endpoint, seconds=0.02) for _ in range(100)}
+    assert problems == {"no answer in 0.02 s"}
+
+
 def test_a_cached_hub_id_resolves_offline(tmp_path):
     """A config.json in the cache is enough for resolution; transformers then loads from the cache."""
     cache = tmp_path / "hub"

@@ -261,6 +261,8 @@ def _unreachable(endpoint: str, seconds: float = HUB_PROBE_SECONDS) -> str | Non
             reason = getattr(error, "reason", error)
             if isinstance(reason, ssl.SSLCertVerificationError):
                 outcome.append(None)
+            elif isinstance(reason, TimeoutError):  # the socket's own limit can fire just before the join's
+                outcome.append(f"no answer in {seconds:g} s")
             else:
                 outcome.append(getattr(reason, "strerror", None) or str(reason) or type(reason).__name__)
 
