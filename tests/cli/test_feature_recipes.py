@@ -39,6 +39,7 @@ CONTEXT_CRF = {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "cont
             {**CONTEXT_CRF, "epochs": 5, "teacher": ",".join(f"runs/minilm-context-crf-5ep-seed{s}-bf16cpu" for s in (42, 43, 44))},
         ),
         ("minilm-context-crf-trainval", {**CONTEXT_CRF, "epochs": 5, "train_on_validation": True}),
+        ("minilm-context-crf-8ep-trainval", {**CONTEXT_CRF, "epochs": 8, "train_on_validation": True}),
         ("minilm-context64-crf", {**CONTEXT_CRF, "context_pieces": 64}),
         ("mpnet-seed", {"model": "embedded-mpnet"}),
         ("mpnet-context-crf", MPNET_CONTEXT_CRF),
