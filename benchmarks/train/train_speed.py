@@ -11,7 +11,8 @@ Prints sentences/s and ratios; writes benchmarks/train/results/train_speed-<tag>
 
 Like with like: the Trainer gets the precision nertune picks on this machine (training/precision.py: bf16
 on a CPU with AVX-512 BF16 or AMX, else fp32), as `bf16=True, use_cpu=True`; both are recorded with the
-CPU's model and flags.
+CPU's model and flags. Both children import nertune, so both run with the oneDNN kernel cache it sets
+(`ONEDNN_PRIMITIVE_CACHE_CAPACITY`, 16,384 unless the environment names one; each run records the value).
 
 The Trainer at batch 16 averages the loss over the batch's labelled tokens; nertune runs with
 `accumulation: token` here so both optimise the same objective (its default, `sentence`, is the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -31,7 +33,7 @@ import tempfile
 
 import torch
 
-from benchmarks.common import ROOT, cpu_name, results_dir, versions, write_result
+from benchmarks.common import ROOT, cpu_name, git_sha, results_dir, versions, write_result
 from nertune.data.embedded import resolve_model
 from nertune.data.splits import load_splits
 from nertune.evaluate.scoring import score
@@ -102,7 +104,10 @@ def run_system(system: str, args) -> dict:
                 "validation_f1": metrics["validation"]["f1"],
             }
     result.update(
-        sentences_per_second=len(train) * args.epochs / result["train_seconds"], peak_rss_mb=peak_rss_mb(), threads=torch.get_num_threads()
+        sentences_per_second=len(train) * args.epochs / result["train_seconds"],
+        peak_rss_mb=peak_rss_mb(),
+        threads=torch.get_num_threads(),
+        onednn_primitive_cache_capacity=os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"),
     )
     return result
 
@@ -177,6 +182,7 @@ def main() -> None:
         "model": args.model,
         "learning_rate": args.learning_rate,
         "literal": args.literal,
+        "git_sha": git_sha(),
         "machine": platform.platform(),
         "processor": cpu_name(),
         "cpu": cpu_description(),
