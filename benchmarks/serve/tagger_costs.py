@@ -4,8 +4,9 @@
 
 1. PyTorch throughput over the first 1,000 test sentences: fp32 weights; fp32 weights under bf16 autocast; bf16
    weights (what `Tagger.load` does on a CPU with bf16). Three alternated rounds, each the median.
-2. int8 export, one text a call (200 test sentences after a warm-up): p50 / p99 with ONNX Runtime's intra-op threads
-   spinning after each run (its default) and not spinning (nertune's session).
+2. int8 export, one text a call (200 test sentences after a warm-up): p50 / p99, and tag_batch throughput over all the
+   sentences, with ONNX Runtime's intra-op threads spinning (its default), not spinning (nertune's session), and
+   spinning within a run but stopped when it returns (`session.force_spinning_stop`).
 3. cProfile of the int8 Tagger's `tag_batch` over 1,000 texts: the share of `session.run`, of word splitting
    (data/words.py) and of tokenization.
 Time it on a quiet machine.
@@ -57,13 +58,22 @@ def latency_ms(tagger, texts) -> tuple[float, float]:
     return statistics.median(times), times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
 
 
-def spinning_session(tagger, spin: bool) -> None:
-    """Replace the export's session with one whose intra-op threads do (or do not) spin after a run."""
+SPINNING = {  # ONNX Runtime's intra-op threads: (allow_spinning, force_spinning_stop)
+    "spinning (ONNX Runtime's default)": ("1", "0"),
+    "not spinning": ("0", "0"),
+    "spinning within a run only": ("1", "1"),
+}
+
+
+def spinning_session(tagger, mode: str) -> None:
+    """Replace the export's session with one whose intra-op threads spin as `mode` (a SPINNING key) says."""
+    allow, stop = SPINNING[mode]
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", allow)
+    options.add_session_config_entry("session.force_spinning_stop", stop)
     tagger.model.session = ort.InferenceSession(tagger.model.session._model_path, options, providers=["CPUExecutionProvider"])
 
 
@@ -90,11 +100,19 @@ def main() -> None:
 
     int8 = Tagger.load(export_dir)
     sample = texts[:200]
-    print(f"\n2. int8 export ({int8.precision}), one text a call, {len(sample)} sentences:")
-    for spin in (True, False):
-        spinning_session(int8, spin)
+    print(f"\n2. int8 export ({int8.precision}), one text a call ({len(sample)} sentences), and all {len(texts)} in one")
+    print("   tag_batch (3 alternated rounds, median), by what its intra-op threads do:")
+    batch_rates: dict = {mode: [] for mode in SPINNING}
+    for _ in range(3):
+        for mode in SPINNING:
+            spinning_session(int8, mode)
+            int8.tag_batch(texts[:32])
+            batch_rates[mode] += per_second(int8.tag_batch, texts, rounds=1)
+    for mode in SPINNING:
+        spinning_session(int8, mode)
         p50, p99 = latency_ms(int8, sample)
-        print(f"   intra-op threads {'spinning' if spin else 'not spinning'}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        print(f"   {mode:35s} p50 {p50:5.2f} ms, p99 {p99:5.2f} ms; {statistics.median(batch_rates[mode]):6.1f} sentences/s")
+    spinning_session(int8, "not spinning")  # nertune's session, for the profile
 
     int8.tag_batch(texts[:32])
     profile = cProfile.Profile()
