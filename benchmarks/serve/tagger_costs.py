@@ -20,12 +20,12 @@ import statistics
 import sys
 import time
 
-import onnxruntime as ort
 import torch
 import transformers
 
 from benchmarks.serve.tag_speed import test_texts
 from nertune.machine import cpu_description
+from nertune.model.onnx_runtime import session
 from nertune.tag.tagger import Tagger
 
 
@@ -66,15 +66,10 @@ SPINNING = {  # ONNX Runtime's intra-op threads: (allow_spinning, force_spinning
 
 
 def spinning_session(tagger, mode: str) -> None:
-    """Replace the export's session with one whose intra-op threads spin as `mode` (a SPINNING key) says."""
+    """Replace the export's session with nertune's whose intra-op threads spin as `mode` (a SPINNING key) says."""
     allow, stop = SPINNING[mode]
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", allow)
-    options.add_session_config_entry("session.force_spinning_stop", stop)
-    tagger.model.session = ort.InferenceSession(tagger.model.session._model_path, options, providers=["CPUExecutionProvider"])
+    config = {"session.intra_op.allow_spinning": allow, "session.force_spinning_stop": stop}
+    tagger.model.session = session(tagger.model.session._model_path, config=config)
 
 
 def main() -> None:

@@ -250,6 +250,7 @@ def _unreachable(endpoint: str, seconds: float = HUB_PROBE_SECONDS) -> str | Non
         return "not an http(s) address; check HF_ENDPOINT"
     request = urllib.request.Request(endpoint.rstrip("/") + "/", method="HEAD", headers={"User-Agent": "nertune-probe"})
     outcome: list[str | None] = []
+    silent = f"no answer in {seconds:g} s"  # whichever limit fires first, the socket's or the join's
 
     def probe() -> None:
         try:
@@ -261,12 +262,12 @@ def _unreachable(endpoint: str, seconds: float = HUB_PROBE_SECONDS) -> str | Non
             reason = getattr(error, "reason", error)
             if isinstance(reason, ssl.SSLCertVerificationError):
                 outcome.append(None)
-            elif isinstance(reason, TimeoutError):  # the socket's own limit can fire just before the join's
-                outcome.append(f"no answer in {seconds:g} s")
+            elif isinstance(reason, TimeoutError):
+                outcome.append(silent)
             else:
                 outcome.append(getattr(reason, "strerror", None) or str(reason) or type(reason).__name__)
 
     thread = threading.Thread(target=probe, name="nertune-hub-probe", daemon=True)
     thread.start()
     thread.join(seconds)
-    return outcome[0] if outcome else f"no answer in {seconds:g} s"
+    return outcome[0] if outcome else silent

@@ -29,8 +29,9 @@ def is_export(directory: str | Path) -> bool:
     return (Path(directory) / EXPORT_FILE).is_file()
 
 
-def session(path: str | Path, threads: int = 0):
-    """An ONNX Runtime CPU session with every graph optimization; threads=0: one per physical core."""
+def session(path: str | Path, threads: int = 0, config: dict[str, str] | None = None):
+    """An ONNX Runtime CPU session with every graph optimization; threads=0: one per physical core. `config`:
+    session config entries over nertune's (benchmarks/serve/tagger_costs.py times the spinning ones)."""
     try:
         import onnxruntime as ort  # noqa: PLC0415  (optional: onnx extra)
     except ImportError:
@@ -42,7 +43,8 @@ def session(path: str | Path, threads: int = 0):
     options.log_severity_level = 3  # errors only
     # Threads that spin after a run hold the cores the caller's next (torch, numpy) work needs: a single text
     # waited ~10 ms for them (BENCHMARKS.md, tagging latency).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in {"session.intra_op.allow_spinning": "0", **(config or {})}.items():
+        options.add_session_config_entry(key, value)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
