@@ -3,8 +3,9 @@
     trained model dir (safetensors, manifest checked)
       -> torch.onnx.export with eager attention (the plain MatMul/Softmax
          pattern ONNX Runtime's optimizer recognises)
-      -> ONNX Runtime's BERT optimizer fuses Attention, SkipLayerNorm,
-         BiasGelu and EmbedLayerNorm (fewer, bigger kernels)
+      -> ONNX Runtime's BERT optimizer fuses Attention, BiasGelu and
+         EmbedLayerNorm (fewer, bigger kernels); the residual add and its layer
+         norm stay two nodes (model/onnx_runtime.py keeps them apart)
       -> int8: dynamic quantization of the weights, one scale per output
          channel (activations are quantized on the fly, per batch)
       -> checked against the PyTorch model on a padded batch
@@ -160,10 +161,15 @@ def _fuse(raw: Path, fused: Path, config) -> Path:
     """ONNX Runtime's transformer fusions; a model it does not know is exported unfused."""
     if getattr(config, "model_type", None) not in FUSABLE:
         return raw
-    from onnxruntime.transformers.optimizer import optimize_model  # noqa: PLC0415  (optional: onnx extra)
+    from onnxruntime.transformers.fusion_options import FusionOptions  # noqa: PLC0415  (optional: onnx extra)
+    from onnxruntime.transformers.optimizer import optimize_model  # noqa: PLC0415
 
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
-    optimized = optimize_model(str(raw), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size)
+    options = FusionOptions("bert")
+    options.enable_skip_layer_norm = False  # its CPU kernel is slower than the Add and LayerNormalization it fuses
+    optimized = optimize_model(
+        str(raw), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size, optimization_options=options
+    )
     optimized.save_model_to_file(str(fused))
     return fused
 

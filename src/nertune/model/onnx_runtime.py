@@ -22,6 +22,7 @@ from nertune.model.load import file_in, sha256
 
 MODEL_FILE = "model.onnx"
 EXPORT_FILE = "nertune_export.json"
+UNFUSED = ["SkipLayerNormFusion"]  # ONNX Runtime graph transformers a session leaves out (session())
 
 
 def is_export(directory: str | Path) -> bool:
@@ -45,7 +46,9 @@ def session(path: str | Path, threads: int = 0, config: dict[str, str] | None = 
     # waited ~10 ms for them (BENCHMARKS.md, tagging latency).
     for key, value in {"session.intra_op.allow_spinning": "0", **(config or {})}.items():
         options.add_session_config_entry(key, value)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # ONNX Runtime's SkipLayerNormalization takes 3-5x the time of the Add and LayerNormalization it would fuse on
+    # the CPUs measured (BENCHMARKS.md, int8 tagging): exports keep them apart, and so does the session.
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=UNFUSED)
 
 
 class OnnxTokenClassifier:
