@@ -22,6 +22,7 @@ import logging
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ from nertune.tag.tagger import Tagger
 HIDDEN = 384
 
 
-def kernel_session(nodes, inputs, spin: str, disabled: list[str]):
+def kernel_session(nodes, inputs, spin: str, disabled: Sequence[str]):
     initial = {"gamma": np.ones(HIDDEN), "beta": np.zeros(HIDDEN), "bias": np.zeros(4 * HIDDEN)}
     graph = helper.make_graph(
         nodes,
@@ -110,7 +111,7 @@ def fuse_as_before(raw: Path, fused: Path, config) -> Path:
 def as_before():
     """Exports and sessions made inside are as they were before 2026-11-29: every fusion, in the file and on load."""
     fuse_now, unfused_now = exporter._fuse, runtime.UNFUSED
-    exporter._fuse, runtime.UNFUSED = fuse_as_before, []
+    exporter._fuse, runtime.UNFUSED = fuse_as_before, ()
     try:
         yield
     finally:

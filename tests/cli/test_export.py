@@ -75,7 +75,7 @@ def test_the_residual_add_and_its_layer_norm_stay_apart_in_the_file_and_in_the_s
         ops = Counter(node.op_type for node in onnx.load(out / MODEL_FILE).graph.node)
         assert ops["LayerNormalization"] == 2 * layers and not ops["SkipLayerNormalization"]  # two a layer
         assert ops["Attention"] + ops["QAttention"] == layers, "the other fusions still happen"
-        for disabled, skip in (([], 2 * layers), (UNFUSED, 0)):  # without UNFUSED, ONNX Runtime fuses them as it loads
+        for disabled, skip in (((), 2 * layers), (UNFUSED, 0)):  # without UNFUSED, ONNX Runtime fuses them as it loads
             options = ort.SessionOptions()
             options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
             options.log_severity_level = 3

@@ -22,7 +22,7 @@ from nertune.model.load import file_in, sha256
 
 MODEL_FILE = "model.onnx"
 EXPORT_FILE = "nertune_export.json"
-UNFUSED = ["SkipLayerNormFusion"]  # ONNX Runtime graph transformers a session leaves out (session())
+UNFUSED = ("SkipLayerNormFusion",)  # ONNX Runtime graph transformers a session leaves out (session())
 
 
 def is_export(directory: str | Path) -> bool:
