@@ -66,6 +66,14 @@ def cpu_name() -> str:
         return platform.processor()
 
 
+def cpu_line() -> str:
+    """ "MODEL; flags F1 F2 ...": the CPU and the recorded flags it has (nertune/machine.py), for a report's first line."""
+    from nertune.machine import cpu_description  # noqa: PLC0415  (importing nertune sets oneDNN's kernel cache: not for every script)
+
+    cpu = cpu_description()
+    return f"{cpu['model']}; flags {' '.join(flag for flag, present in cpu['flags'].items() if present)}"
+
+
 def cpus() -> int:
     """CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

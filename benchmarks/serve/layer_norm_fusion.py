@@ -33,7 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import nertune.export.onnx as exporter
 import nertune.model.onnx_runtime as runtime
-from benchmarks.common import git_sha, results_dir
+from benchmarks.common import cpu_line, git_sha, results_dir
 from benchmarks.serve.tag_speed import same_entities, test_texts
 from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.machine import cpu_description
@@ -139,8 +139,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
-    flags = " ".join(flag for flag, present in cpu_description()["flags"].items() if present)
-    lines = [f"{cpu_description()['model']}; flags {flags}; onnxruntime {ort.__version__}; code {git_sha()}", "", "1. kernels alone:"]
+    lines = [f"{cpu_line()}; onnxruntime {ort.__version__}; code {git_sha()}", "", "1. kernels alone:"]
     lines += kernels()
     print("\n".join(lines))
     sentences, texts = test_texts()
@@ -183,9 +182,9 @@ def main() -> None:
             lines.append(f"   {kind}: now / before {middle['now'] / middle['before']:.3f}x; same entities on {agree:.1%} of the test texts")
             print("\n".join(lines[-3:]))
     report = "\n".join(lines) + "\n"
-    (results_dir(__file__) / f"layer_norm_fusion-{'bf16' if cpu_description()['flags'].get('amx_bf16') else 'avx2'}cpu.txt").write_text(
-        report, encoding="utf-8"
-    )
+    flags = cpu_description()["flags"]  # named for the kind of CPU, as the other results: bf16 (AVX-512 BF16 or AMX) or not
+    kind = "bf16" if flags["avx512_bf16"] or flags["amx_bf16"] else "avx2"
+    (results_dir(__file__) / f"layer_norm_fusion-{kind}cpu.txt").write_text(report, encoding="utf-8")
 
 
 if __name__ == "__main__":

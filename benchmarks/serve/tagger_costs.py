@@ -23,8 +23,8 @@ import time
 import torch
 import transformers
 
+from benchmarks.common import cpu_line
 from benchmarks.serve.tag_speed import test_texts
-from nertune.machine import cpu_description
 from nertune.model.onnx_runtime import session
 from nertune.tag.tagger import Tagger
 
@@ -76,8 +76,7 @@ def main() -> None:
     run_dir, export_dir = sys.argv[1:3]
     transformers.logging.set_verbosity_error()
     _, texts = test_texts(int(sys.argv[3]) if len(sys.argv) > 3 else 1000)
-    flags = [flag for flag, present in cpu_description()["flags"].items() if present]
-    print(f"{cpu_description()['model']}; flags {' '.join(flags)}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{cpu_line()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     fp32 = Tagger.load(run_dir, device="cpu", precision="fp32")
     bf16 = Tagger.load(run_dir, device="cpu", precision="bf16")
