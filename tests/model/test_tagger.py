@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 
 import pytest
@@ -219,3 +220,26 @@ def test_auto_precision_is_bf16_where_the_cpu_has_it_and_tags_as_fp32_does(tagge
     assert Tagger.load(tiny_model, device="cpu").precision == "fp32"
     with pytest.raises(NertuneError, match="unknown precision 'fp16'"):
         Tagger.load(tiny_model, device="cpu", precision="fp16")
+
+
+def test_no_garbage_collection_runs_while_a_batch_is_tagged(tagger, conll_files):
+    """A full collection walks the whole process (torch, transformers, the model): collector.py pauses it."""
+    texts = [" ".join(s.words) for s in read_conll(conll_files["test"]).sentences[:300]]
+    collections = []
+
+    def record(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.collect()  # counts back to zero: a collection the call's first allocation could set off before the pause is not its
+    gc.callbacks.append(record)
+    try:
+        results = tagger.tag_batch(texts)
+        during = list(collections)
+        # Able to fail: the same amount of allocation outside a pause does set collections off.
+        _ = [[TaggedWord(w, 0, 1, "O", 0.5) for w in t.split()] for t in texts * 3]
+    finally:
+        gc.callbacks.remove(record)
+    # At most one: the young objects' collection the pause put off, run by the first allocation after it (~25 without it).
+    assert len(results) == len(texts) and len(during) <= 1
+    assert gc.isenabled() and len(collections) > len(during) + 1

@@ -14,6 +14,7 @@ STAGES = {
     "nertune.errors": 0,
     "nertune.atomic": 0,
     "nertune.console": 0,
+    "nertune.collector": 0,
     "nertune.data": 1,
     "nertune.machine": 1,
     "nertune.model": 2,

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import torch
 
+from nertune.collector import pausing
 from nertune.data.casing import casing_scheme, piece_types
 from nertune.data.context import add_context, context_pieces_of
 from nertune.data.features import Window, collate, encode_words, make_windows, model_inputs, pad_multiple_for, token_budget_batches
@@ -86,6 +87,7 @@ def predict_word_logits(
     return WordScores(logits_out, loss_sum, labelled)
 
 
+@pausing
 def sentence_word_logits(
     model, tokenizer, sentences: Sequence, device, autocast_dtype: torch.dtype | None, max_tokens: int, label_ids=None
 ) -> tuple[WordScores, list[Window]]:

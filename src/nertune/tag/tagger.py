@@ -7,7 +7,8 @@
 
 Every word gets exactly one tag, whatever the length of the input: nothing is
 truncated. An entity's score is the mean, over its words, of the probability
-the model gave the tag chosen for that word.
+the model gave the tag chosen for that word. Python's cyclic garbage collector
+waits while a batch is tagged (collector.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from nertune.collector import pausing
 from nertune.data.schemes import prefix_and_type
 from nertune.data.words import sentence_words
 from nertune.errors import NertuneError
@@ -60,6 +62,7 @@ class Tagger:
 
     # ---- words in, tags out ------------------------------------------------
 
+    @pausing
     def word_logits(self, sequences: Sequence[Sequence[str]], documents: Sequence | None = None) -> list[torch.Tensor]:
         """One [n_words, n_labels] logits tensor per word sequence (any length).
 
@@ -90,6 +93,7 @@ class Tagger:
                 out[i] = logits
         return out
 
+    @pausing
     def _decode(
         self, sequences: Sequence[Sequence[str]], constrain: bool | None, documents: Sequence | None = None
     ) -> list[tuple[list[str], list[float]]]:
@@ -115,6 +119,7 @@ class Tagger:
 
     # ---- raw text in, entities out ----------------------------------------
 
+    @pausing
     def tag_sentences(self, texts: Sequence[str], constrain: bool | None = None) -> list[list[list[TaggedWord]]]:
         """For each text, its sentences as lists of tagged words (offsets into that text).
 
@@ -133,6 +138,7 @@ class Tagger:
             out.append(tagged)
         return out
 
+    @pausing
     def tag_batch(self, texts: Sequence[str], constrain: bool | None = None) -> list[list[dict]]:
         """Entities of each text: {"text", "type", "start", "end", "score"}, text == input[start:end]."""
         return [
