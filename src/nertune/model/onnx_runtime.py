@@ -30,9 +30,10 @@ def is_export(directory: str | Path) -> bool:
     return (Path(directory) / EXPORT_FILE).is_file()
 
 
-def session(path: str | Path, threads: int = 0, config: dict[str, str] | None = None):
+def session(path: str | Path, threads: int = 0, config: dict[str, str] | None = None, optimized_to: str | Path | None = None):
     """An ONNX Runtime CPU session with every graph optimization; threads=0: one per physical core. `config`:
-    session config entries over nertune's (benchmarks/serve/tagger_costs.py times the spinning ones)."""
+    session config entries over nertune's (benchmarks/serve/tagger_costs.py times the spinning ones).
+    `optimized_to`: a file where ONNX Runtime saves the graph as it runs it, after its own fusions."""
     try:
         import onnxruntime as ort  # noqa: PLC0415  (optional: onnx extra)
     except ImportError:
@@ -42,6 +43,8 @@ def session(path: str | Path, threads: int = 0, config: dict[str, str] | None = 
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # one sequential chain of ops: no second pool competing for the cores
     options.log_severity_level = 3  # errors only
+    if optimized_to is not None:
+        options.optimized_model_filepath = str(optimized_to)
     # Threads that spin after a run hold the cores the caller's next (torch, numpy) work needs: a single text
     # waited ~10 ms for them (BENCHMARKS.md, tagging latency).
     for key, value in {"session.intra_op.allow_spinning": "0", **(config or {})}.items():
