@@ -11,12 +11,13 @@ import httpx
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 
 from nertune.data.conll import read_conll
 from nertune.errors import NertuneError
 from nertune.export.onnx import EXPORT_FILE, MODEL_FILE, export_onnx
 from nertune.model.load import sha256
-from nertune.model.onnx_runtime import session
+from nertune.model.onnx_runtime import OnnxTokenClassifier, session, session_layout
 from nertune.model.word_scores import build_windows, predict_word_logits
 from nertune.serve.process import ServerProcess
 from nertune.tag.tagger import Tagger
@@ -101,6 +102,20 @@ def test_int8_tags_mostly_agree_with_pytorch(onnx_int8, torch_tagger, sentences)
     pairs = [(a, b) for x, y in zip(onnx_tagger.tag_words_batch(words), torch_tagger.tag_words_batch(words)) for a, b in zip(x, y)]
     assert len(pairs) == sum(map(len, words))
     assert sum(a == b for a, b in pairs) >= 0.95 * len(pairs)
+
+
+def test_two_sessions_run_passes_at_once_and_give_the_logits_of_one_by_one(onnx_int8, sentences):
+    """Two sessions of one thread each share two cores (model/onnx_runtime.py `session_layout`); model/word_scores.py
+    runs a batch's passes on both at once, and what comes back is each pass's own, in order."""
+    tagger = Tagger.load(onnx_int8)
+    tagger.model = model = OnnxTokenClassifier(onnx_int8, threads=2)
+    assert (len(model.sessions), model.concurrent_passes, session_layout(2), session_layout(1)) == (2, 2, (2, 1), (1, 1))
+    tagger.max_tokens = 96  # many passes of a few windows
+    words = [s.words for s in sentences]
+    at_once = tagger.word_logits(words)
+    model.concurrent_passes = 1
+    one_by_one = tagger.word_logits(words)
+    assert len(at_once) == len(words) and all(torch.equal(a, b) for a, b in zip(at_once, one_by_one))
 
 
 def test_tagger_on_an_export_gives_exact_offsets(onnx_fp32, torch_tagger):

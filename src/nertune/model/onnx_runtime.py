@@ -6,11 +6,17 @@ uses `.config`, `.eval()`, `.to(device)`, `.training`, `.crf` (a CRF head,
 model/crf.py) and `model(input_ids=, attention_mask=).logits`, so this small wrapper is all
 it takes for them to run the exported model unchanged. CPU only (the
 onnxruntime wheel nertune depends on is the CPU build).
+
+Two sessions share the cores (`session_layout`), each with its own threads: a call takes whichever is free, so
+model/word_scores.py runs two passes of a batch at once (`concurrent_passes`). Small passes keep one or two
+threads busier than they keep all of them, and a lone text on half the threads is no slower (BENCHMARKS.md,
+tagging speed).
 """
 
 from __future__ import annotations
 
 import json
+import queue
 from pathlib import Path
 
 import torch
@@ -54,8 +60,16 @@ def session(path: str | Path, threads: int = 0, config: dict[str, str] | None = 
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=UNFUSED)
 
 
+def session_layout(threads: int = 0) -> tuple[int, int]:
+    """(sessions, threads each) for `threads` in all; 0: as many as torch uses (one per physical core, or the
+    caller's torch.set_num_threads)."""
+    threads = threads or torch.get_num_threads()
+    sessions = 2 if threads >= 2 else 1
+    return sessions, threads // sessions
+
+
 class OnnxTokenClassifier:
-    """`model(input_ids=, attention_mask=).logits` from an ONNX Runtime session."""
+    """`model(input_ids=, attention_mask=).logits` from ONNX Runtime sessions (thread-safe)."""
 
     training = False  # inference only
 
@@ -75,7 +89,13 @@ class OnnxTokenClassifier:
         if (directory / CRF_FILE).exists():
             self._check_digest(file_in(directory, CRF_FILE, EXPORT_FILE))
         load_crf(self, directory)  # a CRF head's scores, for decoding (config.json says whether there is one)
-        self.session = session(path, threads)
+        count, each = session_layout(threads)
+        self.sessions = [session(path, each) for _ in range(count)]
+        self.session = self.sessions[0]
+        self.concurrent_passes = count
+        self._free: queue.LifoQueue = queue.LifoQueue()  # last in, first out: a lone caller keeps one warm session
+        for free in self.sessions:
+            self._free.put(free)
         self.inputs = {i.name for i in self.session.get_inputs()}
         if casing_scheme(self.config) and "token_type_ids" not in self.inputs:  # would silently tag without casing
             raise NertuneError(
@@ -124,7 +144,12 @@ class OnnxTokenClassifier:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self.inputs:  # a model with casing classes (data/casing.py) takes them as token types
             feeds["token_type_ids"] = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
-        (logits,) = self.session.run(["logits"], {name: t.cpu().numpy().astype("int64", copy=False) for name, t in feeds.items()})
+        arrays = {name: t.cpu().numpy().astype("int64", copy=False) for name, t in feeds.items()}
+        running = self._free.get()
+        try:
+            (logits,) = running.run(["logits"], arrays)
+        finally:
+            self._free.put(running)
         return TokenClassifierOutput(logits=torch.from_numpy(logits))
 
 

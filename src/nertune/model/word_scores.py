@@ -6,6 +6,8 @@ every word gets scores from the window where it has the most context.
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -66,21 +68,30 @@ def predict_word_logits(
     logits_out = [torch.empty((n, n_labels)) for n in words_per_sequence]
     loss_sum, labelled = 0.0, 0
     lengths = [len(w.input_ids) for w in windows]
-    for batch_indices in token_budget_batches(lengths, max_tokens, max_rows):
-        batch_windows = [windows[i] for i in batch_indices]
+    batches = [[windows[i] for i in indices] for indices in token_budget_batches(lengths, max_tokens, max_rows)]
+
+    def forward(batch_windows: list[Window]) -> tuple[list[Window], torch.Tensor, torch.Tensor]:
         batch = collate(batch_windows, pad_id, multiple=pad_multiple)
-        with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            logits = model(**model_inputs(batch, device)).logits.float()
-        labels = batch["labels"].to(device)
-        if (labels != -100).any():
-            loss_sum += torch.nn.functional.cross_entropy(
-                logits.view(-1, n_labels), labels.view(-1), ignore_index=-100, reduction="sum"
-            ).item()
-            labelled += int((labels != -100).sum())
-        logits = logits.cpu()
-        for row, window in enumerate(batch_windows):
-            if window.words:
-                logits_out[window.sequence][window.words] = logits[row, window.first_pieces]
+        with (
+            torch.no_grad(),
+            torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
+        ):
+            return batch_windows, batch["labels"], model(**model_inputs(batch, device)).logits.float()
+
+    # A model with several sessions (model/onnx_runtime.py) runs that many passes at once; the others one by one.
+    concurrent = min(getattr(model, "concurrent_passes", 1), len(batches))
+    with ThreadPoolExecutor(concurrent) if concurrent > 1 else contextlib.nullcontext() as pool:
+        for batch_windows, labels, logits in pool.map(forward, batches) if pool else map(forward, batches):
+            labels = labels.to(device)
+            if (labels != -100).any():
+                loss_sum += torch.nn.functional.cross_entropy(
+                    logits.view(-1, n_labels), labels.view(-1), ignore_index=-100, reduction="sum"
+                ).item()
+                labelled += int((labels != -100).sum())
+            logits = logits.cpu()
+            for row, window in enumerate(batch_windows):
+                if window.words:
+                    logits_out[window.sequence][window.words] = logits[row, window.first_pieces]
     if was_training:
         model.train()
     assert n_sequences == len(logits_out)
