@@ -4,8 +4,9 @@
         -> benchmarks/serve/results/session_layout-<precision>cpu.txt
 
 RUN_DIR exported as int8 and fp32 ONNX. For each export, two layouts of the same Tagger, alternated for --rounds
-rounds: A, nertune's (`session_layout`: two sessions of half the threads each, a batch's passes two at a time);
-B, one session with all the threads, passes one by one (nertune before). Each round: `tag_batch` over all 3,453
+rounds: A, two sessions of half the threads each, a batch's passes two at a time; B, one session with all the
+threads, passes one by one. nertune picks A for int8 exports and B for fp32 (`session_layout`; before 2026-11-29,
+B for both). Each round: `tag_batch` over all 3,453
 CoNLL test sentences (one text each, as tag_speed.py tags them), then --latency-texts random test sentences one a
 call (p50 / p99 ms). Entities must be the same both ways. Time it on a quiet machine.
 """
@@ -60,7 +61,7 @@ def main() -> None:
     _, texts = test_texts()
     lone = random.Random(0).sample(texts, args.latency_texts)
     threads = torch.get_num_threads()
-    count, each = session_layout()
+    count, each = session_layout(int8=True)
     lines = [
         f"{cpu_line()}; onnxruntime {ort.__version__}; torch threads {threads}; code {git_sha()}",
         "",
@@ -74,7 +75,7 @@ def main() -> None:
             target = Path(tmp) / (quantize or "fp32")
             export_onnx(args.run_dir, target, quantize)
             tagger = Tagger.load(target)
-            layouts = {"A": tagger.model.sessions, "B": [session(target / MODEL_FILE, threads)]}
+            layouts = {"A": [session(target / MODEL_FILE, each) for _ in range(count)], "B": [session(target / MODEL_FILE, threads)]}
             rates, p50s, p99s, outputs = {"A": [], "B": []}, {"A": [], "B": []}, {"A": [], "B": []}, {}
             for side, sessions in layouts.items():  # warm up
                 use(tagger, sessions)

@@ -109,7 +109,8 @@ def test_two_sessions_run_passes_at_once_and_give_the_logits_of_one_by_one(onnx_
     runs a batch's passes on both at once, and what comes back is each pass's own, in order."""
     tagger = Tagger.load(onnx_int8)
     tagger.model = model = OnnxTokenClassifier(onnx_int8, threads=2)
-    assert (len(model.sessions), model.concurrent_passes, session_layout(2), session_layout(1)) == (2, 2, (2, 1), (1, 1))
+    assert (len(model.sessions), model.concurrent_passes) == (2, 2)
+    assert (session_layout(2), session_layout(1), session_layout(4, int8=False)) == ((2, 1), (1, 1), (1, 4))
     tagger.max_tokens = 96  # many passes of a few windows
     words = [s.words for s in sentences]
     at_once = tagger.word_logits(words)

@@ -7,10 +7,10 @@ model/crf.py) and `model(input_ids=, attention_mask=).logits`, so this small wra
 it takes for them to run the exported model unchanged. CPU only (the
 onnxruntime wheel nertune depends on is the CPU build).
 
-Two sessions share the cores (`session_layout`), each with its own threads: a call takes whichever is free, so
-model/word_scores.py runs two passes of a batch at once (`concurrent_passes`). Small passes keep one or two
-threads busier than they keep all of them, and a lone text on half the threads is no slower (BENCHMARKS.md,
-tagging speed).
+An int8 export runs as two sessions that share the cores (`session_layout`), each with its own threads: a call
+takes whichever is free, so model/word_scores.py runs two passes of a batch at once (`concurrent_passes`). Its
+small int8 passes keep one thread busier than they keep two, and a lone text on half the threads is no slower
+(BENCHMARKS.md, tagging speed).
 """
 
 from __future__ import annotations
@@ -60,11 +60,13 @@ def session(path: str | Path, threads: int = 0, config: dict[str, str] | None = 
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=UNFUSED)
 
 
-def session_layout(threads: int = 0) -> tuple[int, int]:
+def session_layout(threads: int = 0, int8: bool = True) -> tuple[int, int]:
     """(sessions, threads each) for `threads` in all; 0: as many as torch uses (one per physical core, or the
-    caller's torch.set_num_threads)."""
+    caller's torch.set_num_threads). An int8 export splits them between two sessions; an fp32 one keeps one session
+    on all of them, whose matrix multiplies use the threads well (a lone text took 9.0 ms on one of two cores, 7.2 on
+    both; BENCHMARKS.md, tagging speed)."""
     threads = threads or torch.get_num_threads()
-    sessions = 2 if threads >= 2 else 1
+    sessions = 2 if int8 and threads >= 2 else 1
     return sessions, threads // sessions
 
 
@@ -89,7 +91,7 @@ class OnnxTokenClassifier:
         if (directory / CRF_FILE).exists():
             self._check_digest(file_in(directory, CRF_FILE, EXPORT_FILE))
         load_crf(self, directory)  # a CRF head's scores, for decoding (config.json says whether there is one)
-        count, each = session_layout(threads)
+        count, each = session_layout(threads, self.info.get("quantize") == "int8")
         self.sessions = [session(path, each) for _ in range(count)]
         self.session = self.sessions[0]
         self.concurrent_passes = count
