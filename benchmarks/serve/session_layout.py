@@ -14,7 +14,6 @@ call (p50 / p99 ms). Entities must be the same both ways. Time it on a quiet mac
 from __future__ import annotations
 
 import argparse
-import queue
 import random
 import statistics
 import tempfile
@@ -31,14 +30,6 @@ from nertune.export.onnx import MODEL_FILE, export_onnx
 from nertune.machine import cpu_description
 from nertune.model.onnx_runtime import session, session_layout
 from nertune.tag.tagger import Tagger
-
-
-def use(tagger: Tagger, sessions: list) -> None:
-    """Run `tagger`'s export on `sessions` (each taken by one pass at a time)."""
-    free: queue.LifoQueue = queue.LifoQueue()
-    for one in sessions:
-        free.put(one)
-    tagger.model._free, tagger.model.concurrent_passes = free, len(sessions)
 
 
 def latency(tagger: Tagger, texts: list[str]) -> tuple[float, float]:
@@ -78,11 +69,11 @@ def main() -> None:
             layouts = {"A": [session(target / MODEL_FILE, each) for _ in range(count)], "B": [session(target / MODEL_FILE, threads)]}
             rates, p50s, p99s, outputs = {"A": [], "B": []}, {"A": [], "B": []}, {"A": [], "B": []}, {}
             for side, sessions in layouts.items():  # warm up
-                use(tagger, sessions)
+                tagger.model.run_on(sessions)
                 tagger.tag_batch(texts[:200])
             for _ in range(args.rounds):
                 for side, sessions in layouts.items():
-                    use(tagger, sessions)
+                    tagger.model.run_on(sessions)
                     began = time.perf_counter()
                     outputs[side] = tagger.tag_batch(texts)
                     rates[side].append(len(texts) / (time.perf_counter() - began))

@@ -92,12 +92,7 @@ class OnnxTokenClassifier:
             self._check_digest(file_in(directory, CRF_FILE, EXPORT_FILE))
         load_crf(self, directory)  # a CRF head's scores, for decoding (config.json says whether there is one)
         count, each = session_layout(threads, self.info.get("quantize") == "int8")
-        self.sessions = [session(path, each) for _ in range(count)]
-        self.session = self.sessions[0]
-        self.concurrent_passes = count
-        self._free: queue.LifoQueue = queue.LifoQueue()  # last in, first out: a lone caller keeps one warm session
-        for free in self.sessions:
-            self._free.put(free)
+        self.run_on([session(path, each) for _ in range(count)])
         self.inputs = {i.name for i in self.session.get_inputs()}
         if casing_scheme(self.config) and "token_type_ids" not in self.inputs:  # would silently tag without casing
             raise NertuneError(
@@ -106,6 +101,13 @@ class OnnxTokenClassifier:
                 fix="export the model again with `nertune export`",
             )
         self.backend = "onnxruntime-int8" if self.info.get("quantize") == "int8" else "onnxruntime"
+
+    def run_on(self, sessions: list) -> None:
+        """Run on these sessions, each taken by one pass at a time (benchmarks compare layouts and settings)."""
+        self.sessions, self.session, self.concurrent_passes = list(sessions), sessions[0], len(sessions)
+        self._free: queue.LifoQueue = queue.LifoQueue()  # last in, first out: a lone caller keeps one warm session
+        for free in self.sessions:
+            self._free.put(free)
 
     def _check_digest(self, path: Path) -> None:
         """A file the export recorded must be the one it wrote (model.onnx, crf.safetensors)."""
