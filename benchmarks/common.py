@@ -74,6 +74,24 @@ def cpu_line() -> str:
     return f"{cpu['model']}; flags {' '.join(flag for flag, present in cpu['flags'].items() if present)}"
 
 
+def cpu_kind() -> str:
+    """ "bf16" on a CPU with AVX-512 BF16 or AMX, else "fp32": the precision nertune picks there, and the suffix
+    (`-bf16cpu`, `-fp32cpu`) of a result named for the kind of CPU that made it."""
+    from nertune.machine import cpu_description  # noqa: PLC0415  (as in cpu_line)
+
+    flags = cpu_description()["flags"]
+    return "bf16" if flags["avx512_bf16"] or flags["amx_bf16"] else "fp32"
+
+
+def write_report(script: str | os.PathLike, stem: str, lines: list[str]) -> Path:
+    """A text report, `lines` one a line, as results/<stem>-<cpu kind>cpu.txt beside `script` (its `__file__`)."""
+    out = results_dir(script) / f"{stem}-{cpu_kind()}cpu.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"-> {out}")
+    return out
+
+
 def cpus() -> int:
     """CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

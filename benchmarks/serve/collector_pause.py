@@ -25,10 +25,9 @@ import onnxruntime as ort
 import transformers
 
 import nertune.collector as collector
-from benchmarks.common import cpu_line, git_sha, results_dir
+from benchmarks.common import cpu_line, git_sha, write_report
 from benchmarks.serve.tag_speed import test_texts
 from nertune.export.onnx import export_onnx
-from nertune.machine import cpu_description
 from nertune.tag.tagger import Tagger
 
 
@@ -108,11 +107,7 @@ def main() -> None:
                 f"  {'':12s} B's collections a round, by generation: {', '.join(per_round)}",
             ]
             print("\n".join(lines[-3:]), flush=True)
-    flags = cpu_description()["flags"]
-    kind = "bf16" if flags["avx512_bf16"] or flags["amx_bf16"] else "fp32"
-    out = results_dir(__file__) / f"collector_pause-{kind}cpu.txt"
-    out.write_text("\n".join(lines) + "\n")
-    print(f"-> {out}")
+    write_report(__file__, "collector_pause", lines)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 import nertune.export.onnx as exporter
 import nertune.model.onnx_runtime as runtime
-from benchmarks.common import cpu_line, git_sha, results_dir
+from benchmarks.common import cpu_line, git_sha, write_report
 from benchmarks.serve.tag_speed import same_entities, test_texts
 from nertune.evaluate.model_scores import evaluate_sentences
-from nertune.machine import cpu_description
 from nertune.model.load import load_tokenizer
 from nertune.model.onnx_runtime import OnnxTokenClassifier
 from nertune.tag.tagger import Tagger
@@ -181,10 +180,7 @@ def main() -> None:
                 )
             lines.append(f"   {kind}: now / before {middle['now'] / middle['before']:.3f}x; same entities on {agree:.1%} of the test texts")
             print("\n".join(lines[-3:]))
-    report = "\n".join(lines) + "\n"
-    flags = cpu_description()["flags"]  # named for the kind of CPU, as the other results: bf16 (AVX-512 BF16 or AMX) or not
-    kind = "bf16" if flags["avx512_bf16"] or flags["amx_bf16"] else "avx2"
-    (results_dir(__file__) / f"layer_norm_fusion-{kind}cpu.txt").write_text(report, encoding="utf-8")
+    write_report(__file__, "layer_norm_fusion", lines)
 
 
 if __name__ == "__main__":

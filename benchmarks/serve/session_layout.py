@@ -24,22 +24,12 @@ import onnxruntime as ort
 import torch
 import transformers
 
-from benchmarks.common import cpu_line, git_sha, results_dir
+from benchmarks.common import cpu_line, git_sha, write_report
 from benchmarks.serve.tag_speed import test_texts
+from benchmarks.serve.tagger_costs import latency_ms
 from nertune.export.onnx import MODEL_FILE, export_onnx
-from nertune.machine import cpu_description
 from nertune.model.onnx_runtime import session, session_layout
 from nertune.tag.tagger import Tagger
-
-
-def latency(tagger: Tagger, texts: list[str]) -> tuple[float, float]:
-    times = []
-    for text in texts:
-        began = time.perf_counter()
-        tagger(text)
-        times.append((time.perf_counter() - began) * 1000)
-    times.sort()
-    return statistics.median(times), times[round(0.99 * (len(times) - 1))]
 
 
 def main() -> None:
@@ -77,7 +67,7 @@ def main() -> None:
                     began = time.perf_counter()
                     outputs[side] = tagger.tag_batch(texts)
                     rates[side].append(len(texts) / (time.perf_counter() - began))
-                    p50, p99 = latency(tagger, lone)
+                    p50, p99 = latency_ms(tagger, lone, warm=0)
                     p50s[side].append(p50)
                     p99s[side].append(p99)
             if outputs["A"] != outputs["B"]:
@@ -91,11 +81,7 @@ def main() -> None:
                 )
             lines.append(f"  {quantize or 'fp32':4s} A/B tag_batch {a / b:.2f}x")
             print("\n".join(lines[-3:]), flush=True)
-    flags = cpu_description()["flags"]
-    kind = "bf16" if flags["avx512_bf16"] or flags["amx_bf16"] else "fp32"
-    out = results_dir(__file__) / f"session_layout-{kind}cpu.txt"
-    out.write_text("\n".join(lines) + "\n")
-    print(f"-> {out}")
+    write_report(__file__, "session_layout", lines)
 
 
 if __name__ == "__main__":
