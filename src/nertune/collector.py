@@ -9,7 +9,7 @@ disabled.
 Why: a full collection walks every tracked object in the process, and with torch, transformers and a model
 loaded that is a few hundred thousand of them, in memory the batch never touches. Tagging a batch creates
 enough surviving containers (windows, word lists, tagged words) to set off such collections; they took
-a sixth of int8 tagging (BENCHMARKS.md, tagging speed).
+about a tenth of int8 tagging (BENCHMARKS.md, tagging speed).
 """
 
 from __future__ import annotations
