@@ -77,10 +77,10 @@ def cpu_line() -> str:
 def cpu_kind() -> str:
     """ "bf16" on a CPU with AVX-512 BF16 or AMX, else "fp32": the precision nertune picks there, and the suffix
     (`-bf16cpu`, `-fp32cpu`) of a result named for the kind of CPU that made it."""
-    from nertune.machine import cpu_description  # noqa: PLC0415  (as in cpu_line)
+    from nertune.machine import BF16_FLAGS, cpu_description  # noqa: PLC0415  (as in cpu_line)
 
     flags = cpu_description()["flags"]
-    return "bf16" if flags["avx512_bf16"] or flags["amx_bf16"] else "fp32"
+    return "bf16" if any(flags[flag] for flag in BF16_FLAGS) else "fp32"
 
 
 def write_report(script: str | os.PathLike, stem: str, lines: list[str]) -> Path:

@@ -25,7 +25,7 @@ import transformers
 
 from benchmarks.common import cpu_line
 from benchmarks.serve.tag_speed import test_texts
-from nertune.model.onnx_runtime import session, session_layout
+from nertune.model.onnx_runtime import session
 from nertune.tag.tagger import Tagger
 
 
@@ -70,8 +70,9 @@ def spinning_session(tagger, mode: str) -> None:
     """Replace the export's sessions with nertune's (same layout) whose intra-op threads spin as `mode` (a SPINNING key) says."""
     allow, stop = SPINNING[mode]
     config = {"session.intra_op.allow_spinning": allow, "session.force_spinning_stop": stop}
-    count, each = session_layout(int8=tagger.backend == "onnxruntime-int8")
-    tagger.model.run_on([session(tagger.model.session._model_path, each, config) for _ in range(count)])
+    model = tagger.model
+    each = model.session.get_session_options().intra_op_num_threads
+    model.run_on([session(model.session._model_path, each, config) for _ in model.sessions])
 
 
 def main() -> None:

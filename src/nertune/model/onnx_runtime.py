@@ -104,10 +104,15 @@ class OnnxTokenClassifier:
 
     def run_on(self, sessions: list) -> None:
         """Run on these sessions, each taken by one pass at a time (benchmarks compare layouts and settings)."""
-        self.sessions, self.session, self.concurrent_passes = list(sessions), sessions[0], len(sessions)
+        self.sessions, self.concurrent_passes = list(sessions), len(sessions)
         self._free: queue.LifoQueue = queue.LifoQueue()  # last in, first out: a lone caller keeps one warm session
         for free in self.sessions:
             self._free.put(free)
+
+    @property
+    def session(self):
+        """The first session: its inputs and model path are every session's."""
+        return self.sessions[0]
 
     def _check_digest(self, path: Path) -> None:
         """A file the export recorded must be the one it wrote (model.onnx, crf.safetensors)."""

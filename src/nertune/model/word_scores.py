@@ -72,6 +72,7 @@ def predict_word_logits(
 
     def forward(batch_windows: list[Window]) -> tuple[list[Window], torch.Tensor, torch.Tensor]:
         batch = collate(batch_windows, pad_id, multiple=pad_multiple)
+        # no_grad here too, not only on the function: grad mode is per thread, and a pass may run in the pool's.
         with (
             torch.no_grad(),
             torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
