@@ -40,6 +40,7 @@ def test_seed_recipe_is_the_seed():
         ("- epochs: 3\n", None, "recipe must be a mapping of field: value"),
         ("epochs: [3\n", 2, "recipe is not valid YAML"),
         ("seed: 2024-13-45\n", None, "recipe is not valid YAML"),
+        ("model: !!timestamp 2020-99-992024-13-45\n", None, "recipe is not valid YAML"),  # PyYAML's AttributeError
     ],
 )
 def test_bad_recipe_files_name_the_field_and_line(tmp_path, text, line, words):

@@ -276,8 +276,9 @@ def load_recipe(name_or_path: str | None = None, overrides: dict | None = None) 
             fields = yaml.safe_load(text)
         except OSError as error:
             raise NertuneError(f"cannot read recipe ({error.strerror})", path=source, fix="check the path and permissions") from None
-        except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as error:
-            # ValueError: YAML dates like 2024-13-45; RecursionError: absurdly deep nesting.
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError, AttributeError, RecursionError) as error:
+            # ValueError: YAML dates like 2024-13-45; AttributeError: PyYAML's own crash on an explicit
+            # `!!timestamp` that is no date; RecursionError: absurdly deep nesting.
             line = getattr(getattr(error, "problem_mark", None), "line", None)
             raise NertuneError(
                 "recipe is not valid YAML", path=source, line=None if line is None else line + 1, fix="check the YAML syntax"
