@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -192,6 +193,43 @@ def test_reproduces_conll_test_words_where_the_model_pre_tokenizer_does_not(conl
     assert ours / total > 0.995
     assert theirs / total < 0.96
     assert entity_words_cut <= 2
+
+
+_NLTK_AS_SHIPPED = words._import_privately("nltk.tokenize.destructive").NLTKWordTokenizer()  # its timed patterns
+
+
+@settings(max_examples=400, deadline=None)
+@given(_TEXT | st.sampled_from(["can't 'tis gonna", "O'Neil's ``x'' \"y\" 2.", "a. ) ] '' -- ... ;@#", "“Hi” «» –"]))
+def test_words_are_nltks_own_without_its_time_limit(text):
+    """The patterns lose NLTK's per-call timeout wrapper (data/words.py `_untimed`), not a single split."""
+    assert words._treebank().tokenize(text) == _NLTK_AS_SHIPPED.tokenize(text)
+
+
+def test_the_conll_test_words_are_nltks_own(conll_files):
+    for sentence in read_conll(conll_files["test"]).sentences[:1000]:
+        text = " ".join(sentence.words)
+        assert list(words._treebank().span_tokenize(text)) == list(_NLTK_AS_SHIPPED.span_tokenize(text))
+
+
+def test_word_splitting_stays_linear_on_inputs_made_to_backtrack():
+    """What NLTK's time limit guarded against: each text of `nertune serve`'s longest (100,000 characters) splits
+    in well under a second. The sentence splitter's own pattern once took 116 s on the periods of "a....b"."""
+    n = 100_000
+    for text in (
+        "a." + " " * n + "b",
+        "x." + ")" * n + " y",
+        "'" * n,
+        '"' * n,
+        "a" + "." * n + "b",
+        "a" + "!?" * (n // 2) + "b",
+        ":" * n + "a",
+        "x.) " * (n // 4),
+        "a. " * (n // 3),
+        "a," * (n // 2),
+    ):
+        began = time.perf_counter()
+        split_words(text)
+        assert time.perf_counter() - began < 2.0, text[:12]
 
 
 def test_the_treebank_tokenizer_loads_without_the_rest_of_nltk():

@@ -45,7 +45,9 @@ ABBREVIATIONS = frozenset(
     co corp inc ltd plc bros dept univ assn est no nos vs etc al approx fig mt ft ave blvd rd
     jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thur thurs fri sat sun""".split()
 )
-_TERMINATOR = re.compile(r"[.!?]+[\"'\u201d\u2019)\]}]*(?=\s)")
+# Only from a run's first mark: tried from each mark of a long run without a space after it ("a....b"), the
+# match scanned the rest of the run every time (quadratic: 116 s for 100,000 periods in one text).
+_TERMINATOR = re.compile(r"(?<![.!?])[.!?]+[\"'\u201d\u2019)\]}]*(?=\s)")
 _OPENERS = "\"'\u201c\u2018([{"
 _LINE = re.compile(r"[^\n\r\u2028\u2029\x0b\x0c\x1c\x1d\x1e\x85]+")
 _FALLBACK = re.compile(r"\w+(?:[.\-'&]\w+)*\.?|[^\w\s]")
@@ -55,7 +57,23 @@ _IMPORTING = threading.Lock()
 @lru_cache(maxsize=1)
 def _treebank():
     with _IMPORTING:  # two server threads tagging their first text must not swap sys.modules under each other
-        return _import_privately("nltk.tokenize.destructive").NLTKWordTokenizer()
+        tokenizer = _import_privately("nltk.tokenize.destructive").NLTKWordTokenizer()
+    for name in dir(tokenizer):
+        if name.isupper():  # the pattern tables: STARTING_QUOTES, PUNCTUATION, ...
+            setattr(tokenizer, name, _untimed(getattr(tokenizer, name)))
+    return tokenizer
+
+
+def _untimed(table):
+    """NLTK's patterns with the same compiled `regex` engine but without NLTK's per-call time limit.
+
+    Since 3.9.3 NLTK wraps each pattern in a Python object that hands every call a timeout, a third of the
+    word splitting's time (BENCHMARKS.md, tagging). The limit guards patterns that backtrack without bound;
+    these are NLTK's own fixed ones, linear on the inputs that would make them backtrack (tests/model/test_words.py).
+    """
+    if isinstance(table, (list, tuple)):
+        return type(table)(_untimed(item) for item in table)
+    return getattr(table, "_rx", table)  # nltk.redos.TimedPattern keeps the compiled pattern there
 
 
 def _import_privately(name: str):
