@@ -130,17 +130,17 @@ def collate(windows: Sequence[Window], pad_id: int, multiple: int = 8) -> dict[s
     """Pad to the longest window, rounded up to a multiple of 8 (tensor-core and SIMD friendly)."""
     longest = max(len(w.input_ids) for w in windows)
     length = -(-longest // multiple) * multiple
-    input_ids = torch.full((len(windows), length), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(windows), length), dtype=torch.long)
-    for row, window in enumerate(windows):
-        n = len(window.input_ids)
-        input_ids[row, :n] = torch.tensor(window.input_ids)
-        attention_mask[row, :n] = 1
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": collate_labels(windows, length)}
+    # Padded lists and one tensor each: a tensor per row costs more than the rows' numbers.
+    pads = [length - len(w.input_ids) for w in windows]
+    batch = {
+        "input_ids": torch.tensor([w.input_ids + [pad_id] * pad for w, pad in zip(windows, pads)], dtype=torch.long),
+        "attention_mask": torch.tensor([[1] * (length - pad) + [0] * pad for pad in pads], dtype=torch.long),
+        "labels": collate_labels(windows, length),
+    }
     if any(w.token_type_ids for w in windows):  # casing classes; padding is type 0 like [CLS]/[SEP]
-        batch["token_type_ids"] = torch.zeros((len(windows), length), dtype=torch.long)
-        for row, window in enumerate(windows):
-            batch["token_type_ids"][row, : len(window.token_type_ids)] = torch.tensor(window.token_type_ids)
+        batch["token_type_ids"] = torch.tensor(
+            [w.token_type_ids + [0] * (length - len(w.token_type_ids)) for w in windows], dtype=torch.long
+        )
     return batch
 
 

@@ -67,27 +67,38 @@ def decode(
     logits: Sequence[torch.Tensor], id2label: dict[int, str], constrain: bool = True, crf: CrfScores | None = None
 ) -> list[list[str]]:
     """Tags for each sequence of word logits; `crf`: the model's CRF scores (model/crf.py crf_scores), None for softmax."""
+    if not logits:
+        return []
+    # Batched over every word (row by row the same numbers as a call per sequence), then each sequence's slice.
+    lengths = [len(x) for x in logits]
     if not constrain and crf is None:
-        return [[id2label[int(i)] for i in x.argmax(-1)] for x in logits]
+        return [[id2label[i] for i in path] for path in _slices(torch.cat(logits).argmax(-1).tolist(), lengths)]
     labels = [id2label[i] for i in range(len(id2label))]
     if constrain:
         start, allowed = allowed_transitions(labels)
     else:  # a CRF's own best path, any transition allowed
         start, allowed = torch.ones(len(labels), dtype=torch.bool), torch.ones((len(labels), len(labels)), dtype=torch.bool)
+    all_log_probs = torch.cat(logits).float().log_softmax(-1)
     if crf is not None:
         # Learned transitions can make a path other than the words' argmax the best: always the full Viterbi.
         # (log-softmax only shifts each word's scores by a constant, so the best path is that of the raw logits the CRF was trained on.)
-        return [[labels[i] for i in viterbi(x.float().log_softmax(-1), start, allowed, crf)] for x in logits]
+        return [[labels[i] for i in viterbi(x, start, allowed, crf)] for x in all_log_probs.split(lengths)]
     start_ok, allowed_ok = start.tolist(), allowed.tolist()
     out = []
-    for x in logits:
-        log_probs = x.float().log_softmax(-1)
-        path = log_probs.argmax(-1).tolist()
+    for path, log_probs in zip(_slices(all_log_probs.argmax(-1).tolist(), lengths), all_log_probs.split(lengths)):
         # Most sentences are already valid IOB2: skip the dynamic programme for them.
         if _valid(path, start_ok, allowed_ok):
             out.append([labels[i] for i in path])
         else:
             out.append([labels[i] for i in viterbi(log_probs, start, allowed)])
+    return out
+
+
+def _slices(values: list, lengths: Sequence[int]) -> list[list]:
+    out, begin = [], 0
+    for n in lengths:
+        out.append(values[begin : begin + n])
+        begin += n
     return out
 
 

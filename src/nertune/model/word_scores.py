@@ -65,7 +65,7 @@ def predict_word_logits(
     was_training = model.training
     model.eval()
     n_labels = model.config.num_labels
-    logits_out = [torch.empty((n, n_labels)) for n in words_per_sequence]
+    logits_out: list[torch.Tensor | None] = [None] * len(words_per_sequence)
     loss_sum, labelled = 0.0, 0
     lengths = [len(w.input_ids) for w in windows]
     batches = [[windows[i] for i in indices] for indices in token_budget_batches(lengths, max_tokens, max_rows)]
@@ -89,14 +89,27 @@ def predict_word_logits(
                     logits.view(-1, n_labels), labels.view(-1), ignore_index=-100, reduction="sum"
                 ).item()
                 labelled += int((labels != -100).sum())
-            logits = logits.cpu()
-            for row, window in enumerate(batch_windows):
-                if window.words:
-                    logits_out[window.sequence][window.words] = logits[row, window.first_pieces]
+            _place(logits.cpu(), batch_windows, logits_out, words_per_sequence)
     if was_training:
         model.train()
     assert n_sequences == len(logits_out)
-    return WordScores(logits_out, loss_sum, labelled)
+    return WordScores([torch.empty((n, n_labels)) if x is None else x for x, n in zip(logits_out, words_per_sequence)], loss_sum, labelled)
+
+
+def _place(logits: torch.Tensor, windows: Sequence[Window], out: list, words_per_sequence: Sequence[int]) -> None:
+    """Each owned word's scores (at its first piece) into its sequence's row of `out`, with one gather a pass:
+    a window that owns its whole sequence (any that fits one window) hands over its rows as they are."""
+    owned = [len(w.words) for w in windows]
+    rows = torch.arange(len(windows)).repeat_interleave(torch.tensor(owned))
+    picked = logits[rows, torch.tensor([p for w in windows for p in w.first_pieces], dtype=torch.long)]
+    for window, scores in zip(windows, picked.split(owned)):
+        n = words_per_sequence[window.sequence]
+        if len(window.words) == n:
+            out[window.sequence] = scores
+        elif window.words:
+            if out[window.sequence] is None:
+                out[window.sequence] = torch.empty((n, logits.shape[-1]))
+            out[window.sequence][window.words] = scores
 
 
 @pausing
