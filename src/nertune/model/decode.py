@@ -72,7 +72,7 @@ def decode(
     # Batched over every word (row by row the same numbers as a call per sequence), then each sequence's slice.
     lengths = [len(x) for x in logits]
     if not constrain and crf is None:
-        return [[id2label[i] for i in path] for path in _slices(torch.cat(logits).argmax(-1).tolist(), lengths)]
+        return [[id2label[i] for i in path] for path in slices(torch.cat(logits).argmax(-1).tolist(), lengths)]
     labels = [id2label[i] for i in range(len(id2label))]
     if constrain:
         start, allowed = allowed_transitions(labels)
@@ -85,7 +85,7 @@ def decode(
         return [[labels[i] for i in viterbi(x, start, allowed, crf)] for x in all_log_probs.split(lengths)]
     start_ok, allowed_ok = start.tolist(), allowed.tolist()
     out = []
-    for path, log_probs in zip(_slices(all_log_probs.argmax(-1).tolist(), lengths), all_log_probs.split(lengths)):
+    for path, log_probs in zip(slices(all_log_probs.argmax(-1).tolist(), lengths), all_log_probs.split(lengths)):
         # Most sentences are already valid IOB2: skip the dynamic programme for them.
         if _valid(path, start_ok, allowed_ok):
             out.append([labels[i] for i in path])
@@ -94,7 +94,8 @@ def decode(
     return out
 
 
-def _slices(values: list, lengths: Sequence[int]) -> list[list]:
+def slices(values: list, lengths: Sequence[int]) -> list[list]:
+    """`values` cut into consecutive pieces of `lengths` (one flat batch back into its sequences)."""
     out, begin = [], 0
     for n in lengths:
         out.append(values[begin : begin + n])

@@ -23,7 +23,7 @@ from nertune.data.schemes import prefix_and_type
 from nertune.data.words import sentence_words
 from nertune.errors import NertuneError
 from nertune.model.crf import crf_scores
-from nertune.model.decode import decode
+from nertune.model.decode import decode, slices
 from nertune.model.inference import load_for_tagging
 from nertune.model.load import model_precision
 from nertune.model.positions import max_pieces_for
@@ -106,11 +106,7 @@ class Tagger:
         # One softmax over every word of the batch: row by row the same numbers, without a call per sequence.
         ids = torch.tensor([self.label2id[t] for sequence in tags for t in sequence], dtype=torch.long)
         probs = torch.cat(logits).float().softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1).tolist()
-        results, start = [], 0
-        for sequence in tags:
-            results.append((sequence, probs[start : start + len(sequence)]))
-            start += len(sequence)
-        return results
+        return list(zip(tags, slices(probs, [len(sequence) for sequence in tags])))
 
     def tag_words_batch(
         self, sequences: Sequence[Sequence[str]], constrain: bool | None = None, documents: Sequence | None = None
