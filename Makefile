@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 # The main job: the best recipe for the embedded model on validation over three seeds (minilm-context-crf-8ep,
-# README "Results"; ~23 min on a 2-core bf16 CPU, ~1 h 30 min on an AVX2 one) on embedded CoNLL-2003, then validation +
+# README "Results"; ~23 min on a 2-core bf16 CPU, ~1 h 15 min on an AVX2 one) on embedded CoNLL-2003, then validation +
 # test metrics and a tagged sample sentence. `make train RECIPE=seed` runs the seed exactly;
 # `make train RECIPE=mpnet-context-crf` the base-size MPNet (embedded too: five packages of its zip).
 RECIPE ?= minilm-context-crf-8ep

@@ -75,12 +75,12 @@ def cpu_line() -> str:
 
 
 def cpu_kind() -> str:
-    """ "bf16" on a CPU with AVX-512 BF16 or AMX, else "fp32": the precision nertune picks there, and the suffix
-    (`-bf16cpu`, `-fp32cpu`) of a result named for the kind of CPU that made it."""
+    """ "bf16" on a CPU with AVX-512 BF16 or AMX (nertune picks bf16 there), else "avx2" (fp32): the suffix
+    (`-bf16cpu`, `-avx2cpu`) of a result named for the kind of CPU that made it, as common.sh names it."""
     from nertune.machine import BF16_FLAGS, cpu_description  # noqa: PLC0415  (as in cpu_line)
 
     flags = cpu_description()["flags"]
-    return "bf16" if any(flags[flag] for flag in BF16_FLAGS) else "fp32"
+    return "bf16" if any(flags[flag] for flag in BF16_FLAGS) else "avx2"
 
 
 def write_report(script: str | os.PathLike, stem: str, lines: list[str]) -> Path:

@@ -1,13 +1,16 @@
-"""Two other int8 graphs against the one `nertune export --quantize int8` writes (issue 26, tagging): not built.
+"""Other int8 graphs against the one `nertune export --quantize int8` writes (issue 26, tagging).
 
-    python -m benchmarks.serve.int8_variants RUN_DIR [--rounds 3]
-        -> benchmarks/serve/results/int8_variants-<precision>cpu.txt
+    python -m benchmarks.serve.int8_variants RUN_DIR [--rounds 3] [--variants dynamic,fastgelu,static] [--name NAME]
+        -> benchmarks/serve/results/int8_variants[-NAME]-<cpu kind>cpu.txt (cpu kind: bf16 or avx2)
 
-RUN_DIR exported three ways: `dynamic`, nertune's export (dynamic int8, per channel, exact BiasGelu); `fastgelu`,
+RUN_DIR exported in several ways: `dynamic`, nertune's export (dynamic int8, per channel, exact BiasGelu); `fastgelu`,
 the same with ONNX Runtime's tanh approximation of GELU (`FusionOptions.enable_gelu_approximation`); `static`,
 the fp32 export quantized statically (`quantize_static`: QDQ, per channel, uint8 activations, MinMax ranges over the
-fp32 Tagger's passes on the first 400 training sentences). `Tagger.tag_batch` over all 3,453 test sentences, the
-three alternated for --rounds rounds (sentences/s, medians compared), and each one's test F1 (conlleval,
+fp32 Tagger's passes on the first 400 training sentences); `full_range`, nertune's export with 8-bit weights (as it
+was before 2026-11-30: the weights are 7-bit since, ONNX Runtime's advice for CPUs without VNNI, whose uint8 x int8
+instruction adds pairs of products in 16 bits and can saturate); `uint8`, the export with uint8 weights (uint8 x
+uint8 kernels, which do not saturate). `Tagger.tag_batch` over all 3,453 test sentences, the
+variants asked for alternated for --rounds rounds (sentences/s, medians compared), and each one's test F1 (conlleval,
 first-subword argmax). Time it on a quiet machine.
 """
 
@@ -38,6 +41,18 @@ from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.model.load import load_tokenizer, sha256
 from nertune.model.onnx_runtime import EXPORT_FILE, MODEL_FILE, OnnxTokenClassifier
 from nertune.tag.tagger import Tagger
+
+
+def export_quantized(run_dir: str, target: Path, **changes) -> None:
+    """nertune's int8 export with some of `quantize_dynamic`'s arguments changed."""
+    import onnxruntime.quantization as quantization  # noqa: PLC0415
+
+    shipped = quantization.quantize_dynamic
+    quantization.quantize_dynamic = lambda *args, **kwargs: shipped(*args, **{**kwargs, **changes})
+    try:
+        exporter.export_onnx(run_dir, target, "int8")
+    finally:
+        quantization.quantize_dynamic = shipped
 
 
 def export_fastgelu(run_dir: str, target: Path) -> None:
@@ -105,19 +120,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variants", default="dynamic,fastgelu,static", help="comma-separated; dynamic (the shipped export) is the base")
+    parser.add_argument("--name", default=None, help="results file int8_variants-NAME-<cpu kind>cpu.txt")
     args = parser.parse_args()
+    names = tuple(dict.fromkeys(["dynamic", *args.variants.split(",")]))
     transformers.logging.set_verbosity_error()
     sentences, texts = test_texts()
     calibration = [" ".join(s.words) for s in read_conll(conll2003_files()["train"]).sentences[:400]]
     lines = [f"{cpu_line()}; onnxruntime {ort.__version__}; code {git_sha()}", ""]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        exporter.export_onnx(args.run_dir, folder / "dynamic", "int8")
-        export_fastgelu(args.run_dir, folder / "fastgelu")
-        exporter.export_onnx(args.run_dir, folder / "fp32")
-        passes = export_static(folder / "fp32", folder / "static", calibration)
-        names = ("dynamic", "fastgelu", "static")
-        lines.append(f"{args.run_dir}; static calibrated on {passes} passes; {args.rounds} alternated rounds over {len(texts)} test texts:")
+        builders = {
+            "dynamic": lambda: exporter.export_onnx(args.run_dir, folder / "dynamic", "int8"),
+            "fastgelu": lambda: export_fastgelu(args.run_dir, folder / "fastgelu"),
+            "full_range": lambda: export_quantized(args.run_dir, folder / "full_range", reduce_range=False),
+            "uint8": lambda: export_quantized(args.run_dir, folder / "uint8", weight_type=QuantType.QUInt8, reduce_range=False),
+        }
+        passes = None
+        for name in names:
+            if name == "static":
+                exporter.export_onnx(args.run_dir, folder / "fp32")
+                passes = export_static(folder / "fp32", folder / "static", calibration)
+            else:
+                builders[name]()
+        calibrated = f"; static calibrated on {passes} passes" if passes is not None else ""
+        lines.append(f"{args.run_dir}{calibrated}; {args.rounds} alternated rounds over {len(texts)} test texts:")
         taggers = {name: Tagger.load(folder / name) for name in names}
         for tagger in taggers.values():
             tagger.tag_batch(texts[:200])
@@ -138,7 +165,7 @@ def main() -> None:
                 f" {', '.join(f'{op} {n}' for op, n in ops.most_common(4))}"
             )
             print(lines[-1], flush=True)
-    write_report(__file__, "int8_variants", lines)
+    write_report(__file__, f"int8_variants-{args.name}" if args.name else "int8_variants", lines)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,15 @@ def test_export_directory_is_complete_and_checked(onnx_fp32, onnx_int8):
     assert (onnx_int8 / MODEL_FILE).stat().st_size < 0.35 * (onnx_fp32 / MODEL_FILE).stat().st_size
 
 
+def test_int8_weights_keep_to_seven_bits(onnx_int8):
+    """Full-range int8 weights overflow ONNX Runtime's 16-bit pair sums on CPUs without VNNI (BENCHMARKS.md)."""
+    graph = onnx.load(onnx_int8 / MODEL_FILE).graph
+    weights = [onnx.numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and t.dims]
+    assert len(weights) >= 6 * 4  # per layer: query/key/value (one packed matrix), attention output, two feed-forward
+    largest = max(int(abs(w.astype(int)).max()) for w in weights)
+    assert 56 <= largest <= 64  # 7 bits used, not 8 (full range reaches 127)
+
+
 def test_the_residual_add_and_its_layer_norm_stay_apart_in_the_file_and_in_the_session(onnx_fp32, onnx_int8, tmp_path):
     """ONNX Runtime's SkipLayerNormalization is slower on a CPU than the two nodes it fuses (BENCHMARKS.md): the export
     leaves them apart, and nertune's session (model/onnx_runtime.py, UNFUSED) does not fuse them again when it loads the graph."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 from transformers import pipeline
@@ -67,10 +68,11 @@ def test_output_loads_in_transformers_pipeline_with_real_labels(tiny_model):
     assert {e["entity"] for e in out} <= {"B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"}
 
 
-def test_python_api_trains_and_returns_metrics(tmp_path):
+def test_python_api_trains_and_returns_metrics(tmp_path, capsys):
     metrics = nertune.train(max_train_sentences=16, max_eval_sentences=8, epochs=1, output_dir=str(tmp_path / "api"), progress=False)
     assert metrics["test"]["accuracy"] > 0
     assert (tmp_path / "api" / "model.safetensors").exists()
+    assert re.search(r"16 sentences per optimizer step,\s+1 epoch\s+\(1\s+step\),", capsys.readouterr().err)  # not "1 epochs (1 steps)"
 
 
 def test_python_dash_m_works():

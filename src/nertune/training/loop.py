@@ -248,6 +248,10 @@ def finish(run: Run) -> dict:
     return metrics
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _first_line(run: Run) -> str:
     per_step, world = run.sentences_per_step, run.world
     split = (
@@ -258,7 +262,8 @@ def _first_line(run: Run) -> str:
     precision = run.precision if run.precision != "no" else "fp32"
     return (
         f"training {run.recipe.model} on {len(run.splits.train.sentences):,} sentences, {per_step} sentences per optimizer step"
-        f"{split}, {run.recipe.epochs} epochs ({run.total_steps:,} steps), {precision} on {run.device}{run.steps.describe()}"
+        f"{split}, {_count(run.recipe.epochs, 'epoch')} ({_count(run.total_steps, 'step')}),"
+        f" {precision} on {run.device}{run.steps.describe()}"
     )
 
 
