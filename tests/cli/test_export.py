@@ -75,6 +75,7 @@ def test_int8_weights_keep_to_seven_bits(onnx_int8):
     assert len(weights) >= 6 * 4  # per layer: query/key/value (one packed matrix), attention output, two feed-forward
     largest = max(int(abs(w.astype(int)).max()) for w in weights)
     assert 56 <= largest <= 64  # 7 bits used, not 8 (full range reaches 127)
+    assert json.loads((onnx_int8 / EXPORT_FILE).read_text())["weight_bits"] == 7
 
 
 def test_the_residual_add_and_its_layer_norm_stay_apart_in_the_file_and_in_the_session(onnx_fp32, onnx_int8, tmp_path):

@@ -110,6 +110,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, quantize: str | None = N
             "model": MODEL_FILE,
             "source": str(model_dir.resolve()),
             "quantize": quantize,
+            "weight_bits": 7 if quantize == "int8" else None,  # exports before 2026-11-30 used 8 (and have no field)
             "fused": fused != tmp / "raw.onnx",
             "opset": OPSET,
             "sha256": {name: sha256(tmp / name) for name in weights},
