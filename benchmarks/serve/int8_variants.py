@@ -126,24 +126,24 @@ def main() -> None:
     names = tuple(dict.fromkeys(["dynamic", *args.variants.split(",")]))
     transformers.logging.set_verbosity_error()
     sentences, texts = test_texts()
-    calibration = [" ".join(s.words) for s in read_conll(conll2003_files()["train"]).sentences[:400]]
     lines = [f"{cpu_line()}; onnxruntime {ort.__version__}; code {git_sha()}", ""]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+
+        def static() -> int:  # the fp32 export, calibrated on the first 400 training sentences: the passes it saw
+            exporter.export_onnx(args.run_dir, folder / "fp32")
+            calibration = [" ".join(s.words) for s in read_conll(conll2003_files()["train"]).sentences[:400]]
+            return export_static(folder / "fp32", folder / "static", calibration)
+
         builders = {
             "dynamic": lambda: exporter.export_onnx(args.run_dir, folder / "dynamic", "int8"),
             "fastgelu": lambda: export_fastgelu(args.run_dir, folder / "fastgelu"),
             "full_range": lambda: export_quantized(args.run_dir, folder / "full_range", reduce_range=False),
             "uint8": lambda: export_quantized(args.run_dir, folder / "uint8", weight_type=QuantType.QUInt8, reduce_range=False),
+            "static": static,
         }
-        passes = None
-        for name in names:
-            if name == "static":
-                exporter.export_onnx(args.run_dir, folder / "fp32")
-                passes = export_static(folder / "fp32", folder / "static", calibration)
-            else:
-                builders[name]()
-        calibrated = f"; static calibrated on {passes} passes" if passes is not None else ""
+        built = {name: builders[name]() for name in names}
+        calibrated = f"; static calibrated on {built['static']} passes" if "static" in built else ""
         lines.append(f"{args.run_dir}{calibrated}; {args.rounds} alternated rounds over {len(texts)} test texts:")
         taggers = {name: Tagger.load(folder / name) for name in names}
         for tagger in taggers.values():
