@@ -23,6 +23,7 @@ from nertune.data.schemes import TAG_HELP, TAG_PATTERN, detect_scheme, entity_ty
 from nertune.errors import NertuneError
 
 _COLUMN_SEPARATOR = re.compile(r"[ \t]+")
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # surrogateescape keeps an undecodable byte as one such character
 
 
 @dataclass
@@ -97,10 +98,10 @@ def text_lines(handle, path: str, from_bytes: bool = False) -> Iterator[tuple[in
                 line=number,
                 fix="pass a text file with one 'WORD ... TAG' per line",
             )
-        bad = next((c for c in body if "\udc80" <= c <= "\udcff"), None) if from_bytes else None
-        if bad is not None:  # surrogateescape keeps an undecodable byte as one such character
+        bad = _UNDECODABLE.search(body) if from_bytes else None
+        if bad is not None:
             raise NertuneError(
-                f"byte 0x{ord(bad) - 0xDC00:02x} is not UTF-8",
+                f"byte 0x{ord(bad.group()) - 0xDC00:02x} is not UTF-8",
                 path=path,
                 line=number,
                 fix="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
@@ -180,6 +181,7 @@ def parse_lines(lines: Iterable[tuple[int, str]], path: str, ragged: bool = Fals
     document = 0
     first_line = 0
     first_bare = None  # the first IO tag's line: a file may not mix IO with prefixed tags
+    shapes: dict[str, bool] = {}  # tag -> whether it is prefixed (or O); a bare IO type otherwise
 
     def end_sentence() -> None:
         nonlocal words, tags
@@ -208,7 +210,10 @@ def parse_lines(lines: Iterable[tuple[int, str]], path: str, ragged: bool = Fals
                 f"{len(columns)} columns, no column {tag_column}", path=path, line=number, fix="check --tag-column (1 is the word)"
             )
         tag = columns[tag_column - 1] if tag_column else columns[-1]
-        if not is_tag(tag):
+        prefixed = shapes.get(tag)
+        if prefixed is None and is_tag(tag):  # a file has a handful of tags: each is checked once
+            prefixed = shapes[tag] = bool(TAG_PATTERN.match(tag))
+        if prefixed is None:
             where = f"column {tag_column}" if tag_column else "the last column"
             raise NertuneError(
                 f"unknown tag shape {tag[:40]!r}",
@@ -216,7 +221,7 @@ def parse_lines(lines: Iterable[tuple[int, str]], path: str, ragged: bool = Fals
                 line=number,
                 fix=f"{TAG_HELP}, in {where} (--tag-column N picks another)",
             )
-        if not TAG_PATTERN.match(tag) and first_bare is None:
+        if not prefixed and first_bare is None:
             first_bare = number
         if not words:
             first_line = number

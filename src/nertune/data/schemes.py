@@ -54,17 +54,19 @@ def detect_scheme(sentences_tags: Sequence[Sequence[str]]) -> str:
     A file is IOB1 when some entity starts with I- and every B-X directly
     follows an X tag (the only place IOB1 uses B-).
     """
-    bare = next((t for tags in sentences_tags for t in tags if t != "O" and not TAG_PATTERN.match(t)), None)
-    if bare is not None:
-        if any(TAG_PATTERN.match(t) and t != "O" for tags in sentences_tags for t in tags):
-            raise ValueError(bare)
+    distinct = {t for tags in sentences_tags for t in tags}  # a handful: each is looked at once
+    bare_types = {t for t in distinct if t != "O" and not TAG_PATTERN.match(t)}
+    if bare_types:
+        if any(TAG_PATTERN.match(t) and t != "O" for t in distinct):
+            raise ValueError(next(t for tags in sentences_tags for t in tags if t in bare_types))  # the first in the file
         return "io"
+    parts = {t: split_tag(t) for t in distinct}
     some_entity_starts_with_i = False
     every_b_follows_same_type = True
     for tags in sentences_tags:
         previous_type = None
         for tag in tags:
-            prefix, entity_type = split_tag(tag)
+            prefix, entity_type = parts[tag]
             if prefix in ("E", "S"):
                 return "bioes"
             if prefix == "I" and previous_type != entity_type:
