@@ -129,6 +129,35 @@ def test_two_sessions_run_passes_at_once_and_give_the_logits_of_one_by_one(onnx_
     assert len(at_once) == len(words) and all(torch.equal(a, b) for a, b in zip(at_once, one_by_one))
 
 
+def test_a_batch_that_fits_one_pass_is_shared_out_to_both_sessions(onnx_int8, sentences):
+    """A served micro-batch is one pass under the token budget: on one one-thread session it would leave the other
+    core idle, so it is split in two (model/word_scores.py `share_out`); a lone window stays one pass."""
+    tagger = Tagger.load(onnx_int8)
+    tagger.model = model = OnnxTokenClassifier(onnx_int8, threads=2)
+    calls: list[tuple[int, int]] = []  # (session, rows) of each ONNX Runtime call
+
+    class Counted:  # the real session; each call noted
+        def __init__(self, number: int, real):
+            self.number, self.real = number, real
+
+        def run(self, names, feeds):
+            calls.append((self.number, len(feeds["input_ids"])))
+            return self.real.run(names, feeds)
+
+    model.run_on([Counted(i, s) for i, s in enumerate(model.sessions)])
+    words = [s.words for s in sentences[:8]]
+    shared = tagger.word_logits(words)
+    assert sorted(rows for _, rows in calls) == [4, 4]  # two passes of four windows, not one of eight
+    calls.clear()
+    assert len(tagger.word_logits(words[:1])[0]) == len(words[0]) and [rows for _, rows in calls] == [1]
+    model.concurrent_passes = 1  # one session's worth: the old single pass, the same words scored
+    calls.clear()
+    single = tagger.word_logits(words)
+    assert [rows for _, rows in calls] == [8]
+    assert all(a.shape == b.shape for a, b in zip(shared, single))
+    assert all(a.argmax(-1).eq(b.argmax(-1)).float().mean() >= 0.9 for a, b in zip(shared, single))
+
+
 def test_tagger_on_an_export_gives_exact_offsets(onnx_fp32, torch_tagger):
     tagger = Tagger.load(onnx_fp32)
     found = tagger(TEXT)

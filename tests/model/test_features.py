@@ -6,6 +6,7 @@ import pytest
 
 from nertune.data.features import collate, encode_words, make_windows, window_spans
 from nertune.model.load import load_tokenizer
+from nertune.model.word_scores import share_out
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +53,11 @@ def test_long_sentence_every_word_owned_once_and_never_truncated(tokenizer):
         # each owned word's position points at its own first piece
         for position, word in zip(window.first_pieces, window.words):
             assert window.input_ids[position] == enc.piece_ids[enc.word_starts[word]]
+
+
+def test_share_out_splits_the_widest_pass_until_every_session_has_one():
+    assert share_out([[1, 2, 3, 4, 5]], 2) == [[1, 3, 5], [2, 4]]  # rows dealt in turn: both halves about as wide
+    assert share_out([[1, 2, 3, 4]], 4) == [[1], [3], [2], [4]]
+    assert share_out([[1, 2], [3, 4, 5]], 2) == [[1, 2], [3, 4, 5]]  # enough passes already
+    assert share_out([[1]], 2) == [[1]] and share_out([], 2) == []  # nothing to split
+    assert share_out([[1, 2, 3]], 1) == [[1, 2, 3]]

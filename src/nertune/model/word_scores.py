@@ -69,6 +69,9 @@ def predict_word_logits(
     loss_sum, labelled = 0.0, 0
     lengths = [len(w.input_ids) for w in windows]
     batches = [[windows[i] for i in indices] for indices in token_budget_batches(lengths, max_tokens, max_rows)]
+    # A model with several sessions (model/onnx_runtime.py) runs that many passes at once; the others one by one.
+    concurrent = getattr(model, "concurrent_passes", 1)
+    batches = share_out(batches, concurrent)
 
     def forward(batch_windows: list[Window]) -> tuple[list[Window], torch.Tensor, torch.Tensor]:
         batch = collate(batch_windows, pad_id, multiple=pad_multiple)
@@ -79,8 +82,7 @@ def predict_word_logits(
         ):
             return batch_windows, batch["labels"], model(**model_inputs(batch, device)).logits.float()
 
-    # A model with several sessions (model/onnx_runtime.py) runs that many passes at once; the others one by one.
-    concurrent = min(getattr(model, "concurrent_passes", 1), len(batches))
+    concurrent = min(concurrent, len(batches))
     with ThreadPoolExecutor(concurrent) if concurrent > 1 else contextlib.nullcontext() as pool:
         for batch_windows, labels, logits in pool.map(forward, batches) if pool else map(forward, batches):
             labels = labels.to(device)
@@ -94,6 +96,19 @@ def predict_word_logits(
         model.train()
     assert n_sequences == len(logits_out)
     return WordScores([torch.empty((n, n_labels)) if x is None else x for x, n in zip(logits_out, words_per_sequence)], loss_sum, labelled)
+
+
+def share_out(batches: list[list], sessions: int) -> list[list]:
+    """Fewer passes than sessions (a served micro-batch, a short call) would leave sessions, and cores, idle: split
+    the widest pass, its rows dealt in turn (each half as long as the whole), until each session has one."""
+    batches = list(batches)
+    while len(batches) < sessions:
+        widest = max(range(len(batches)), key=lambda i: len(batches[i]), default=None)
+        if widest is None or len(batches[widest]) < 2:
+            break
+        rows = batches.pop(widest)
+        batches += [rows[0::2], rows[1::2]]
+    return batches
 
 
 def _place(logits: torch.Tensor, windows: Sequence[Window], out: list, words_per_sequence: Sequence[int]) -> None:

@@ -7,8 +7,9 @@ with texts left goes to the back of the ring. So a request of 64 long texts is c
 and small requests that arrive meanwhile ride in the next pass, not after the whole of it. Before a
 pass the worker waits at most `max_wait_ms` for company — not when enough is already queued, and not for
 a request that came alone (more than `max_wait_ms` after the one before it: one client at a time gets no
-added latency) — and runs `tag_batch` in a single thread — the model runs one pass at a time, the event loop stays free to
-accept and parse the next requests. Results go back to each request's future in order, whole.
+added latency) — and runs `tag_batch` in a single thread — the model runs one micro-batch at a time (an int8 export splits it over
+its two sessions, model/word_scores.py `share_out`), the event loop stays free to accept and parse the next requests.
+Results go back to each request's future in order, whole.
 
 A failing pass never takes the worker down: its slices are retried one request at a time so only the
 request that fails gets an error. `stop()` drains the queue before it returns, so a graceful shutdown
