@@ -1,7 +1,7 @@
 """Never lose a run: a killed run resumed from its checkpoint ends exactly where an uninterrupted one does.
 
-Real runs in subprocesses (the way a user's run dies), tiny settings: 32
-sentences, 4 per step, 2 epochs = 16 steps. Every run uses one CPU thread, so
+Real runs in subprocesses (the way a user's run dies), tiny settings: 16
+sentences, 2 per step, 2 epochs = 16 steps. Every run uses one CPU thread, so
 float sums happen in the same order and the weights can be compared bitwise — in fp32 and in
 bf16 alike (NERTUNE_CPU_BF16 forces either path on any CPU).
 """
@@ -29,20 +29,20 @@ STEPS_PER_EPOCH = 8
 RUN = [
     "train",
     "--max-train-sentences",
-    "32",
+    "16",
     "--max-eval-sentences",
     "8",
     "--epochs",
     "2",
     "--grad-accum",
-    "4",
+    "2",
     "--learning-rate",
     "3e-4",
     "--no-progress",
     "--sample",
     "",
 ]
-FIELDS = dict(max_train_sentences=32, max_eval_sentences=8, epochs=2, grad_accum=4, learning_rate=3e-4)
+FIELDS = dict(max_train_sentences=16, max_eval_sentences=8, epochs=2, grad_accum=2, learning_rate=3e-4)
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TIMINGS = ("train_seconds", "sentences_per_second")
 
@@ -126,7 +126,7 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     text = stderr.read_text()
     assert process.returncode == 143, text
     step = int(text.split("interrupted at step ")[1].split(";")[0])
-    assert f"--output-dir {out} --resume" in text and "nertune train --max-train-sentences 32" in text
+    assert f"--output-dir {out} --resume" in text and "nertune train --max-train-sentences 16" in text
     assert "Traceback" not in text
     (checkpoint,) = checkpoint_dirs(out)
     assert checkpoint.name == f"step-{step}"

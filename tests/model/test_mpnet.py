@@ -70,7 +70,7 @@ def test_casing_classes_are_refused_in_one_line(tmp_path):
 
 def test_a_short_run_with_context_and_crf_trains_saves_and_reloads(tmp_path):
     out = tmp_path / "run"
-    metrics = train("mpnet-context-crf", max_train_sentences=32, max_eval_sentences=16, epochs=1, output_dir=str(out), progress=False)
+    metrics = train("mpnet-context-crf", max_train_sentences=16, max_eval_sentences=8, epochs=1, output_dir=str(out), progress=False)
     assert metrics["model"] == "embedded-mpnet" and metrics["recipe"]["context_pieces"] == 16
     assert metrics["peak_memory"]["host_rss_mib"] > 440  # the fp32 weights alone are 438 MB
     config = json.loads((out / "config.json").read_text())
