@@ -3,7 +3,7 @@
 # A is an older nertune's src/ (e.g. `git archive REV src | tar -x -C /tmp/old`), B this checkout.
 #
 #   bash benchmarks/serve/load_test_ab.sh OLD_SRC MODEL_OR_EXPORT NAME [ROUNDS]
-#     -> benchmarks/serve/results/NAME-<cpu kind>cpu.txt, each run's JSON under $TMPDIR/NAME.*
+#     -> benchmarks/serve/results/NAME-<cpu kind>.txt (avx2cpu or bf16cpu), each run's JSON under $TMPDIR/NAME.*
 #
 # Only the served code differs (PYTHONPATH puts OLD_SRC in front for A). Time it on a quiet machine.
 set -euo pipefail
@@ -22,7 +22,7 @@ for side in "${order[@]}"; do
   PYTHONPATH=$pythonpath .venv/bin/python -m benchmarks.serve.load_test "$model" --requests 2000 --concurrency 16 \
     --time-limit 600 --out "$out/$n-$side.json" --note "$name $side" >"$out/$n-$side.log" 2>&1
 done
-.venv/bin/python - "$out" "$old_src" "$model" >"benchmarks/serve/results/$name-$(cpu_kind)cpu.txt" <<'EOF'
+.venv/bin/python - "$out" "$old_src" "$model" >"benchmarks/serve/results/$name-$(cpu_kind).txt" <<'EOF'
 import json, statistics, sys
 from pathlib import Path
 from benchmarks.common import cpu_line, git_sha
@@ -42,4 +42,4 @@ a, b = (statistics.median(r for r, _ in rates[s]) for s in "AB")
 pa, pb = (statistics.median(p for _, p in rates[s]) for s in "AB")
 print(f"medians: A {a:.1f} req/s (p99 {pa:.1f} ms), B {b:.1f} req/s (p99 {pb:.1f} ms): B/A {b / a:.2f}x")
 EOF
-cat "benchmarks/serve/results/$name-$(cpu_kind)cpu.txt"
+cat "benchmarks/serve/results/$name-$(cpu_kind).txt"
