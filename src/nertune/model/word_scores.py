@@ -100,7 +100,7 @@ def predict_word_logits(
 
 def share_out(batches: list[list], sessions: int) -> list[list]:
     """Fewer passes than sessions (a served micro-batch, a short call) would leave sessions, and cores, idle: split
-    the widest pass, its rows dealt in turn (each half as long as the whole), until each session has one."""
+    the widest pass, its rows dealt in turn (so both halves pad to about the whole's width), until each session has one."""
     batches = list(batches)
     while len(batches) < sessions:
         widest = max(range(len(batches)), key=lambda i: len(batches[i]), default=None)
