@@ -3,7 +3,8 @@
 `make test` runs the suite in two pytest-xdist workers (one per core of the CI machine): most of a test's
 time is single-threaded Python (interpreter starts, imports, tokenizing), so a second process keeps the
 second core busy. Each worker then runs torch on one thread, and the models several test files share are
-trained once per session, not once per worker (`shared_dir`).
+trained once per session, not once per worker (`shared_dir`). `run_cli` forks each CLI run from a warm
+interpreter that imported torch and transformers once (tests/forked_cli.py): 6 s of imports a run, a hundred runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from nertune.data.conll import read_conll  # noqa: E402
 from nertune.data.embedded import conll2003_files, minilm_dir  # noqa: E402
 from nertune.data.splits import build_labels  # noqa: E402
 from nertune.model.load import load_for_training, load_tokenizer  # noqa: E402
+from tests import forked_cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FREE_AT_START = pytest.StashKey[str]()
@@ -58,16 +59,12 @@ def training_windows(conll_files: dict[str, Path], sentences: slice, max_pieces:
     return model, tokenizer, chosen, windows
 
 
-def run_cli(*args: str, input: str | None = None, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m nertune ARGS` as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "nertune", *args],
-        capture_output=True,
-        text=True,
-        input=input,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+def run_cli(
+    *args: str, input: str | None = None, timeout: int = 600, env: dict | None = None, fresh: bool = False
+) -> subprocess.CompletedProcess:
+    """Run `python -m nertune ARGS` as a user would, forked from a warm interpreter where that is the same
+    (tests/forked_cli.py says when); `fresh=True`: in a new interpreter, for a test that times start-up."""
+    return forked_cli.run(args, input, timeout, {**os.environ, **(env or {})}, fresh)
 
 
 def shared_dir(tmp_path_factory, name: str, build) -> Path:
