@@ -39,13 +39,15 @@ PRELOAD = [
     "nertune.evaluate.model_scores",
     "tests.forked_cli",
 ]
+# Set by pytest, or by torch in the test's own process (a new interpreter sets the same again): not the user's.
+_SET_IN_PROCESS = {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"}
 _context: multiprocessing.context.ForkServerContext | None = None
 _server_env = dict(os.environ)  # as conftest set it, before any test changes it: the server starts with this
 
 
 def _may_fork(env: dict[str, str]) -> bool:
     changed = {k for k in env.keys() | _server_env.keys() if env.get(k) != _server_env.get(k)}
-    return all(k.startswith("NERTUNE_") or k == "PYTEST_CURRENT_TEST" for k in changed)
+    return all(k.startswith("NERTUNE_") or k in _SET_IN_PROCESS for k in changed)
 
 
 def _child(args: list[str], env: dict[str, str], cwd: str, stdin: str, stdout: str, stderr: str) -> None:
