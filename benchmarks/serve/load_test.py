@@ -13,7 +13,10 @@ then runs three phases against it and writes one JSON report:
 
 Reported per phase: throughput, latency p50/p95/p99 (valid requests), status
 counts, 5xx, dropped connections (transport errors), wrong answers (a malformed
-request that got 200 or a valid one that did not). Every phase has a time limit
+request that got 200 or a valid one that did not); for the concurrent phase also
+the cores the load test itself and the server kept busy (`cores_used`). Its
+clients are httpx's, or with --client raw lean kept-alive asyncio connections
+(`RawConnection`) that take little CPU from the server on the same cores. Every phase has a time limit
 (--time-limit seconds for the whole run); the script exits 1 when a phase had a
 5xx, a dropped connection, a wrong answer or ran out of time.
 
@@ -79,23 +82,86 @@ def plan(n: int, malformed: float, texts: list[str], bad: list, rng: random.Rand
 # ---- one phase -----------------------------------------------------------------------
 
 
-async def run_phase(url: str, items: list, concurrency: int, time_limit: float) -> dict:
+class RawConnection:
+    """One kept-alive HTTP/1.1 connection on asyncio streams: a client that costs the shared cores little.
+
+    httpx builds a request and a response object per call, which on 2 cores takes CPU from the server
+    under test (`cores_used` in the report). This one writes a prebuilt head and reads the status, the
+    headers and a Content-Length (or chunked) body; a response that says `connection: close` or a kept-alive
+    connection the server has closed opens a new one."""
+
+    def __init__(self, url: str):
+        parsed = urlparse(url)
+        self.host, self.port = parsed.hostname, parsed.port
+        self.head = b"POST /v1/entities HTTP/1.1\r\nhost: %s:%d\r\ncontent-type: application/json\r\n" % (
+            self.host.encode(),
+            self.port,
+        )
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, body: bytes) -> int:
+        for reused in (self.writer is not None, False):
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.writer.write(self.head + b"content-length: %d\r\n\r\n" % len(body) + body)
+            try:
+                await self.writer.drain()
+            except ConnectionError:
+                pass  # the server may answer (413) and close before it has read the whole body
+            try:
+                head = await self.reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as error:
+                self.close()
+                if reused and not error.partial:
+                    continue  # the server had closed this kept-alive connection: once more on a new one
+                raise
+            lines = head.decode("latin-1").split("\r\n")
+            headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+            if "content-length" in headers:
+                await self.reader.readexactly(int(headers["content-length"]))
+            elif headers.get("transfer-encoding") == "chunked":
+                while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                    await self.reader.readexactly(size + 2)
+                await self.reader.readuntil(b"\r\n")
+            if headers.get("connection") == "close":
+                self.close()
+            return int(lines[0].split(" ", 2)[1])
+        raise ConnectionError("unreachable")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def run_phase(url: str, items: list, concurrency: int, time_limit: float, client_kind: str = "httpx") -> dict:
     records: list[tuple[str, int, float, int]] = []  # kind, status (-1: dropped, -2: timeout), seconds, expected
     errors: Counter = Counter()
     next_item = iter(items)
     headers = {"content-type": "application/json"}
 
     async def client(http: httpx.AsyncClient):
+        connection = RawConnection(url) if client_kind == "raw" else None
         for kind, body, expected in next_item:
             started = time.perf_counter()
             try:
-                status = (await http.post("/v1/entities", content=body, headers=headers)).status_code
-            except httpx.TimeoutException:
+                if connection is None:
+                    status = (await http.post("/v1/entities", content=body, headers=headers)).status_code
+                else:
+                    status = await asyncio.wait_for(connection.post(body), 60)
+            except (httpx.TimeoutException, asyncio.TimeoutError):
                 status = -2
-            except httpx.TransportError as error:
+                if connection is not None:
+                    connection.close()
+            except (httpx.TransportError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
                 status = -1
                 errors[type(error).__name__] += 1
+                if connection is not None:
+                    connection.close()
             records.append((kind, status, time.perf_counter() - started, expected))
+        if connection is not None:
+            connection.close()
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
@@ -169,7 +235,27 @@ def delta(before: dict, after: dict, seconds: float) -> dict:
 # ---- the run ---------------------------------------------------------------------------
 
 
-def measure(url: str, args, texts: list[str], rng: random.Random, deadline: float, sequential: bool) -> dict:
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds a process has used so far (Linux /proc); None without a pid or /proc."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
+
+
+def cores_used(before: tuple[float, float | None], pid: int | None, seconds: float) -> dict:
+    """Cores the load test itself (its clients) and the server kept busy over a phase, on average."""
+    client, server = time.process_time() - before[0], cpu_seconds(pid)
+    return {
+        "load_test": round(client / seconds, 2),
+        "server": round((server - before[1]) / seconds, 2) if server is not None and before[1] is not None else None,
+    }
+
+
+def measure(url: str, args, texts: list[str], rng: random.Random, deadline: float, sequential: bool, pid: int | None = None) -> dict:
     limits = httpx.get(url + "/v1/model", timeout=10).json()["limits"]
     asyncio.run(run_phase(url, plan(16, 0, texts, [], rng), 4, 60))  # warm-up, not reported
     phases = {}
@@ -181,7 +267,10 @@ def measure(url: str, args, texts: list[str], rng: random.Random, deadline: floa
         phases["sequential"]["batching"] = delta(before, batching(url), phases["sequential"]["seconds"])
     before = batching(url)
     items = plan(args.requests, args.malformed, texts, malformed_requests(limits), rng)
-    phases["concurrent"] = asyncio.run(run_phase(url, items, args.concurrency, max(1.0, deadline - time.monotonic())))
+    cpu = (time.process_time(), cpu_seconds(pid))
+    phases["concurrent"] = asyncio.run(run_phase(url, items, args.concurrency, max(1.0, deadline - time.monotonic()), args.client))
+    phases["concurrent"]["client"] = args.client
+    phases["concurrent"]["cores_used"] = cores_used(cpu, pid, phases["concurrent"]["seconds"])
     phases["concurrent"]["batching"] = delta(before, batching(url), phases["concurrent"]["seconds"])
     phases["server_limits"] = limits
     return phases
@@ -202,6 +291,9 @@ def main() -> None:
     parser.add_argument("--compare-unbatched", action="store_true", help="also run the concurrent phase with batching off")
     parser.add_argument("--time-limit", type=float, default=600, help="seconds for the whole run, server start included")
     parser.add_argument("--server-args", default="", help="extra `nertune serve` flags, e.g. '--max-wait-ms 2'")
+    parser.add_argument(
+        "--client", choices=("httpx", "raw"), default="httpx", help="the concurrent phase's clients: httpx, or lean asyncio streams"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(common.results_dir(__file__) / "load_test.json"))
     parser.add_argument("--note", default="", help="free text stored in the report (e.g. what else ran)")
@@ -246,7 +338,7 @@ def main() -> None:
                 server = ServerProcess(args.model_dir, Path(tmp) / f"{name}.log", "--no-access-log", *extra)
                 try:
                     server.wait_ready(max(1.0, deadline - time.monotonic()))
-                    report[name] = measure(server.url, args, texts, rng, deadline, sequential=(name == "batched"))
+                    report[name] = measure(server.url, args, texts, rng, deadline, (name == "batched"), server.process.pid)
                 finally:
                     clean = server.stop()
                 report[name]["server_flags"] = extra

@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from nertune.data.conll import read_conll
+from nertune.data.embedded import conll2003_files
 from nertune.errors import NertuneError
+from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.export.onnx import EXPORT_FILE, MODEL_FILE, export_onnx
 from nertune.model.load import sha256
 from nertune.model.onnx_runtime import OnnxTokenClassifier, session, session_layout
@@ -156,6 +158,38 @@ def test_a_batch_that_fits_one_pass_is_shared_out_to_both_sessions(onnx_int8, se
     assert [rows for _, rows in calls] == [8]
     assert all(a.shape == b.shape for a, b in zip(shared, single))
     assert all(a.argmax(-1).eq(b.argmax(-1)).float().mean() >= 0.9 for a, b in zip(shared, single))
+
+
+def test_torch_work_beside_the_sessions_runs_on_one_thread_and_a_pytorch_model_keeps_its_own(onnx_int8, torch_tagger):
+    """torch's OpenMP threads would spin on the cores ONNX Runtime's sessions run on (model/onnx_runtime.py
+    `torch_on_one_thread`): an export's tagging and evaluation run torch on one thread, a PyTorch model on all of its."""
+    tagger = Tagger.load(onnx_int8)
+    seen: list[int] = []  # torch's thread count at each call of the model
+
+    class Noted:  # the real session; torch's threads noted at each call
+        def __init__(self, real):
+            self.real = real
+
+        def run(self, names, feeds):
+            seen.append(torch.get_num_threads())
+            return self.real.run(names, feeds)
+
+    tagger.model.run_on([Noted(s) for s in tagger.model.sessions])
+    hook = torch_tagger.model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the suite's workers run torch on one thread: two makes the change visible
+    try:
+        tagger(TEXT)
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2  # one thread inside, two again after
+        seen.clear()
+        evaluate_sentences(tagger.model, tagger.tokenizer, read_conll(conll2003_files()["validation"]).sentences[:1])
+        assert seen == [1] and torch.get_num_threads() == 2
+        seen.clear()
+        torch_tagger(TEXT)
+        assert seen == [2]
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)
 
 
 def test_tagger_on_an_export_gives_exact_offsets(onnx_fp32, torch_tagger):

@@ -15,6 +15,7 @@ from nertune.evaluate.scoring import score
 from nertune.model.crf import crf_scores
 from nertune.model.decode import decode
 from nertune.model.loss import weighted_crf_loss
+from nertune.model.onnx_runtime import torch_on_one_thread
 from nertune.model.word_scores import sentence_word_logits
 
 
@@ -54,9 +55,10 @@ def evaluate_sentences(
     check_labels(id2label)
     # A gold tag the model has no label for can never be predicted: it still counts as gold.
     label_ids = [[label2id.get(tag, -100) for tag in s.tags] for s in sentences]
-    scores, windows = sentence_word_logits(model, tokenizer, sentences, device, autocast_dtype, max_tokens, label_ids)
-    crf = crf_scores(model)
-    predictions = decode(scores.logits, id2label, constrain, crf)
+    with torch_on_one_thread(model):
+        scores, windows = sentence_word_logits(model, tokenizer, sentences, device, autocast_dtype, max_tokens, label_ids)
+        crf = crf_scores(model)
+        predictions = decode(scores.logits, id2label, constrain, crf)
     gold = [s.tags for s in sentences]
     result = score(gold, predictions, strict=strict)
     loss_sum = scores.loss_sum if crf is None else _crf_loss_sum(model.crf, scores.logits, label_ids)

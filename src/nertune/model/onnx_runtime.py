@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import queue
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -30,6 +32,23 @@ from nertune.model.load import file_in, sha256
 MODEL_FILE = "model.onnx"
 EXPORT_FILE = "nertune_export.json"
 UNFUSED = ("SkipLayerNormFusion",)  # ONNX Runtime graph transformers a session leaves out (session())
+
+
+@contextmanager
+def torch_on_one_thread(model) -> Iterator[None]:
+    """For an ONNX Runtime model, the calling thread's torch work (collating, placing scores, softmax) on that
+    thread alone while the block runs. torch's OpenMP threads, once woken, wait spinning on the cores the sessions
+    need: a served micro-batch of 8 texts took 1.19x as long beside them (BENCHMARKS.md, serving). A PyTorch
+    model keeps its threads: they are its own."""
+    if getattr(model, "backend", "pytorch") == "pytorch":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def is_export(directory: str | Path) -> bool:

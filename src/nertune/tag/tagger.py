@@ -13,6 +13,7 @@ waits while a batch is tagged (collector.py).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -26,6 +27,7 @@ from nertune.model.crf import crf_scores
 from nertune.model.decode import decode, slices
 from nertune.model.inference import load_for_tagging
 from nertune.model.load import model_precision
+from nertune.model.onnx_runtime import torch_on_one_thread
 from nertune.model.positions import max_pieces_for
 from nertune.model.word_scores import build_windows, predict_word_logits
 
@@ -36,6 +38,17 @@ class TaggedWord(NamedTuple):
     end: int
     tag: str
     probability: float  # of `tag`, under the model's softmax for this word
+
+
+def _beside_sessions(method):
+    """`method`'s torch work on the calling thread alone when the model is an export (model/onnx_runtime.py)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with torch_on_one_thread(self.model):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class Tagger:
@@ -63,6 +76,7 @@ class Tagger:
     # ---- words in, tags out ------------------------------------------------
 
     @pausing
+    @_beside_sessions
     def word_logits(self, sequences: Sequence[Sequence[str]], documents: Sequence | None = None) -> list[torch.Tensor]:
         """One [n_words, n_labels] logits tensor per word sequence (any length).
 
@@ -94,6 +108,7 @@ class Tagger:
         return out
 
     @pausing
+    @_beside_sessions
     def _decode(
         self, sequences: Sequence[Sequence[str]], constrain: bool | None, documents: Sequence | None = None
     ) -> list[tuple[list[str], list[float]]]:
