@@ -4,7 +4,7 @@
 time is single-threaded Python (interpreter starts, imports, tokenizing), so a second process keeps the
 second core busy. Each worker then runs torch on one thread, and the models several test files share are
 trained once per session, not once per worker (`shared_dir`). `run_cli` forks each CLI run from a warm
-interpreter that imported torch and transformers once (tests/forked_cli.py): 6 s of imports a run, a hundred runs.
+interpreter that imported torch and transformers once (tests/forked_cli.py), not in each of a hundred runs.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ few seconds of work. `run` forks each run from a multiprocessing forkserver that
 pytest worker); the child then sets the run's environment, working folder and standard streams and executes
 `nertune/__main__.py` as `-m` does, so argument parsing, every check, the work, the output and the exit code
 are the real ones. What a fork cannot give is a fresh interpreter's start-up, so these go to a real subprocess
-instead: a run whose environment differs from the server's in anything but `NERTUNE_*` (read when used) —
-`OMP_NUM_THREADS`, `HF_HOME`, `HF_HUB_OFFLINE` are read by torch or huggingface_hub at import — and a call with
+instead: a run whose environment differs from the server's in a variable read at start-up (`_READ_AT_START`:
+`OMP_NUM_THREADS`, `HF_HOME`, `HF_HUB_OFFLINE` are read by torch or huggingface_hub at import), and a call with
 `fresh=True` (a test that times start-up). Tests that send signals or need a process handle call `subprocess`
 themselves.
 """
@@ -39,15 +39,20 @@ PRELOAD = [
     "nertune.evaluate.model_scores",
     "tests.forked_cli",
 ]
-# Set by pytest, or by torch in the test's own process (a new interpreter sets the same again): not the user's.
-_SET_IN_PROCESS = {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"}
+# Prefixes of what the interpreter or a preloaded library reads when it starts (huggingface_hub its HF_ settings
+# at import, torch its threads and kernels, tempfile its folder once): a run whose environment differs in one of these
+# needs a new interpreter. Anything else (NERTUNE_*, MLFLOW_*, proxies…) is read when used, in the child, after it is set.
+_READ_AT_START = ("PYTHON", "LD_", "OMP_", "KMP_", "GOMP_", "MKL_", "ATEN_", "ONEDNN_", "DNNL_", "TORCH", "PYTORCH_", "CUDA",
+                  "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TOKENIZERS_", "ACCELERATE_", "SAFETENSORS_", "ORT_", "ONNX",
+                  "MPL", "XDG_", "HOME", "TMP", "TEMP")  # fmt: skip
+_SET_IN_PROCESS = {"TORCHINDUCTOR_CACHE_DIR"}  # set by torch in the test's own process; a new interpreter sets it again
 _context: multiprocessing.context.ForkServerContext | None = None
 _server_env = dict(os.environ)  # as conftest set it, before any test changes it: the server starts with this
 
 
 def _may_fork(env: dict[str, str]) -> bool:
     changed = {k for k in env.keys() | _server_env.keys() if env.get(k) != _server_env.get(k)}
-    return all(k.startswith("NERTUNE_") or k in _SET_IN_PROCESS for k in changed)
+    return not any(k.upper().startswith(_READ_AT_START) and k not in _SET_IN_PROCESS for k in changed)
 
 
 def _child(args: list[str], env: dict[str, str], cwd: str, stdin: str, stdout: str, stderr: str) -> None:
