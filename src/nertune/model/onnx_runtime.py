@@ -38,8 +38,8 @@ UNFUSED = ("SkipLayerNormFusion",)  # ONNX Runtime graph transformers a session 
 def torch_on_one_thread(model) -> Iterator[None]:
     """For an ONNX Runtime model, the calling thread's torch work (collating, placing scores, softmax) on that
     thread alone while the block runs. torch's OpenMP threads, once woken, wait spinning on the cores the sessions
-    need: a served micro-batch of 8 texts took 1.19x as long beside them (BENCHMARKS.md, serving). A PyTorch
-    model keeps its threads: they are its own."""
+    need, and a small batch takes longer beside them (BENCHMARKS.md, serving). A PyTorch model keeps its threads:
+    they are its own."""
     if getattr(model, "backend", "pytorch") == "pytorch":
         yield
         return
