@@ -45,7 +45,9 @@ PRELOAD = [
 _READ_AT_START = ("PYTHON", "LD_", "OMP_", "KMP_", "GOMP_", "MKL_", "ATEN_", "ONEDNN_", "DNNL_", "TORCH", "PYTORCH_", "CUDA",
                   "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TOKENIZERS_", "ACCELERATE_", "SAFETENSORS_", "ORT_", "ONNX",
                   "MPL", "XDG_", "HOME", "TMP", "TEMP")  # fmt: skip
-_SET_IN_PROCESS = {"TORCHINDUCTOR_CACHE_DIR"}  # set by torch in the test's own process; a new interpreter sets it again
+# Set in the test's own process by torch (the first) and at import by scikit-learn, joblib or threadpoolctl (the
+# others): a new interpreter that needs them sets them again.
+_SET_IN_PROCESS = {"TORCHINDUCTOR_CACHE_DIR", "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK"}
 _context: multiprocessing.context.ForkServerContext | None = None
 _server_env = dict(os.environ)  # as conftest set it, before any test changes it: the server starts with this
 
