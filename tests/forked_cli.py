@@ -1,10 +1,10 @@
-"""`python -m nertune ARGS` in a forked child of a warm interpreter: the suite's CLI runs without 6 s of imports each.
+"""`python -m nertune ARGS` in a forked child of a warm interpreter: the suite's CLI runs without their imports.
 
-A CLI run spends most of its time in a test importing torch and transformers (~6 s on a 2-core AVX2 CPU) for a
-few seconds of work. `run` forks each run from a multiprocessing forkserver that imported them once (per
-pytest worker); the child then sets the run's environment, working folder and standard streams and executes
-`nertune/__main__.py` as `-m` does, so argument parsing, every check, the work, the output and the exit code
-are the real ones. What a fork cannot give is a fresh interpreter's start-up, so these go to a real subprocess
+A CLI run in a test spends most of its time importing torch and transformers (README.md gives the suite's time
+before and after) for a few seconds of work. `run` forks each run from a multiprocessing forkserver that imported
+them once (per pytest worker); the child then sets the run's environment, working folder and standard streams and
+executes `nertune/__main__.py` as `-m` does, so argument parsing, every check, the work, the output and the exit
+code are the real ones. What a fork cannot give is a fresh interpreter's start-up, so these go to a real subprocess
 instead: a run whose environment differs from the server's in a variable read at start-up (`_READ_AT_START`:
 `OMP_NUM_THREADS`, `HF_HOME`, `HF_HUB_OFFLINE` are read by torch or huggingface_hub at import), and a call with
 `fresh=True` (a test that times start-up). Tests that send signals or need a process handle call `subprocess`
