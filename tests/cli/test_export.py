@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from nertune.data.conll import read_conll
-from nertune.data.embedded import conll2003_files
 from nertune.errors import NertuneError
 from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.export.onnx import EXPORT_FILE, MODEL_FILE, export_onnx
@@ -160,7 +159,7 @@ def test_a_batch_that_fits_one_pass_is_shared_out_to_both_sessions(onnx_int8, se
     assert all(a.argmax(-1).eq(b.argmax(-1)).float().mean() >= 0.9 for a, b in zip(shared, single))
 
 
-def test_torch_work_beside_the_sessions_runs_on_one_thread_and_a_pytorch_model_keeps_its_own(onnx_int8, torch_tagger):
+def test_torch_work_beside_the_sessions_runs_on_one_thread_and_a_pytorch_model_keeps_its_own(onnx_int8, torch_tagger, sentences):
     """torch's OpenMP threads would spin on the cores ONNX Runtime's sessions run on (model/onnx_runtime.py
     `torch_on_one_thread`): an export's tagging and evaluation run torch on one thread, a PyTorch model on all of its."""
     tagger = Tagger.load(onnx_int8)
@@ -182,7 +181,7 @@ def test_torch_work_beside_the_sessions_runs_on_one_thread_and_a_pytorch_model_k
         tagger(TEXT)
         assert seen and set(seen) == {1} and torch.get_num_threads() == 2  # one thread inside, two again after
         seen.clear()
-        evaluate_sentences(tagger.model, tagger.tokenizer, read_conll(conll2003_files()["validation"]).sentences[:1])
+        evaluate_sentences(tagger.model, tagger.tokenizer, sentences[:1])
         assert seen == [1] and torch.get_num_threads() == 2
         seen.clear()
         torch_tagger(TEXT)
