@@ -101,6 +101,14 @@ class RawConnection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, body: bytes) -> int:
+        """The response's status; on any failure (a timeout's cancellation too) the connection is closed first."""
+        try:
+            return await self._post(body)
+        except BaseException:
+            self.close()
+            raise
+
+    async def _post(self, body: bytes) -> int:
         for reused in (self.writer is not None, False):
             if self.writer is None:
                 self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
@@ -152,13 +160,9 @@ async def run_phase(url: str, items: list, concurrency: int, time_limit: float, 
                     status = await asyncio.wait_for(connection.post(body), 60)
             except (httpx.TimeoutException, asyncio.TimeoutError):
                 status = -2
-                if connection is not None:
-                    connection.close()
             except (httpx.TransportError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
                 status = -1
                 errors[type(error).__name__] += 1
-                if connection is not None:
-                    connection.close()
             records.append((kind, status, time.perf_counter() - started, expected))
         if connection is not None:
             connection.close()
