@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nertune.data.features import collate, encode_words, make_windows, window_spans
 from nertune.model.load import load_tokenizer
@@ -55,9 +59,46 @@ def test_long_sentence_every_word_owned_once_and_never_truncated(tokenizer):
             assert window.input_ids[position] == enc.piece_ids[enc.word_starts[word]]
 
 
-def test_share_out_splits_the_widest_pass_until_every_session_has_one():
-    assert share_out([[1, 2, 3, 4, 5]], 2) == [[1, 3, 5], [2, 4]]  # rows dealt in turn: both halves about as wide
-    assert share_out([[1, 2, 3, 4]], 4) == [[1], [3], [2], [4]]
-    assert share_out([[1, 2], [3, 4, 5]], 2) == [[1, 2], [3, 4, 5]]  # enough passes already
-    assert share_out([[1]], 2) == [[1]] and share_out([], 2) == []  # nothing to split
-    assert share_out([[1, 2, 3]], 1) == [[1, 2, 3]]
+def width(row: int) -> int:
+    return row  # rows given as their widths
+
+
+def cost(rows: list[int]) -> int:
+    return len(rows) * max(rows)  # rows times padded width
+
+
+def ends(passes: list[list[int]], sessions: int) -> int:
+    """When the last pass ends, each pass in order on the first free session (the oracle's own simulation)."""
+    free = [0] * sessions
+    for rows in passes:
+        free[free.index(min(free))] += cost(rows)
+    return max(free)
+
+
+def test_share_out_cuts_the_pass_that_ends_last_while_everything_ends_sooner():
+    # 8 x 45 on one session; short rows in one pass and long in the other: 5 x 20 and 3 x 45; then the long pass
+    # cut again: 100 on one session, 2 x 30 + 45 = 105 on the other (rows dealt in turn: 4 x 30 and 4 x 45 = 180)
+    assert share_out([[10, 12, 15, 18, 20, 25, 30, 45]], 2, width) == [[10, 12, 15, 18, 20], [25, 30], [45]]
+    assert share_out([[45, 10, 30, 12, 25, 15, 20, 18]], 2, width) == [[10, 12, 15, 18, 20], [25, 30], [45]]  # any order
+    assert share_out([[5, 5, 5, 5]], 2, width) == [[5, 5], [5, 5]]
+    assert share_out([[9, 9], [9, 9], [9, 9]], 2, width) == [[9, 9], [9, 9], [9], [9]]  # an odd pass out: cut it
+    assert share_out([[9, 9, 9, 9], [1]], 2, width) == [[1], [9, 9], [9, 9]]
+    assert share_out([[1], [2]], 2, width) == [[1], [2]]  # one row a pass: nothing to cut
+    assert share_out([[1]], 2, width) == [[1]] and share_out([], 2, width) == []
+    assert share_out([[1, 2, 3]], 1, width) == [[1, 2, 3]]  # one session: the passes as they are
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 64), min_size=1, max_size=8), min_size=1, max_size=5), st.integers(2, 3))
+def test_share_out_keeps_every_row_and_never_ends_later(passes, sessions):
+    shared = share_out(passes, sessions, width)
+    assert sorted(w for rows in shared for w in rows) == sorted(w for rows in passes for w in rows)
+    assert all(shared) and ends(shared, sessions) <= ends(passes, sessions)
+    if len(passes) == 1 and len(passes[0]) >= 2:  # one pass: at least as good as its best split in two, by brute force
+        widths = passes[0]
+        best = min(
+            max(cost([w for w, side in zip(widths, sides) if side]), cost([w for w, side in zip(widths, sides) if not side]))
+            for sides in itertools.product([True, False], repeat=len(widths))
+            if 0 < sum(sides) < len(widths)
+        )
+        assert ends(shared, sessions) <= best

@@ -15,7 +15,7 @@ from nertune.data.conll import read_conll
 from nertune.data.schemes import is_valid_iob2
 from nertune.data.words import split_words
 from nertune.errors import NertuneError
-from nertune.model.decode import allowed_transitions, decode, viterbi
+from nertune.model.decode import allowed_transitions, decode, viterbi_batch
 from nertune.tag.tagger import TaggedWord, Tagger, entities
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
@@ -57,15 +57,30 @@ def test_constrained_equals_argmax_when_argmax_is_valid(logits):
 def test_viterbi_is_the_best_valid_path_by_brute_force(logits):
     labels = ["O", "B-A", "I-A", "B-B", "I-B"]
     log_probs = logits.log_softmax(-1)
-    start, allowed = allowed_transitions(labels)
+    start, allowed = allowed_transitions(tuple(labels))
     best = max(
         (path for path in itertools.product(range(5), repeat=logits.shape[0]) if is_valid_iob2([labels[i] for i in path])),
         key=lambda path: sum(float(log_probs[t, i]) for t, i in enumerate(path)),
     )
-    found = viterbi(log_probs, start, allowed)
+    (found,) = viterbi_batch([log_probs.double().numpy()], start, allowed)
     score = lambda path: sum(float(log_probs[t, i]) for t, i in enumerate(path))  # noqa: E731
     assert is_valid_iob2([labels[i] for i in found])
     assert score(found) == pytest.approx(score(best), abs=1e-4)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(word_logits(30), min_size=1, max_size=9), st.integers(0, 2**31), st.booleans(), st.booleans())
+def test_a_batch_decodes_each_sequence_as_it_would_alone(batch, seed, with_crf, round_scores):
+    """The batched Viterbi steps the sequences together, longest first: each gets the path, ties included, that
+    it gets decoded on its own (whose optimality the brute-force tests check)."""
+    generator = torch.Generator().manual_seed(seed)
+    crf = (torch.randn(9, generator=generator), torch.randn(9, generator=generator), torch.randn(9, 9, generator=generator))
+    if round_scores:  # many equal scores: ties must break the same way
+        batch, crf = [x.round() for x in batch], tuple(x.round() for x in crf)
+    for constrain in (True, False):
+        together = decode(batch, ID2LABEL, constrain, crf if with_crf else None)
+        alone = [decode([x], ID2LABEL, constrain, crf if with_crf else None)[0] for x in batch]
+        assert together == alone and [len(tags) for tags in together] == [len(x) for x in batch]
 
 
 def test_an_i_after_o_is_repaired_to_the_likelier_valid_sequence():

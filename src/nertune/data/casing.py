@@ -21,6 +21,7 @@ plain Hugging Face model does.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 from nertune.errors import NertuneError
@@ -30,6 +31,7 @@ SCHEMES = {"shape6": 6}  # scheme name -> number of classes (token type rows)
 DEFAULT_SCHEME = "shape6"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # words repeat: most of a text's are among the last few thousand seen
 def word_class(word: str) -> int:
     """The shape6 casing class of one word (see the module docstring)."""
     if any(c.isdigit() for c in word):

@@ -9,7 +9,7 @@ onnxruntime wheel nertune depends on is the CPU build).
 
 An int8 export runs as two sessions that share the cores (`session_layout`), each with its own threads: a call
 takes whichever is free, so model/word_scores.py runs two passes of a batch at once (`concurrent_passes`), and
-splits a batch that fits one pass in two (`share_out`: a served micro-batch would otherwise use one core). Its
+cuts passes so that both sessions end together (`share_out`: a served micro-batch would otherwise use one core). Its
 small int8 passes keep one thread busier than they keep two, and a lone text on half the threads is no slower
 (BENCHMARKS.md, tagging speed).
 """

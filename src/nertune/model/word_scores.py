@@ -7,9 +7,10 @@ every word gets scores from the window where it has the most context.
 from __future__ import annotations
 
 import contextlib
+import heapq
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -71,7 +72,7 @@ def predict_word_logits(
     batches = [[windows[i] for i in indices] for indices in token_budget_batches(lengths, max_tokens, max_rows)]
     # A model with several sessions (model/onnx_runtime.py) runs that many passes at once; the others one by one.
     concurrent = getattr(model, "concurrent_passes", 1)
-    batches = share_out(batches, concurrent)
+    batches = share_out(batches, concurrent, width=lambda window: len(window.input_ids))
 
     def forward(batch_windows: list[Window]) -> tuple[list[Window], torch.Tensor, torch.Tensor]:
         batch = collate(batch_windows, pad_id, multiple=pad_multiple)
@@ -98,17 +99,44 @@ def predict_word_logits(
     return WordScores([torch.empty((n, n_labels)) if x is None else x for x, n in zip(logits_out, words_per_sequence)], loss_sum, labelled)
 
 
-def share_out(batches: list[list], sessions: int) -> list[list]:
-    """Fewer passes than sessions (a served micro-batch, a short call) would leave sessions, and cores, idle: split
-    the widest pass, its rows dealt in turn (so both halves pad to about the whole's width), until each session has one."""
+def share_out(batches: list[list], sessions: int, width: Callable) -> list[list]:
+    """Passes for `sessions` sessions that run side by side, each taking the next pass as it comes free (several
+    sessions: an int8 export). A pass costs about its rows times its padded width (`width` of its widest row):
+    an int8 session's time grows with the tokens it is given (BENCHMARKS.md, serving). While cutting the pass
+    that ends last would make every pass end sooner, cut it where the costlier half is cheapest (short rows in
+    one pass, long ones in the other) and queue both halves last. So a served micro-batch of one pass gets both
+    sessions, and passes of unequal cost end together instead of one session waiting for the other."""
     batches = list(batches)
-    while len(batches) < sessions:
-        widest = max(range(len(batches)), key=lambda i: len(batches[i]), default=None)
-        if widest is None or len(batches[widest]) < 2:
+    if sessions < 2:
+        return batches
+
+    def cost(rows: list) -> int:
+        return len(rows) * max(map(width, rows), default=0)
+
+    while batches:
+        end, last = _schedule(batches, sessions, cost)
+        rows = sorted(batches[last], key=width)
+        if len(rows) < 2:
             break
-        rows = batches.pop(widest)
-        batches += [rows[0::2], rows[1::2]]
+        widths = [width(row) for row in rows]  # ascending: a half's widest row is its last
+        cut = min(range(1, len(rows)), key=lambda k: max(k * widths[k - 1], (len(rows) - k) * widths[-1]))
+        candidate = batches[:last] + batches[last + 1 :] + [rows[:cut], rows[cut:]]
+        if _schedule(candidate, sessions, cost)[0] >= end:
+            break
+        batches = candidate
     return batches
+
+
+def _schedule(batches: list[list], sessions: int, cost: Callable) -> tuple[int, int]:
+    """(when the last pass ends, its index) with each pass, in order, on the session that comes free first."""
+    free = [0] * sessions
+    end, last = 0, 0
+    for index, rows in enumerate(batches):
+        finish = heapq.heappop(free) + cost(rows)
+        heapq.heappush(free, finish)
+        if finish >= end:
+            end, last = finish, index
+    return end, last
 
 
 def _place(logits: torch.Tensor, windows: Sequence[Window], out: list, words_per_sequence: Sequence[int]) -> None:

@@ -1,0 +1,109 @@
+"""An int8 export's Tagger on served micro-batches, its passes shared out to the two sessions as shipped or dealt in turn.
+
+    python -m benchmarks.serve.share_out EXPORT_DIR [--rounds 4] [--name NAME]
+        -> benchmarks/serve/results/share_out-NAME-<cpu kind>cpu.txt
+
+One process. The CoNLL-2003 test sentences with more than two words (as the load test sends them) go through
+`Tagger.tag_batch` in batches of 8 and of 16 (served micro-batches: one or two passes under the token budget),
+and of 432 (an eighth of the test set), alternately with model/word_scores.py `share_out` as shipped (the pass
+that ends last cut, short rows from long, while that makes every pass end sooner) and as it was before (a batch
+of one pass split in two, its rows dealt in turn, so both halves as wide as the whole). Also counted: the padded
+tokens of the session that ends last, each pass queued on the first free session, summed over the batches. Each
+cell is the median over --rounds of the time per batch; the order alternates each round. Time it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import nertune.model.word_scores as word_scores
+from benchmarks.common import cpu_line, git_sha, write_report
+from benchmarks.serve.load_test import sentences
+from nertune.tag.tagger import Tagger
+
+SHIPPED = word_scores.share_out
+
+
+def dealt(batches: list[list], sessions: int, width) -> list[list]:
+    """`share_out` before: the rows of the widest pass dealt in turn until each session has one."""
+    batches = list(batches)
+    while len(batches) < sessions:
+        widest = max(range(len(batches)), key=lambda i: len(batches[i]), default=None)
+        if widest is None or len(batches[widest]) < 2:
+            break
+        rows = batches.pop(widest)
+        batches += [rows[0::2], rows[1::2]]
+    return batches
+
+
+def per_batch(tagger: Tagger, batches: list[list[str]]) -> float:
+    started = time.perf_counter()
+    for batch in batches:
+        tagger.tag_batch(batch)
+    return (time.perf_counter() - started) / len(batches)
+
+
+def last_session_tokens(tagger: Tagger, batches: list[list[str]], way) -> int:
+    """Padded tokens of the session that ends last in each batch, each pass in order on the first free session."""
+    seen: list[int] = []
+
+    def noting(passes, sessions, width):
+        shared = way(passes, sessions, width)
+        free = [0] * sessions
+        for rows in shared:
+            free[free.index(min(free))] += len(rows) * max(map(width, rows))
+        seen.append(max(free))
+        return shared
+
+    word_scores.share_out = noting
+    try:
+        for batch in batches:
+            tagger.tag_batch(batch)
+    finally:
+        word_scores.share_out = SHIPPED
+    return sum(seen)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("export_dir")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--name", default="int8")
+    args = parser.parse_args()
+    tagger = Tagger.load(args.export_dir)
+    texts = sentences()
+    sizes = {size: [texts[i : i + size] for i in range(0, size * (2400 // size), size)] for size in (8, 16)}
+    sizes[432] = [texts[i : i + 432] for i in range(0, 432 * (len(texts) // 432), 432)]
+    ways = {"shipped": SHIPPED, "dealt in turn": dealt}
+    seconds: dict[tuple[int, str], list[float]] = {(size, way): [] for size in sizes for way in ways}
+    for batches in sizes.values():
+        per_batch(tagger, batches[:5])  # warm-up
+    for round_ in range(args.rounds):
+        for size, batches in sizes.items():
+            for way in list(ways) if round_ % 2 == 0 else list(ways)[::-1]:
+                word_scores.share_out = ways[way]
+                try:
+                    seconds[(size, way)].append(per_batch(tagger, batches))
+                finally:
+                    word_scores.share_out = SHIPPED
+    lines = [
+        cpu_line(),
+        f"export {args.export_dir} ({tagger.backend}, {tagger.model.concurrent_passes} sessions); git {git_sha()}; "
+        f"{args.rounds} rounds, alternated",
+    ]
+    for size, batches in sizes.items():
+        shipped, dealt_ = (statistics.median(seconds[(size, way)]) for way in ways)
+        tokens = {way: last_session_tokens(tagger, batches, ways[way]) for way in ways}
+        lines.append(
+            f"batches of {size:>3} ({len(batches)} a round): shipped {1000 * shipped:7.1f} ms, dealt {1000 * dealt_:7.1f} ms a batch "
+            f"-> {dealt_ / shipped:.2f}x; the last session's {tokens['shipped']:,} against {tokens['dealt in turn']:,} padded tokens "
+            f"(rounds: {[round(1000 * s, 1) for s in seconds[(size, 'shipped')]]} vs "
+            f"{[round(1000 * s, 1) for s in seconds[(size, 'dealt in turn')]]})"
+        )
+    write_report(__file__, f"share_out-{args.name}", lines)
+
+
+if __name__ == "__main__":
+    main()
