@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import tracemalloc
 
 import pytest
 import torch
@@ -62,7 +63,7 @@ def test_viterbi_is_the_best_valid_path_by_brute_force(logits):
         (path for path in itertools.product(range(5), repeat=logits.shape[0]) if is_valid_iob2([labels[i] for i in path])),
         key=lambda path: sum(float(log_probs[t, i]) for t, i in enumerate(path)),
     )
-    (found,) = viterbi_batch([log_probs.double().numpy()], start, allowed)
+    (found,) = viterbi_batch(log_probs.double().numpy(), [len(log_probs)], start, allowed)
     score = lambda path: sum(float(log_probs[t, i]) for t, i in enumerate(path))  # noqa: E731
     assert is_valid_iob2([labels[i] for i in found])
     assert score(found) == pytest.approx(score(best), abs=1e-4)
@@ -81,6 +82,21 @@ def test_a_batch_decodes_each_sequence_as_it_would_alone(batch, seed, with_crf, 
         together = decode(batch, ID2LABEL, constrain, crf if with_crf else None)
         alone = [decode([x], ID2LABEL, constrain, crf if with_crf else None)[0] for x in batch]
         assert together == alone and [len(tags) for tags in together] == [len(x) for x in batch]
+
+
+def test_a_long_sequence_among_many_short_ones_decodes_in_the_memory_of_their_words():
+    """No padding to the longest: 2,000 sentences of 3 words beside one of 20,000 would pad to 2.9 GB of scores."""
+    generator = torch.Generator().manual_seed(0)
+    logits = [torch.randn(20_000, 9, generator=generator)] + [torch.randn(3, 9, generator=generator) for _ in range(2_000)]
+    crf = (torch.zeros(9), torch.zeros(9), torch.randn(9, 9, generator=generator))
+    tracemalloc.start()
+    try:
+        tags = decode(logits, ID2LABEL, constrain=True, crf=crf)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [len(x) for x in tags] == [len(x) for x in logits] and all(is_valid_iob2(x) for x in tags)
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
 
 
 def test_an_i_after_o_is_repaired_to_the_likelier_valid_sequence():

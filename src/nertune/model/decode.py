@@ -35,15 +35,19 @@ def allowed_transitions(labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray
     return start, allowed
 
 
-def viterbi_batch(scores: Sequence[np.ndarray], start: np.ndarray, allowed: np.ndarray, crf: CrfScores | None = None) -> list[list[int]]:
-    """Best label path of each sequence of [n_words, C] word scores (float64).
+def viterbi_batch(
+    scores: np.ndarray, lengths: Sequence[int], start: np.ndarray, allowed: np.ndarray, crf: CrfScores | None = None
+) -> list[list[int]]:
+    """Best label path of each sequence; `scores` holds the sequences' [n_words, C] word scores one after another
+    (float64), `lengths` their word counts.
 
     A path's score is the sum of its words' scores, plus the CRF's start, transition and end
     scores when `crf` is given; only paths that start with a `start` label and step along
     `allowed` transitions count. The sequences advance together, longest first, so a step is a
     few NumPy calls over every sequence still running instead of a few per sequence (the
-    serving and tagging paths decode thousands of short sentences); each sequence's arithmetic,
-    and so its path and its ties, are those of a step-by-step Viterbi over it alone.
+    serving and tagging paths decode thousands of short sentences), and memory stays that of
+    the words (no padding to the longest); each sequence's arithmetic, and so its path and its
+    ties, are those of a step-by-step Viterbi over it alone.
     """
     transition = np.where(allowed, 0.0, -np.inf)  # [prev, next]
     first = np.where(start, 0.0, -np.inf)
@@ -51,36 +55,30 @@ def viterbi_batch(scores: Sequence[np.ndarray], start: np.ndarray, allowed: np.n
     if crf is not None:
         crf_start, crf_end, crf_transitions = (t.double().numpy() for t in crf)
         first, transition, last = first + crf_start, transition + crf_transitions, last + crf_end
-    lengths = np.array([len(s) for s in scores], dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    offsets = np.cumsum(lengths) - lengths  # each sequence's first word in `scores`
     order = np.argsort(-lengths, kind="stable")  # longest first: the sequences still running are always a prefix
-    running = [int(n) for n in lengths[order] if n > 0]
-    paths: list[list[int]] = [[] for _ in scores]
-    if not running:
-        return paths
-    steps, n_labels = running[0], len(first)
-    padded = np.zeros((len(running), steps, n_labels))
-    for row, index in enumerate(order[: len(running)]):
-        padded[row, : lengths[index]] = scores[index]
-    # active[t]: how many sequences have a word at position t
-    active = len(running) - np.searchsorted(np.array(running)[::-1], np.arange(steps), side="right")
-    score = padded[:, 0] + first
-    backpointers = []
-    for t in range(1, steps):
-        k = active[t]
-        candidates = score[:k, :, None] + transition  # [sequence, prev, next]
-        best_prev = candidates.argmax(axis=1)
-        backpointers.append(best_prev)
-        score[:k] = candidates.max(axis=1) + padded[:k, t]  # the value at best_prev
-    state = (score + last).argmax(axis=1)
-    best = np.empty((len(running), steps), dtype=np.int64)
-    for t in range(steps - 1, -1, -1):
-        k = active[t]
-        best[:k, t] = state[:k]
-        if t:
-            state[:k] = backpointers[t - 1][np.arange(k), state[:k]]
-    for row, index in enumerate(order[: len(running)]):
-        paths[index] = best[row, : lengths[index]].tolist()
-    return paths
+    running = int((lengths > 0).sum())
+    path_of_word = np.empty(len(scores), dtype=np.int64)
+    if running:
+        starts, steps = offsets[order[:running]], int(lengths[order[0]])
+        # active[t]: how many sequences have a word at position t
+        active = running - np.searchsorted(lengths[order[:running]][::-1], np.arange(steps), side="right")
+        score = scores[starts] + first
+        backpointers = []
+        for t in range(1, steps):
+            k = active[t]
+            candidates = score[:k, :, None] + transition  # [sequence, prev, next]
+            best_prev = candidates.argmax(axis=1)
+            backpointers.append(best_prev)
+            score[:k] = candidates.max(axis=1) + scores[starts[:k] + t]  # the value at best_prev
+        state = (score + last).argmax(axis=1)
+        for t in range(steps - 1, -1, -1):
+            k = active[t]
+            path_of_word[starts[:k] + t] = state[:k]
+            if t:
+                state[:k] = backpointers[t - 1][np.arange(k), state[:k]]
+    return [path_of_word[offset : offset + n].tolist() for offset, n in zip(offsets, lengths)]
 
 
 def decode(
@@ -102,15 +100,16 @@ def decode(
     if crf is not None:
         # Learned transitions can make a path other than the words' argmax the best: always the full Viterbi.
         # (log-softmax only shifts each word's scores by a constant, so the best path is that of the raw logits the CRF was trained on.)
-        paths = viterbi_batch(np.split(all_log_probs.double().numpy(), np.cumsum(lengths)[:-1]), start, allowed, crf)
+        paths = viterbi_batch(all_log_probs.double().numpy(), lengths, start, allowed, crf)
         return [[labels[i] for i in path] for path in paths]
     start_ok, allowed_ok = start.tolist(), allowed.tolist()
     paths = slices(all_log_probs.argmax(-1).tolist(), lengths)
     # Most sentences are already valid IOB2: only the others go through the dynamic programme.
     invalid = [i for i, path in enumerate(paths) if not _valid(path, start_ok, allowed_ok)]
     if invalid:
-        log_probs = np.split(all_log_probs.double().numpy(), np.cumsum(lengths)[:-1])
-        for i, path in zip(invalid, viterbi_batch([log_probs[i] for i in invalid], start, allowed)):
+        log_probs = all_log_probs.split(lengths)
+        redone = viterbi_batch(torch.cat([log_probs[i] for i in invalid]).double().numpy(), [lengths[i] for i in invalid], start, allowed)
+        for i, path in zip(invalid, redone):
             paths[i] = path
     return [[labels[i] for i in path] for path in paths]
 
