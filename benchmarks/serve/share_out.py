@@ -14,16 +14,13 @@ cell is the median over --rounds of the time per batch; the order alternates eac
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
+import contextlib
 
 import nertune.model.word_scores as word_scores
 from benchmarks.common import cpu_line, git_sha, write_report
+from benchmarks.serve.alternated import alternated, arguments, patched, summary
 from benchmarks.serve.load_test import sentences
 from nertune.tag.tagger import Tagger
-
-SHIPPED = word_scores.share_out
 
 
 def dealt(batches: list[list], sessions: int, width) -> list[list]:
@@ -38,70 +35,45 @@ def dealt(batches: list[list], sessions: int, width) -> list[list]:
     return batches
 
 
-def per_batch(tagger: Tagger, batches: list[list[str]]) -> float:
-    started = time.perf_counter()
-    for batch in batches:
-        tagger.tag_batch(batch)
-    return (time.perf_counter() - started) / len(batches)
+WAYS = {"shipped": word_scores.share_out, "dealt in turn": dealt}
 
 
-def last_session_tokens(tagger: Tagger, batches: list[list[str]], way) -> int:
+def last_session_tokens(tagger: Tagger, batches: list[list[str]], way: str) -> int:
     """Padded tokens of the session that ends last in each batch, each pass in order on the first free session."""
     seen: list[int] = []
+    share_out = WAYS[way]
 
     def noting(passes, sessions, width):
-        shared = way(passes, sessions, width)
+        shared = share_out(passes, sessions, width)
         free = [0] * sessions
         for rows in shared:
             free[free.index(min(free))] += len(rows) * max(map(width, rows))
         seen.append(max(free))
         return shared
 
-    word_scores.share_out = noting
-    try:
+    with patched(word_scores, "share_out", noting):
         for batch in batches:
             tagger.tag_batch(batch)
-    finally:
-        word_scores.share_out = SHIPPED
     return sum(seen)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("export_dir")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--name", default="int8")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     tagger = Tagger.load(args.export_dir)
     texts = sentences()
     sizes = {size: [texts[i : i + size] for i in range(0, size * (2400 // size), size)] for size in (8, 16)}
     sizes[432] = [texts[i : i + 432] for i in range(0, 432 * (len(texts) // 432), 432)]
-    ways = {"shipped": SHIPPED, "dealt in turn": dealt}
-    seconds: dict[tuple[int, str], list[float]] = {(size, way): [] for size in sizes for way in ways}
-    for batches in sizes.values():
-        per_batch(tagger, batches[:5])  # warm-up
-    for round_ in range(args.rounds):
-        for size, batches in sizes.items():
-            for way in list(ways) if round_ % 2 == 0 else list(ways)[::-1]:
-                word_scores.share_out = ways[way]
-                try:
-                    seconds[(size, way)].append(per_batch(tagger, batches))
-                finally:
-                    word_scores.share_out = SHIPPED
+    ways = {"shipped": contextlib.nullcontext, "dealt in turn": lambda: patched(word_scores, "share_out", dealt)}
+    seconds = alternated(tagger, sizes, ways, args.rounds)
     lines = [
         cpu_line(),
         f"export {args.export_dir} ({tagger.backend}, {tagger.model.concurrent_passes} sessions); git {git_sha()}; "
         f"{args.rounds} rounds, alternated",
     ]
     for size, batches in sizes.items():
-        shipped, dealt_ = (statistics.median(seconds[(size, way)]) for way in ways)
-        tokens = {way: last_session_tokens(tagger, batches, ways[way]) for way in ways}
-        lines.append(
-            f"batches of {size:>3} ({len(batches)} a round): shipped {1000 * shipped:7.1f} ms, dealt {1000 * dealt_:7.1f} ms a batch "
-            f"-> {dealt_ / shipped:.2f}x; the last session's {tokens['shipped']:,} against {tokens['dealt in turn']:,} padded tokens "
-            f"(rounds: {[round(1000 * s, 1) for s in seconds[(size, 'shipped')]]} vs "
-            f"{[round(1000 * s, 1) for s in seconds[(size, 'dealt in turn')]]})"
-        )
+        tokens = {way: last_session_tokens(tagger, batches, way) for way in ways}
+        extra = f"; the last session's {tokens['shipped']:,} against {tokens['dealt in turn']:,} padded tokens"
+        lines.append(summary(size, batches, seconds, "shipped", "dealt in turn", extra))
     write_report(__file__, f"share_out-{args.name}", lines)
 
 

@@ -12,59 +12,34 @@ over --rounds of the time per batch; the order alternates each round. Time it on
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import statistics
-import time
 
 import torch
 
 import nertune.tag.tagger as tagger_module
 from benchmarks.common import cpu_line, git_sha, write_report
+from benchmarks.serve.alternated import alternated, arguments, patched, summary
 from benchmarks.serve.load_test import sentences
 from nertune.tag.tagger import Tagger
 
-SHIPPED = tagger_module.torch_on_one_thread
-
-
-def per_batch(tagger: Tagger, batches: list[list[str]]) -> float:
-    started = time.perf_counter()
-    for batch in batches:
-        tagger.tag_batch(batch)
-    return (time.perf_counter() - started) / len(batches)
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("export_dir")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--name", default="int8")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     tagger = Tagger.load(args.export_dir)
     texts = sentences()
     sizes = {8: [texts[i : i + 8] for i in range(0, 8 * 300, 8)], 256: [texts[i : i + 256] for i in range(0, len(texts) - 255, 256)]}
-    ways = {"one thread (shipped)": SHIPPED, "all threads": lambda model: contextlib.nullcontext()}
-    seconds: dict[tuple[int, str], list[float]] = {(size, way): [] for size in sizes for way in ways}
-    for batches in sizes.values():
-        per_batch(tagger, batches[:5])  # warm-up
-    for round_ in range(args.rounds):
-        for size, batches in sizes.items():
-            for way in list(ways) if round_ % 2 == 0 else list(ways)[::-1]:
-                tagger_module.torch_on_one_thread = ways[way]
-                seconds[(size, way)].append(per_batch(tagger, batches))
-    tagger_module.torch_on_one_thread = SHIPPED
+    ways = {
+        "one thread (shipped)": contextlib.nullcontext,
+        "all threads": lambda: patched(tagger_module, "torch_on_one_thread", lambda model: contextlib.nullcontext()),
+    }
+    seconds = alternated(tagger, sizes, ways, args.rounds)
     lines = [
         cpu_line(),
         f"export {args.export_dir} ({tagger.backend}); torch threads {torch.get_num_threads()}; git {git_sha()}; "
         f"{args.rounds} rounds, alternated",
     ]
     for size, batches in sizes.items():
-        one, every = (statistics.median(seconds[(size, way)]) for way in ways)
-        lines.append(
-            f"batches of {size:>3} ({len(batches)} a round): one thread {1000 * one:7.1f} ms, all threads {1000 * every:7.1f} ms "
-            f"a batch -> {every / one:.2f}x  (rounds: {[round(1000 * s, 1) for s in seconds[(size, 'one thread (shipped)')]]} "
-            f"vs {[round(1000 * s, 1) for s in seconds[(size, 'all threads')]]})"
-        )
+        lines.append(summary(size, batches, seconds, "one thread (shipped)", "all threads"))
     write_report(__file__, f"torch_threads-{args.name}", lines)
 
 
