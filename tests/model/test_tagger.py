@@ -6,6 +6,7 @@ import gc
 import itertools
 import tracemalloc
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -69,19 +70,49 @@ def test_viterbi_is_the_best_valid_path_by_brute_force(logits):
     assert score(found) == pytest.approx(score(best), abs=1e-4)
 
 
+def step_by_step_viterbi(log_probs: np.ndarray, start: np.ndarray, allowed: np.ndarray, crf) -> list[int]:
+    """The oracle: one sequence at a time, one NumPy step per word (nertune's Viterbi before it was batched)."""
+    if len(log_probs) == 0:
+        return []
+    transition, first, last = np.where(allowed, 0.0, -np.inf), np.where(start, 0.0, -np.inf), 0.0
+    if crf is not None:
+        crf_start, crf_end, crf_transitions = (x.double().numpy() for x in crf)
+        first, transition, last = first + crf_start, transition + crf_transitions, crf_end
+    score, backpointers = log_probs[0] + first, []
+    for t in range(1, len(log_probs)):
+        candidates = score[:, None] + transition
+        best_prev = candidates.argmax(axis=0)
+        backpointers.append(best_prev)
+        score = candidates[best_prev, np.arange(len(best_prev))] + log_probs[t]
+    path = [int((score + last).argmax())]
+    for best_prev in reversed(backpointers):
+        path.append(int(best_prev[path[-1]]))
+    return path[::-1]
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(word_logits(30), min_size=1, max_size=9), st.integers(0, 2**31), st.booleans(), st.booleans())
-def test_a_batch_decodes_each_sequence_as_it_would_alone(batch, seed, with_crf, round_scores):
-    """The batched Viterbi steps the sequences together, longest first: each gets the path, ties included, that
-    it gets decoded on its own (whose optimality the brute-force tests check)."""
+def test_a_batch_decodes_each_sequence_as_a_step_by_step_viterbi_over_it_alone(batch, seed, with_crf, round_scores):
+    """The batched Viterbi steps the sequences together, longest first: each gets the path, ties included, of a
+    step-by-step Viterbi over that sequence alone (whose optimality the brute-force tests check)."""
     generator = torch.Generator().manual_seed(seed)
     crf = (torch.randn(9, generator=generator), torch.randn(9, generator=generator), torch.randn(9, 9, generator=generator))
     if round_scores:  # many equal scores: ties must break the same way
         batch, crf = [x.round() for x in batch], tuple(x.round() for x in crf)
+    crf = crf if with_crf else None
+    start, allowed = allowed_transitions(tuple(LABELS))
     for constrain in (True, False):
-        together = decode(batch, ID2LABEL, constrain, crf if with_crf else None)
-        alone = [decode([x], ID2LABEL, constrain, crf if with_crf else None)[0] for x in batch]
-        assert together == alone and [len(tags) for tags in together] == [len(x) for x in batch]
+        together = decode(batch, ID2LABEL, constrain, crf)
+        if not constrain:
+            start, allowed = np.ones(9, dtype=bool), np.ones((9, 9), dtype=bool)
+        if constrain or crf is not None:
+            alone = [[LABELS[i] for i in step_by_step_viterbi(x.log_softmax(-1).double().numpy(), start, allowed, crf)] for x in batch]
+            if crf is None:  # a valid argmax is kept as it is: the Viterbi's path only where it is invalid
+                argmax = [[LABELS[i] for i in x.log_softmax(-1).argmax(-1).tolist()] for x in batch]
+                alone = [raw if is_valid_iob2(raw) else path for raw, path in zip(argmax, alone)]
+        else:
+            alone = [[LABELS[i] for i in x.argmax(-1).tolist()] for x in batch]
+        assert together == alone
 
 
 def test_a_long_sequence_among_many_short_ones_decodes_in_the_memory_of_their_words():

@@ -45,9 +45,10 @@ def viterbi_batch(
     scores when `crf` is given; only paths that start with a `start` label and step along
     `allowed` transitions count. The sequences advance together, longest first, so a step is a
     few NumPy calls over every sequence still running instead of a few per sequence (the
-    serving and tagging paths decode thousands of short sentences), and memory stays that of
-    the words (no padding to the longest); each sequence's arithmetic, and so its path and its
-    ties, are those of a step-by-step Viterbi over it alone.
+    serving and tagging paths decode thousands of short sentences). Memory: the words' scores
+    and back-pointers, and one [sequences, C, C] step at a time, never a padding to the
+    longest sequence. Each sequence's arithmetic, and so its path and its ties, are those of a
+    step-by-step Viterbi over it alone.
     """
     transition = np.where(allowed, 0.0, -np.inf)  # [prev, next]
     first = np.where(start, 0.0, -np.inf)

@@ -103,9 +103,11 @@ def share_out(batches: list[list], sessions: int, width: Callable) -> list[list]
     """Passes for `sessions` sessions that run side by side, each taking the next pass as it comes free (several
     sessions: an int8 export). A pass costs about its rows times its padded width (`width` of its widest row):
     an int8 session's time grows with the tokens it is given (BENCHMARKS.md, serving). While cutting the pass
-    that ends last would make every pass end sooner, cut it where the costlier half is cheapest (short rows in
-    one pass, long ones in the other) and queue both halves last. So a served micro-batch of one pass gets both
-    sessions, and passes of unequal cost end together instead of one session waiting for the other."""
+    that ends last would make the whole batch end sooner, cut it where the costlier half is cheapest (short rows
+    in one pass, long ones in the other) and queue both halves last. So a served micro-batch of one pass gets
+    both sessions, and passes of unequal cost end together instead of one session waiting for the other. The
+    simulation assumes the call has the sessions to itself (the server tags one micro-batch at a time); it
+    stops at the first cut that does not help, so the result is better, not always best."""
     batches = list(batches)
     if sessions < 2:
         return batches
