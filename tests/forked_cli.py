@@ -52,9 +52,13 @@ _context: multiprocessing.context.ForkServerContext | None = None
 _server_env = dict(os.environ)  # as conftest set it, before any test changes it: the server starts with this
 
 
+def changed(env: dict[str, str]) -> list[str]:
+    """The variables in which `env` differs from the server's."""
+    return sorted(k for k in env.keys() | _server_env.keys() if env.get(k) != _server_env.get(k))
+
+
 def _may_fork(env: dict[str, str]) -> bool:
-    changed = {k for k in env.keys() | _server_env.keys() if env.get(k) != _server_env.get(k)}
-    return not any(k.upper().startswith(_READ_AT_START) and k not in _SET_IN_PROCESS for k in changed)
+    return not any(k.upper().startswith(_READ_AT_START) and k not in _SET_IN_PROCESS for k in changed(env))
 
 
 def _child(args: list[str], env: dict[str, str], cwd: str, stdin: str, stdout: str, stderr: str) -> None:

@@ -45,10 +45,7 @@ def last_session_tokens(tagger: Tagger, batches: list[list[str]], way: str) -> i
 
     def noting(passes, sessions, width):
         shared = share_out(passes, sessions, width)
-        free = [0] * sessions
-        for rows in shared:
-            free[free.index(min(free))] += len(rows) * max(map(width, rows))
-        seen.append(max(free))
+        seen.append(word_scores._schedule(shared, sessions, lambda rows: len(rows) * max(map(width, rows)))[0])
         return shared
 
     with patched(word_scores, "share_out", noting):

@@ -20,7 +20,7 @@ def test_after_a_model_ran_in_process_a_cli_run_still_forks(conll_files, monkeyp
     model, _, _, windows = training_windows(conll_files, slice(0, 2))
     with torch.no_grad():
         model(input_ids=torch.tensor([windows[0].input_ids]))
-    changed = sorted(k for k in os.environ.keys() | forked_cli._server_env.keys() if os.environ.get(k) != forked_cli._server_env.get(k))
+    changed = forked_cli.changed(dict(os.environ))
     assert forked_cli._may_fork(dict(os.environ)), f"changed here, read at start-up: every CLI run would take a new interpreter ({changed})"
     assert not forked_cli._may_fork({**os.environ, "OMP_NUM_THREADS": "7"}) and not forked_cli._may_fork({**os.environ, "HF_HOME": "/x"})
     assert forked_cli._may_fork({**os.environ, "NERTUNE_CPU_BF16": "on", "MLFLOW_ALLOW_FILE_STORE": "true"})

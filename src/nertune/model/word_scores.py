@@ -115,17 +115,18 @@ def share_out(batches: list[list], sessions: int, width: Callable) -> list[list]
     def cost(rows: list) -> int:
         return len(rows) * max(map(width, rows), default=0)
 
-    while batches:
-        end, last = _schedule(batches, sessions, cost)
+    if not batches:
+        return batches
+    end, last = _schedule(batches, sessions, cost)
+    while len(batches[last]) >= 2:
         rows = sorted(batches[last], key=width)
-        if len(rows) < 2:
-            break
         widths = [width(row) for row in rows]  # ascending: a half's widest row is its last
         cut = min(range(1, len(rows)), key=lambda k: max(k * widths[k - 1], (len(rows) - k) * widths[-1]))
         candidate = batches[:last] + batches[last + 1 :] + [rows[:cut], rows[cut:]]
-        if _schedule(candidate, sessions, cost)[0] >= end:
+        candidate_end, candidate_last = _schedule(candidate, sessions, cost)
+        if candidate_end >= end:
             break
-        batches = candidate
+        batches, end, last = candidate, candidate_end, candidate_last
     return batches
 
 
