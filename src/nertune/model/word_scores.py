@@ -19,6 +19,7 @@ from nertune.data.casing import casing_scheme, piece_types
 from nertune.data.context import add_context, context_pieces_of
 from nertune.data.features import Window, collate, encode_words, make_windows, model_inputs, pad_multiple_for, token_budget_batches
 from nertune.model.positions import max_pieces_for
+from nertune.model.scored_rows import only_scored
 
 
 def build_windows(
@@ -80,6 +81,7 @@ def predict_word_logits(
         with (
             torch.no_grad(),
             torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
+            only_scored(model, [w.first_pieces for w in batch_windows], device),
         ):
             return batch_windows, batch["labels"], model(**model_inputs(batch, device)).logits.float()
 

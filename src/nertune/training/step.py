@@ -15,6 +15,7 @@ import torch
 from nertune.data.features import Window, collate, collate_labels, collate_soft_labels, model_inputs, pad_multiple_for, token_budget_batches
 from nertune.data.packing import pack, packed_logits
 from nertune.model.loss import weighted_crf_loss, weighted_crf_soft_loss, weighted_soft_loss, weighted_token_loss
+from nertune.model.scored_rows import only_scored, packed_positions
 from nertune.training.speed.graphs import GraphedForward
 
 
@@ -59,12 +60,15 @@ def forward_backward(
         # Data parallel: all-reduce gradients once, after the step's last pass.
         context = no_sync() if (no_sync is not None and index < len(chunks) - 1) else nullcontext()
         with context, autocast():
+            first_pieces = [w.first_pieces for w in windows]
             if position_offset is None:
-                logits = model(**model_inputs(batch, device)).logits  # token_type_ids too when the model has casing
+                with only_scored(model, first_pieces, device):  # the loss reads the first pieces only
+                    logits = model(**model_inputs(batch, device)).logits  # token_type_ids too when the model has casing
             elif graphs is not None:
                 logits = graphs.logits(inputs, unpack, device)
             else:  # same logits, laid out as `batch` is
-                logits = packed_logits(model, inputs, unpack, device)
+                with only_scored(model, packed_positions(first_pieces, unpack, *inputs["input_ids"].shape), device):
+                    logits = packed_logits(model, inputs, unpack, device)
             if crf is None:
                 loss = weighted_token_loss(logits, batch["labels"].to(device, non_blocking=True), row_weights)
             else:

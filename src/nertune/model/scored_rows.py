@@ -1,0 +1,159 @@
+"""The last encoder layer at the scored positions only: the same scores, less arithmetic.
+
+A window is scored at the first pieces of the words it owns: the classifier, the CRF and the loss read
+nothing else, and after the last layer a position feeds only its own logits. So that layer's queries,
+attention output, feed-forward and layer norms need to run at the scored positions alone; its keys and values
+still come from every position. [CLS], [SEP], later pieces of a word and all document context are never
+scored: most of what a context recipe carries (BENCHMARKS.md, "The last layer at the scored positions").
+
+Contract:
+- `only_scored(model, positions)` around a forward pass; `positions[row]` lists the positions of that row
+  of the model's input whose logits will be read. The logits there are those of the whole layer (the same
+  arithmetic on fewer rows); at every other position they are meaningless and must not be read.
+- It applies to encoders whose last layer has BERT's layout (BERT, RoBERTa, ELECTRA, XLM-R, MiniLM: absolute
+  positions, no cross-attention, no feed-forward chunking), checked by attributes on first use. Any other
+  model (MPNet's relative position bias, DistilBERT) computes every position, as it does outside the context.
+- Nothing reaches the weights, the config or the state dict: the layer's `forward` is wrapped in place,
+  and outside `only_scored` (an ONNX export traces there) it is the layer's own.
+- Training: the gradient is that of the full layer (unscored positions get none from the loss either way).
+  Dropout in the last layer draws masks for the scored positions only, so a run's random stream is not
+  that of a run without this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import sys
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+_SCORED: contextvars.ContextVar[Scored | None] = contextvars.ContextVar("nertune_scored_positions", default=None)
+_INSTALLED = "_nertune_scored_rows"  # on the layer: True once wrapped, False when its layout is not BERT's
+
+
+class Scored(NamedTuple):
+    """Scored positions, padded per row for the attention and flat for putting the results back."""
+
+    index: torch.Tensor  # [rows, most]: each row's scored positions, then its last one repeated (or 0)
+    real: torch.Tensor  # [rows, most] bool: which entries of `index` are scored positions
+    rows: torch.Tensor  # [scored]: the row of each scored position, in `index[real]` order
+    columns: torch.Tensor  # [scored]: the position
+
+
+@contextlib.contextmanager
+def only_scored(model, positions: Sequence[Sequence[int]], device: torch.device | str = "cpu"):
+    """Within it, `model`'s last layer runs at `positions` only (see the module docstring)."""
+    layer = _last_layer(getattr(model, "module", model))  # data parallelism wraps the model
+    if layer is None or not _install(layer):
+        yield
+        return
+    token = _SCORED.set(scored(positions, device))
+    try:
+        yield
+    finally:
+        _SCORED.reset(token)
+
+
+def scored(positions: Sequence[Sequence[int]], device: torch.device | str = "cpu") -> Scored | None:
+    """The `Scored` of per-row position lists (built on the host, sent without waiting); None when none is scored."""
+    counts = np.fromiter((len(p) for p in positions), dtype=np.int64, count=len(positions))
+    most = int(counts.max(initial=0))
+    if most == 0:
+        return None
+    flat = np.fromiter((i for p in positions for i in p), dtype=np.int64, count=int(counts.sum()))
+    real = np.arange(most)[None, :] < counts[:, None]
+    # Padding repeats a row's last scored position: its output is computed and dropped, never written twice.
+    last = np.zeros(len(positions), dtype=np.int64)
+    has = counts > 0
+    last[has] = flat[np.cumsum(counts)[has] - 1]
+    index = np.repeat(last[:, None], most, axis=1)
+    index[real] = flat
+    rows = np.repeat(np.arange(len(positions)), counts)
+    return Scored(*(torch.from_numpy(a).to(device, non_blocking=True) for a in (index, real, rows, flat)))
+
+
+def packed_positions(first_pieces: Sequence[Sequence[int]], unpack: torch.Tensor, rows: int, width: int) -> list[list[int]]:
+    """Per packed row (data/packing.py; `rows` x `width`), the positions of its windows' `first_pieces`: `unpack`
+    maps each window's tokens to their flat indices in the rows."""
+    owner = np.repeat(np.arange(len(first_pieces)), [len(p) for p in first_pieces])
+    within = np.fromiter((i for p in first_pieces for i in p), dtype=np.int64, count=len(owner))
+    flat = np.sort(unpack.numpy()[owner, within])
+    cut = np.searchsorted(flat, np.arange(1, rows) * width)
+    return [(part - row * width).tolist() for row, part in enumerate(np.split(flat, cut))]
+
+
+def _last_layer(model):
+    layers = getattr(getattr(getattr(model, "base_model", None), "encoder", None), "layer", None)
+    return layers[-1] if layers is not None and len(layers) else None
+
+
+def _install(layer) -> bool:
+    state = getattr(layer, _INSTALLED, None)
+    if state is None:
+        state = _bert_layout(layer)
+        if state:
+            layer.forward = _wrapped(layer, layer.forward)
+        setattr(layer, _INSTALLED, state)
+    return state
+
+
+def _bert_layout(layer) -> bool:
+    attention = getattr(layer, "attention", None)
+    own = getattr(attention, "self", None)
+    config = getattr(own, "config", None)
+    return (
+        config is not None
+        and all(isinstance(getattr(own, name, None), torch.nn.Linear) for name in ("query", "key", "value"))
+        and all(hasattr(own, name) for name in ("num_attention_heads", "attention_head_size", "scaling", "dropout"))
+        and all(hasattr(x, name) for x, name in ((attention, "output"), (layer, "intermediate"), (layer, "output")))
+        and hasattr(sys.modules.get(type(own).__module__), "eager_attention_forward")
+        and not getattr(layer, "is_decoder", False)
+        and not getattr(layer, "add_cross_attention", False)
+        and not getattr(layer, "chunk_size_feed_forward", 0)
+        and getattr(config, "position_embedding_type", "absolute") in (None, "absolute")
+    )
+
+
+def _wrapped(layer, full):
+    def forward(hidden_states, attention_mask=None, encoder_hidden_states=None, *args, cache=None, encoder_attention_mask=None, **kwargs):
+        positions = _SCORED.get()
+        checkpointed = layer.training and getattr(layer, "gradient_checkpointing", False)  # the class's forward does that
+        if positions is None or args or encoder_hidden_states is not None or cache is not None or checkpointed:
+            return full(
+                hidden_states,
+                attention_mask,
+                encoder_hidden_states,
+                *args,
+                cache=cache,
+                encoder_attention_mask=encoder_attention_mask,
+                **kwargs,
+            )
+        return _at_scored(layer, hidden_states, attention_mask, positions, kwargs)
+
+    return forward
+
+
+def _at_scored(layer, hidden: torch.Tensor, mask: torch.Tensor | None, positions: Scored, kwargs: dict) -> torch.Tensor:
+    """BertLayer.forward with the queries and all that follows them at `positions` only."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # noqa: PLC0415  (no transformers at import)
+
+    own = layer.attention.self
+    rows, width, size = hidden.shape
+    index = positions.index
+    picked = hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, size))
+    heads = (rows, -1, own.num_attention_heads, own.attention_head_size)
+    query = own.query(picked).view(heads).transpose(1, 2)
+    key = own.key(hidden).view(heads).transpose(1, 2)
+    value = own.value(hidden).view(heads).transpose(1, 2)
+    if mask is not None and mask.dim() == 4 and mask.shape[-2] == width:  # a mask row per query (packed rows)
+        mask = mask.gather(2, index[:, None, :, None].expand(-1, mask.shape[1], -1, mask.shape[-1]))
+    attend = ALL_ATTENTION_FUNCTIONS.get_interface(
+        own.config._attn_implementation, sys.modules[type(own).__module__].eager_attention_forward
+    )
+    context, _ = attend(own, query, key, value, mask, dropout=own.dropout.p if own.training else 0.0, scaling=own.scaling, **kwargs)
+    attended = layer.attention.output(context.reshape(rows, index.shape[1], -1), picked)
+    out = layer.output(layer.intermediate(attended), attended)
+    return hidden.to(out.dtype).index_put((positions.rows, positions.columns), out[positions.real])

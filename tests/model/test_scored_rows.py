@@ -1,0 +1,108 @@
+"""The last layer at the scored positions only (model/scored_rows.py): the whole layer's logits there, from
+fewer rows through the layer, plain and packed, fp32 and bf16; models of another layout are left as they are.
+The gradients are checked against the literal recipe's in test_gradient.py, which runs through it."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+from nertune.data.features import collate, model_inputs
+from nertune.data.packing import pack, packed_logits
+from nertune.model.scored_rows import _INSTALLED, only_scored, packed_positions, scored
+from tests.conftest import training_windows
+
+
+@pytest.fixture(scope="module")
+def setup(conll_files):
+    return training_windows(conll_files, slice(200, 232))
+
+
+@contextlib.contextmanager
+def query_rows(model):
+    """The rows (batch x positions) each call of the last layer's query projection gets, within the block."""
+    seen = []
+    query = model.base_model.encoder.layer[-1].attention.self.query
+    hook = query.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[:-1].numel()))
+    try:
+        yield seen
+    finally:
+        hook.remove()
+
+
+def at_first_pieces(logits: torch.Tensor, windows) -> torch.Tensor:
+    return torch.cat([logits[row, w.first_pieces] for row, w in enumerate(windows)])
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_scored_positions_get_the_whole_layers_logits_from_fewer_rows(setup, dtype):
+    model, tokenizer, _, windows = setup
+    inputs = model_inputs(collate(windows, tokenizer.pad_token_id), "cpu")
+    with query_rows(model) as seen, torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        full = model(**inputs).logits.float()
+        with only_scored(model, [w.first_pieces for w in windows]):
+            pruned = model(**inputs).logits.float()
+    rows, width = inputs["input_ids"].shape
+    most = max(len(w.first_pieces) for w in windows)
+    assert seen == [rows * width, rows * most]
+    assert rows * most < 0.8 * rows * width
+    expected, got = at_first_pieces(full, windows), at_first_pieces(pruned, windows)
+    if dtype is None:
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    else:  # bf16 rounds differently on other shapes
+        torch.testing.assert_close(got, expected, atol=0.1, rtol=0.05)
+    assert (got.argmax(-1) == expected.argmax(-1)).float().mean() > 0.98
+
+
+def test_packed_rows_score_their_windows_first_pieces_as_the_whole_layer_does(setup):
+    model, tokenizer, _, windows = setup
+    inputs, unpack = pack(windows, tokenizer.pad_token_id, position_offset=0)
+    positions = packed_positions([w.first_pieces for w in windows], unpack, *inputs["input_ids"].shape)
+    with query_rows(model) as seen, torch.no_grad():
+        full = packed_logits(model, inputs, unpack, "cpu")
+        with only_scored(model, positions):
+            pruned = packed_logits(model, inputs, unpack, "cpu")
+    assert len(inputs["input_ids"]) < len(windows)  # several windows a row
+    assert seen[1] < seen[0]
+    torch.testing.assert_close(at_first_pieces(pruned, windows), at_first_pieces(full, windows), atol=1e-5, rtol=1e-5)
+
+
+def test_packed_positions_are_each_windows_first_pieces_in_its_row(setup):
+    _, tokenizer, _, windows = setup
+    inputs, unpack = pack(windows, tokenizer.pad_token_id, position_offset=0)
+    rows, width = inputs["input_ids"].shape
+    expected = [set() for _ in range(rows)]
+    for i, window in enumerate(windows):
+        for piece in window.first_pieces:
+            flat = int(unpack[i, piece])
+            expected[flat // width].add(flat % width)
+            assert inputs["input_ids"].flatten()[flat] == window.input_ids[piece]
+    got = packed_positions([w.first_pieces for w in windows], unpack, rows, width)
+    assert [sorted(p) for p in expected] == got
+
+
+def test_scored_pads_each_row_with_its_last_position_and_lists_only_the_real_ones():
+    positions = scored([[1, 3], [], [2]])
+    assert positions.index.tolist() == [[1, 3], [0, 0], [2, 2]]
+    assert positions.real.tolist() == [[True, True], [False, False], [True, False]]
+    assert positions.rows.tolist() == [0, 0, 2]
+    assert positions.columns.tolist() == [1, 3, 2]
+    assert scored([[], []]) is None
+
+
+def test_a_model_of_another_layout_computes_every_position():
+    from transformers import MPNetConfig, MPNetForTokenClassification  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=3)
+    model = MPNetForTokenClassification(config).eval()
+    ids = torch.randint(5, 64, (2, 9))
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        with only_scored(model, [[1, 2], [3]]):
+            kept = model(input_ids=ids).logits
+    layer = model.base_model.encoder.layer[-1]
+    assert getattr(layer, _INSTALLED) is False and "forward" not in vars(layer)
+    assert torch.equal(full, kept)
