@@ -1,12 +1,12 @@
 """The last layer at the scored positions only (model/scored_rows.py), on and off, side by side (issue 26).
 
-    python -m benchmarks.train.scored_rows [--rounds 3] [--sentences 800] [--runs RUN_DIR ...] [--name NAME]
+    python -m benchmarks.train.scored_rows [--rounds 3] [--steps 12] [--runs RUN_DIR ...] [--name NAME]
         -> benchmarks/train/results/scored_rows-NAME-<precision>cpu.txt
 
-1. Training: `seed` and `make train`'s recipe (`minilm-context-crf-8ep`, cut to one epoch) on the first
-   --sentences CoNLL-2003 train sentences, each run in its own process, the two variants alternated (their order
-   reversed each round): time in the loop and sentences/s, and the validation F1 on 500 sentences (dropout draws
-   differ between the variants, so F1 moves by a run's noise, not by the change).
+1. Training: `seed` and `make train`'s recipe (`minilm-context-crf-8ep`): the model as the loop trains it and
+   --steps of its optimizer steps (from the first --sentences train sentences, cut into passes as the loop cuts
+   them), forward and backward, the two variants alternated in one process (their order reversed each round):
+   wall and CPU seconds. Whole runs on a 2-core VM move by more than the change between runs.
 2. Tagging: each --runs folder (a run nertune trained) tags every CoNLL-2003 test sentence by `predict_word_logits`
    in its own windows (context and casing as the model has them), the variants alternated in one process.
 The "off" variant swaps `only_scored` for a context that does nothing where the code calls it. Time it on a quiet machine.
@@ -16,58 +16,93 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 
-from benchmarks.common import ROOT, cpu_line, git_sha, write_report
+from benchmarks.common import cpu_line, git_sha, write_report
 
-RECIPES = {"seed": {}, "minilm-context-crf-8ep": {"epochs": 1}}
+RECIPES = ("seed", "minilm-context-crf-8ep")
 
 
-def _off() -> None:
-    import nertune.model.word_scores as word_scores  # noqa: PLC0415
+def _off():
+    return contextlib.nullcontext()
+
+
+def recipe_steps(name: str, sentences: int, steps: int):
+    """The model as the loop trains it (casing, context, CRF, cheap dropout) and `steps` of its optimizer
+    steps over the first `sentences` train sentences, with their loss weights, cut as the loop cuts them."""
+    import random  # noqa: PLC0415
+
+    from nertune.data.features import length_grouped_steps  # noqa: PLC0415
+    from nertune.data.splits import load_splits  # noqa: PLC0415
+    from nertune.model.load import load_for_training, load_tokenizer  # noqa: PLC0415
+    from nertune.model.loss import window_weights  # noqa: PLC0415
+    from nertune.model.positions import max_pieces_for, packing_offset  # noqa: PLC0415
+    from nertune.model.word_scores import build_windows  # noqa: PLC0415
+    from nertune.training.recipe import labels_for, load_recipe  # noqa: PLC0415
+    from nertune.training.setup import read_options  # noqa: PLC0415
+    from nertune.training.speed.dropout import use_cheap_dropout  # noqa: PLC0415
+
+    recipe = load_recipe(name, {"max_train_sentences": sentences})
+    splits = load_splits(recipe.data, recipe.train, recipe.validation, recipe.test, sentences, 10, options=read_options(recipe))
+    labels = labels_for(recipe.model, splits.labels)
+    tokenizer = load_tokenizer(recipe.model)
+    model = load_for_training(recipe.model, labels, recipe.dropout, recipe.casing, recipe.context_pieces, recipe.crf)
+    use_cheap_dropout(model)
+    model.train()
+    train = splits.train.sentences
+    label2id = {label: i for i, label in enumerate(labels)}
+    windows = build_windows(
+        tokenizer, [s.words for s in train], max_pieces_for(model, tokenizer), [[label2id[t] for t in s.tags] for s in train],
+        model.config, [s.document for s in train],
+    )  # fmt: skip
+    offset = packing_offset(model) if recipe.pack else None
+    group = offset is None if recipe.group_by_length is None else recipe.group_by_length
+    words = [len(s.words) for s in train]
+    chosen = length_grouped_steps([len(w.input_ids) for w in windows], recipe.sentences_per_step, random.Random(recipe.seed), group)[:steps]
+    cut = []
+    for step in chosen:
+        step_windows = [windows[i] for i in step]
+        step_words = sum(words[w.sequence] for w in step_windows)
+        weights = window_weights(step_windows, words, recipe.accumulation, recipe.sentences_per_step, step_words)
+        cut.append((step_windows, weights))
+    return recipe, model, tokenizer, cut, offset
+
+
+def training(rounds: int, sentences: int, steps: int) -> list[str]:
+    import torch  # noqa: PLC0415
+
     import nertune.training.step as step  # noqa: PLC0415
 
-    def everywhere(model, positions, device="cpu"):
-        return contextlib.nullcontext()
-
-    step.only_scored = word_scores.only_scored = everywhere
-
-
-def child(recipe: str, variant: str, sentences: int) -> None:
-    from nertune.training.loop import train_run  # noqa: PLC0415
-    from nertune.training.recipe import load_recipe  # noqa: PLC0415
-
-    if variant == "off":
-        _off()
-    with tempfile.TemporaryDirectory() as tmp:
-        overrides = {"max_train_sentences": sentences, "max_eval_sentences": 500, "output_dir": f"{tmp}/run", **RECIPES[recipe]}
-        metrics = train_run(load_recipe(recipe, overrides), progress=False)
-    print(json.dumps({"seconds": metrics["train_seconds"], "f1": metrics["validation"]["f1"]}))
-
-
-def training(rounds: int, sentences: int) -> list[str]:
-    lines = [f"## 1. Training, first {sentences} train sentences, one epoch, each run its own process"]
-    for recipe in RECIPES:
-        got = {"on": [], "off": []}
-        for round_ in range(rounds):
+    lines = [f"## 1. Training steps ({steps} a timing, forward and backward, no optimizer) alternated in one process; wall and CPU seconds"]
+    shipped = step.only_scored
+    for name in RECIPES:
+        recipe, model, tokenizer, cut, offset = recipe_steps(name, sentences, steps)
+        seconds = {"on": [], "off": []}
+        for round_ in range(rounds + 1):  # the first round warms up
             for variant in ("on", "off") if round_ % 2 == 0 else ("off", "on"):
-                args = [sys.executable, "-m", "benchmarks.train.scored_rows", "--child", recipe, variant, str(sentences)]
-                out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, check=True)
-                got[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
-                print(recipe, variant, got[variant][-1], flush=True)
+                step.only_scored = shipped if variant == "on" else (lambda *a, **k: _off())
+                wall, cpu = time.perf_counter(), time.process_time()
+                for windows, weights in cut:
+                    step.forward_backward(
+                        model, windows, weights, tokenizer.pad_token_id, torch.device("cpu"), recipe.max_tokens_per_forward,
+                        position_offset=offset,
+                    )  # fmt: skip
+                    model.zero_grad(set_to_none=True)
+                if round_:
+                    seconds[variant].append((time.perf_counter() - wall, time.process_time() - cpu))
+        step.only_scored = shipped
+        tokens = sum(len(w.input_ids) for windows, _ in cut for w in windows)
+        scored = sum(len(w.first_pieces) for windows, _ in cut for w in windows)
+        lines.append(f"{name}: {tokens} window tokens, {scored} scored ({scored / tokens:.0%}), packed: {offset is not None}")
         for variant in ("off", "on"):
-            seconds = statistics.median(r["seconds"] for r in got[variant])
-            times = " ".join(f"{r['seconds']:.1f}" for r in got[variant])
-            f1 = " ".join(f"{r['f1']:.4f}" for r in got[variant])
-            rate = f"median {seconds:.1f} s = {sentences / seconds:.1f} sentences/s"
-            lines.append(f"{recipe} {variant}: {times} s in the loop; {rate}; validation F1 {f1}")
-        ratio = statistics.median(r["seconds"] for r in got["off"]) / statistics.median(r["seconds"] for r in got["on"])
-        lines.append(f"{recipe}: on is {ratio:.3f}x off by the medians")
+            walls, cpus = zip(*seconds[variant])
+            lines.append(
+                f"{name} {variant}: wall {' '.join(f'{s:.2f}' for s in walls)} s (median {statistics.median(walls):.2f});"
+                f" CPU {' '.join(f'{s:.2f}' for s in cpus)} s (median {statistics.median(cpus):.2f})"
+            )
+        ratio = {k: statistics.median(x[k] for x in seconds["off"]) / statistics.median(x[k] for x in seconds["on"]) for k in (0, 1)}
+        lines.append(f"{name}: on is {ratio[0]:.3f}x off in wall time, {ratio[1]:.3f}x in CPU time, by the medians")
     return lines
 
 
@@ -107,19 +142,17 @@ def tagging(runs: list[str], rounds: int) -> list[str]:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--child"]:
-        child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
-        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sentences", type=int, default=800)
+    parser.add_argument("--sentences", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--runs", nargs="*", default=[])
     parser.add_argument("--name", default="minilm")
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
     lines = [f"# scored_rows: code {git_sha()}", f"# {cpu_line()}"]
     if not args.skip_training:
-        lines += training(args.rounds, args.sentences)
+        lines += training(args.rounds, args.sentences, args.steps)
     if args.runs:
         lines += tagging(args.runs, args.rounds)
     print("\n".join(lines))
