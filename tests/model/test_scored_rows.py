@@ -11,13 +11,17 @@ import torch
 
 from nertune.data.features import collate, model_inputs
 from nertune.data.packing import pack, packed_logits
-from nertune.model.scored_rows import _INSTALLED, only_scored, packed_positions, scored
+from nertune.model.scored_rows import _INSTALLED, WORTH_IT, only_scored, packed_positions, scored
+from nertune.model.word_scores import build_windows
 from tests.conftest import training_windows
 
 
 @pytest.fixture(scope="module")
 def setup(conll_files):
-    return training_windows(conll_files, slice(200, 232))
+    """The model and the windows of 32 train sentences with 16 pieces of document context a side."""
+    model, tokenizer, sentences, _ = training_windows(conll_files, slice(200, 232), context_pieces=16)
+    windows = build_windows(tokenizer, [s.words for s in sentences], 510, config=model.config, documents=[s.document for s in sentences])
+    return model, tokenizer, sentences, windows
 
 
 @contextlib.contextmanager
@@ -47,7 +51,7 @@ def test_scored_positions_get_the_whole_layers_logits_from_fewer_rows(setup, dty
     rows, width = inputs["input_ids"].shape
     most = max(len(w.first_pieces) for w in windows)
     assert seen == [rows * width, rows * most]
-    assert rows * most < 0.8 * rows * width
+    assert rows * most < WORTH_IT * rows * width
     expected, got = at_first_pieces(full, windows), at_first_pieces(pruned, windows)
     if dtype is None:
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
@@ -67,6 +71,16 @@ def test_packed_rows_score_their_windows_first_pieces_as_the_whole_layer_does(se
     assert len(inputs["input_ids"]) < len(windows)  # several windows a row
     assert seen[1] < seen[0]
     torch.testing.assert_close(at_first_pieces(pruned, windows), at_first_pieces(full, windows), atol=1e-5, rtol=1e-5)
+
+
+def test_a_pass_scored_at_most_of_its_positions_runs_the_whole_layer(conll_files):
+    model, tokenizer, _, windows = training_windows(conll_files, slice(200, 232))  # no context: most pieces are first pieces
+    inputs = model_inputs(collate(windows, tokenizer.pad_token_id), "cpu")
+    positions = [w.first_pieces for w in windows]
+    assert len(windows) * max(map(len, positions)) > WORTH_IT * inputs["input_ids"].numel()
+    with query_rows(model) as seen, torch.no_grad(), only_scored(model, positions):
+        model(**inputs)
+    assert seen == [inputs["input_ids"].numel()]
 
 
 def test_packed_positions_are_each_windows_first_pieces_in_its_row(setup):

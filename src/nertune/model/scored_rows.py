@@ -9,7 +9,8 @@ scored: most of what a context recipe carries (BENCHMARKS.md, "The last layer at
 Contract:
 - `only_scored(model, positions)` around a forward pass; `positions[row]` lists the positions of that row
   of the model's input whose logits will be read. The logits there are those of the whole layer (the same
-  arithmetic on fewer rows); at every other position they are meaningless and must not be read.
+  arithmetic on fewer rows); at every other position they are meaningless and must not be read. A pass
+  where the scored positions are most of it (no context) runs the whole layer: too little to save.
 - It applies to encoders whose last layer has BERT's layout (BERT, RoBERTa, ELECTRA, XLM-R, MiniLM: absolute
   positions, no cross-attention, no feed-forward chunking), checked by attributes on first use. Any other
   model (MPNet's relative position bias, DistilBERT) computes every position, as it does outside the context.
@@ -31,7 +32,10 @@ import numpy as np
 import torch
 
 _SCORED: contextvars.ContextVar[Scored | None] = contextvars.ContextVar("nertune_scored_positions", default=None)
-_INSTALLED = "_nertune_scored_rows"  # on the layer: True once wrapped, False when its layout is not BERT's
+_INSTALLED = "_nertune_scored_rows"
+# A pass whose scored positions, padded per row, fill more of it than this runs the whole layer: the gathers
+# cost more than they save there (BENCHMARKS.md, "The last layer at the scored positions").
+WORTH_IT = 0.6  # on the layer: True once wrapped, False when its layout is not BERT's
 
 
 class Scored(NamedTuple):
@@ -121,7 +125,8 @@ def _wrapped(layer, full):
     def forward(hidden_states, attention_mask=None, encoder_hidden_states=None, *args, cache=None, encoder_attention_mask=None, **kwargs):
         positions = _SCORED.get()
         checkpointed = layer.training and getattr(layer, "gradient_checkpointing", False)  # the class's forward does that
-        if positions is None or args or encoder_hidden_states is not None or cache is not None or checkpointed:
+        whole = positions is None or positions.index.numel() > WORTH_IT * hidden_states.shape[:2].numel()
+        if whole or args or encoder_hidden_states is not None or cache is not None or checkpointed:
             return full(
                 hidden_states,
                 attention_mask,
