@@ -1,6 +1,6 @@
 """The last layer at the scored positions only (model/scored_rows.py): the whole layer's logits there, from
 fewer rows through the layer, plain and packed, fp32 and bf16; models of another layout are left as they are.
-The gradients are checked against the literal recipe's in test_gradient.py, which runs through it."""
+The gradients are the whole layer's too (test_gradient.py checks those against the literal recipe's)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import torch
 
 from nertune.data.features import collate, model_inputs
 from nertune.data.packing import pack, packed_logits
+from nertune.model.loss import window_weights
 from nertune.model.scored_rows import _INSTALLED, WORTH_IT, only_scored, packed_positions, scored
 from nertune.model.word_scores import build_windows
+from nertune.training import step
+from nertune.training.step import forward_backward
 from tests.conftest import training_windows
 
 
@@ -20,7 +23,8 @@ from tests.conftest import training_windows
 def setup(conll_files):
     """The model and the windows of 32 train sentences with 16 pieces of document context a side."""
     model, tokenizer, sentences, _ = training_windows(conll_files, slice(200, 232), context_pieces=16)
-    windows = build_windows(tokenizer, [s.words for s in sentences], 510, config=model.config, documents=[s.document for s in sentences])
+    labels = [[model.config.label2id[t] for t in s.tags] for s in sentences]
+    windows = build_windows(tokenizer, [s.words for s in sentences], 510, labels, model.config, [s.document for s in sentences])
     return model, tokenizer, sentences, windows
 
 
@@ -49,9 +53,9 @@ def test_scored_positions_get_the_whole_layers_logits_from_fewer_rows(setup, dty
         with only_scored(model, [w.first_pieces for w in windows]):
             pruned = model(**inputs).logits.float()
     rows, width = inputs["input_ids"].shape
-    most = max(len(w.first_pieces) for w in windows)
-    assert seen == [rows * width, rows * most]
-    assert rows * most < WORTH_IT * rows * width
+    scored_pieces = sum(len(w.first_pieces) for w in windows)
+    assert seen == [rows * width, scored_pieces]
+    assert scored_pieces < WORTH_IT * rows * width
     expected, got = at_first_pieces(full, windows), at_first_pieces(pruned, windows)
     if dtype is None:
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
@@ -74,13 +78,36 @@ def test_packed_rows_score_their_windows_first_pieces_as_the_whole_layer_does(se
 
 
 def test_a_pass_scored_at_most_of_its_positions_runs_the_whole_layer(conll_files):
-    model, tokenizer, _, windows = training_windows(conll_files, slice(200, 232))  # no context: most pieces are first pieces
+    model, tokenizer, _, windows = training_windows(conll_files, slice(200, 232))
+    windows = [max(windows, key=lambda w: len(w.first_pieces))]  # no context, no padding: most pieces are first pieces
     inputs = model_inputs(collate(windows, tokenizer.pad_token_id), "cpu")
     positions = [w.first_pieces for w in windows]
-    assert len(windows) * max(map(len, positions)) > WORTH_IT * inputs["input_ids"].numel()
+    assert sum(map(len, positions)) > WORTH_IT * inputs["input_ids"].numel()
     with query_rows(model) as seen, torch.no_grad(), only_scored(model, positions):
         model(**inputs)
     assert seen == [inputs["input_ids"].numel()]
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_the_gradient_is_the_whole_layers(setup, packed, monkeypatch):
+    model, tokenizer, sentences, windows = setup  # eval mode: no dropout, so the two gradients compare
+
+    def gradient() -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        words = [len(s.words) for s in sentences]
+        weights = window_weights(windows, words, "sentence", len(sentences), sum(words))
+        forward_backward(model, windows, weights, tokenizer.pad_token_id, torch.device("cpu"), 16384, position_offset=0 if packed else None)
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    with query_rows(model) as seen:
+        pruned = gradient()
+    monkeypatch.setattr(step, "only_scored", lambda *args, **kwargs: contextlib.nullcontext())
+    with query_rows(model) as seen_whole:
+        whole = gradient()
+    assert sum(seen) < 0.6 * sum(seen_whole)
+    assert pruned.keys() == whole.keys()
+    for name in whole:
+        torch.testing.assert_close(pruned[name], whole[name], atol=1e-6, rtol=1e-4, msg=name)
 
 
 def test_packed_positions_are_each_windows_first_pieces_in_its_row(setup):
@@ -97,12 +124,12 @@ def test_packed_positions_are_each_windows_first_pieces_in_its_row(setup):
     assert [sorted(p) for p in expected] == got
 
 
-def test_scored_pads_each_row_with_its_last_position_and_lists_only_the_real_ones():
+def test_scored_lists_the_positions_flat_and_pads_each_row_with_its_last_one():
     positions = scored([[1, 3], [], [2]])
     assert positions.index.tolist() == [[1, 3], [0, 0], [2, 2]]
-    assert positions.real.tolist() == [[True, True], [False, False], [True, False]]
     assert positions.rows.tolist() == [0, 0, 2]
     assert positions.columns.tolist() == [1, 3, 2]
+    assert positions.slots.tolist() == [0, 1, 0]
     assert scored([[], []]) is None
 
 

@@ -33,18 +33,18 @@ import torch
 
 _SCORED: contextvars.ContextVar[Scored | None] = contextvars.ContextVar("nertune_scored_positions", default=None)
 _INSTALLED = "_nertune_scored_rows"
-# A pass whose scored positions, padded per row, fill more of it than this runs the whole layer: the gathers
-# cost more than they save there (BENCHMARKS.md, "The last layer at the scored positions").
+# A pass whose scored positions are more of it than this runs the whole layer: the gathers cost about what
+# they save there (BENCHMARKS.md, "The last layer at the scored positions").
 WORTH_IT = 0.6  # on the layer: True once wrapped, False when its layout is not BERT's
 
 
 class Scored(NamedTuple):
-    """Scored positions, padded per row for the attention and flat for putting the results back."""
+    """Scored positions: flat for the linear layers and for putting the results back, padded per row for the attention."""
 
     index: torch.Tensor  # [rows, most]: each row's scored positions, then its last one repeated (or 0)
-    real: torch.Tensor  # [rows, most] bool: which entries of `index` are scored positions
-    rows: torch.Tensor  # [scored]: the row of each scored position, in `index[real]` order
+    rows: torch.Tensor  # [scored]: the row of each scored position, row by row
     columns: torch.Tensor  # [scored]: the position
+    slots: torch.Tensor  # [scored]: its place in its row of `index`
 
 
 @contextlib.contextmanager
@@ -76,7 +76,8 @@ def scored(positions: Sequence[Sequence[int]], device: torch.device | str = "cpu
     index = np.repeat(last[:, None], most, axis=1)
     index[real] = flat
     rows = np.repeat(np.arange(len(positions)), counts)
-    return Scored(*(torch.from_numpy(a).to(device, non_blocking=True) for a in (index, real, rows, flat)))
+    slots = np.arange(len(flat)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return Scored(*(torch.from_numpy(a).to(device, non_blocking=True) for a in (index, rows, flat, slots)))
 
 
 def packed_positions(first_pieces: Sequence[Sequence[int]], unpack: torch.Tensor, rows: int, width: int) -> list[list[int]]:
@@ -125,7 +126,7 @@ def _wrapped(layer, full):
     def forward(hidden_states, attention_mask=None, encoder_hidden_states=None, *args, cache=None, encoder_attention_mask=None, **kwargs):
         positions = _SCORED.get()
         checkpointed = layer.training and getattr(layer, "gradient_checkpointing", False)  # the class's forward does that
-        whole = positions is None or positions.index.numel() > WORTH_IT * hidden_states.shape[:2].numel()
+        whole = positions is None or positions.rows.numel() > WORTH_IT * hidden_states.shape[:2].numel()
         if whole or args or encoder_hidden_states is not None or cache is not None or checkpointed:
             return full(
                 hidden_states,
@@ -142,23 +143,25 @@ def _wrapped(layer, full):
 
 
 def _at_scored(layer, hidden: torch.Tensor, mask: torch.Tensor | None, positions: Scored, kwargs: dict) -> torch.Tensor:
-    """BertLayer.forward with the queries and all that follows them at `positions` only."""
+    """BertLayer.forward with the queries and all that follows them at `positions` only: the linear layers on
+    the scored rows themselves, the attention on them padded per row (it needs each row's keys)."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # noqa: PLC0415  (no transformers at import)
 
     own = layer.attention.self
     rows, width, size = hidden.shape
-    index = positions.index
-    picked = hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, size))
+    index, where, slots = positions.index, (positions.rows, positions.columns), (positions.rows, positions.slots)
+    picked = hidden[where]  # [scored, hidden]
+    queries = own.query(picked)
+    query = queries.new_zeros(rows, index.shape[1], queries.shape[-1]).index_put(slots, queries)
     heads = (rows, -1, own.num_attention_heads, own.attention_head_size)
-    query = own.query(picked).view(heads).transpose(1, 2)
+    query = query.view(heads).transpose(1, 2)
     key = own.key(hidden).view(heads).transpose(1, 2)
     value = own.value(hidden).view(heads).transpose(1, 2)
     if mask is not None and mask.dim() == 4 and mask.shape[-2] == width:  # a mask row per query (packed rows)
         mask = mask.gather(2, index[:, None, :, None].expand(-1, mask.shape[1], -1, mask.shape[-1]))
-    attend = ALL_ATTENTION_FUNCTIONS.get_interface(
-        own.config._attn_implementation, sys.modules[type(own).__module__].eager_attention_forward
-    )
+    eager = sys.modules[type(own).__module__].eager_attention_forward
+    attend = ALL_ATTENTION_FUNCTIONS.get_interface(own.config._attn_implementation, eager)
     context, _ = attend(own, query, key, value, mask, dropout=own.dropout.p if own.training else 0.0, scaling=own.scaling, **kwargs)
-    attended = layer.attention.output(context.reshape(rows, index.shape[1], -1), picked)
+    attended = layer.attention.output(context.reshape(rows, index.shape[1], -1)[slots], picked)
     out = layer.output(layer.intermediate(attended), attended)
-    return hidden.to(out.dtype).index_put((positions.rows, positions.columns), out[positions.real])
+    return hidden.to(out.dtype).index_put(where, out)
