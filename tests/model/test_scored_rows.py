@@ -5,6 +5,7 @@ The gradients are the whole layer's too (test_gradient.py checks those against t
 from __future__ import annotations
 
 import contextlib
+from copy import deepcopy
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from nertune.model.loss import window_weights
 from nertune.model.scored_rows import _INSTALLED, WORTH_IT, only_scored, packed_positions, scored
 from nertune.model.word_scores import build_windows
 from nertune.training import step
+from nertune.training.speed.dropout import use_cheap_dropout
 from nertune.training.step import forward_backward
 from tests.conftest import training_windows
 
@@ -44,14 +46,18 @@ def at_first_pieces(logits: torch.Tensor, windows) -> torch.Tensor:
     return torch.cat([logits[row, w.first_pieces] for row, w in enumerate(windows)])
 
 
-@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
-def test_scored_positions_get_the_whole_layers_logits_from_fewer_rows(setup, dtype):
+@pytest.mark.parametrize(("dtype", "attention"), [(None, "sdpa"), (None, "eager"), (torch.bfloat16, "sdpa")])
+def test_scored_positions_get_the_whole_layers_logits_from_fewer_rows(setup, dtype, attention):
     model, tokenizer, _, windows = setup
     inputs = model_inputs(collate(windows, tokenizer.pad_token_id), "cpu")
-    with query_rows(model) as seen, torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-        full = model(**inputs).logits.float()
-        with only_scored(model, [w.first_pieces for w in windows]):
-            pruned = model(**inputs).logits.float()
+    model.set_attn_implementation(attention)
+    try:
+        with query_rows(model) as seen, torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            full = model(**inputs).logits.float()
+            with only_scored(model, [w.first_pieces for w in windows]):
+                pruned = model(**inputs).logits.float()
+    finally:
+        model.set_attn_implementation("sdpa")
     rows, width = inputs["input_ids"].shape
     scored_pieces = sum(len(w.first_pieces) for w in windows)
     assert seen == [rows * width, scored_pieces]
@@ -133,17 +139,58 @@ def test_scored_lists_the_positions_flat_and_pads_each_row_with_its_last_one():
     assert scored([[], []]) is None
 
 
-def test_a_model_of_another_layout_computes_every_position():
-    from transformers import MPNetConfig, MPNetForTokenClassification  # noqa: PLC0415
+@pytest.mark.parametrize("kind", ["mpnet", "roberta-prelayernorm"])
+def test_a_model_of_another_layout_computes_every_position(kind):
+    """MPNet's attention has other names; the pre-norm RoBERTa has BERT's names plus norms the cut layer would skip."""
+    from transformers import CONFIG_MAPPING, AutoModelForTokenClassification  # noqa: PLC0415
 
     torch.manual_seed(0)
-    config = MPNetConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=3)
-    model = MPNetForTokenClassification(config).eval()
+    sizes = {"vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    model = AutoModelForTokenClassification.from_config(CONFIG_MAPPING[kind](**sizes, num_labels=3)).eval()
     ids = torch.randint(5, 64, (2, 9))
     with torch.no_grad():
         full = model(input_ids=ids).logits
-        with only_scored(model, [[1, 2], [3]]):
+        with only_scored(model, [[1], [3]]):
             kept = model(input_ids=ids).logits
     layer = model.base_model.encoder.layer[-1]
     assert getattr(layer, _INSTALLED) is False and "forward" not in vars(layer)
     assert torch.equal(full, kept)
+
+
+def test_a_copy_of_the_model_runs_its_own_last_layer_and_other_models_ignore_the_positions(setup):
+    model, tokenizer, _, windows = setup
+    inputs = model_inputs(collate(windows, tokenizer.pad_token_id), "cpu")
+    positions = [w.first_pieces for w in windows]
+    with torch.no_grad(), only_scored(model, positions):
+        model(**inputs)  # installed
+    copy = deepcopy(model)
+    with torch.no_grad():
+        copy.base_model.encoder.layer[-1].output.dense.weight.mul_(2)
+        changed = copy(**inputs).logits
+        with only_scored(model, positions), query_rows(copy) as seen:  # positions for `model`: the copy runs whole
+            whole = copy(**inputs).logits
+        with only_scored(copy, positions):
+            cut = copy(**inputs).logits
+        original = model(**inputs).logits
+    assert seen == [inputs["input_ids"].numel()]
+    assert torch.equal(changed, whole)
+    assert not torch.allclose(at_first_pieces(changed, windows), at_first_pieces(original, windows))
+    torch.testing.assert_close(at_first_pieces(cut, windows), at_first_pieces(changed, windows), atol=1e-5, rtol=1e-5)
+
+
+def test_training_mode_with_cheap_dropout_takes_the_cut_layer(conll_files):
+    """Dropout on, as the loop trains (the cheap-dropout attention spells the math out): a finite gradient
+    for every parameter, from fewer rows through the last layer."""
+    model, tokenizer, sentences, _ = training_windows(conll_files, slice(300, 316), context_pieces=16)
+    labels = [[model.config.label2id[t] for t in s.tags] for s in sentences]
+    windows = build_windows(tokenizer, [s.words for s in sentences], 510, labels, model.config, [s.document for s in sentences])
+    use_cheap_dropout(model)
+    model.train()
+    words = [len(s.words) for s in sentences]
+    with query_rows(model) as seen:
+        forward_backward(
+            model, windows, window_weights(windows, words, "sentence", 16, sum(words)), tokenizer.pad_token_id, torch.device("cpu"), 16384
+        )
+    assert seen and seen[0] == sum(len(w.first_pieces) for w in windows)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)

@@ -11,14 +11,16 @@ Contract:
   of the model's input whose logits will be read. The logits there are those of the whole layer (the same
   arithmetic on fewer rows); at every other position they are meaningless and must not be read. A pass
   where the scored positions are most of it (no context) runs the whole layer: too little to save.
-- It applies to encoders whose last layer has BERT's layout (BERT, RoBERTa, ELECTRA, XLM-R, MiniLM: absolute
-  positions, no cross-attention, no feed-forward chunking), checked by attributes on first use. Any other
-  model (MPNet's relative position bias, DistilBERT) computes every position, as it does outside the context.
-- Nothing reaches the weights, the config or the state dict: the layer's `forward` is wrapped in place,
-  and outside `only_scored` (an ONNX export traces there) it is the layer's own.
+- It applies to encoders whose last layer is BERT's or a transformers copy of it (BERT, RoBERTa, ELECTRA,
+  XLM-R, CamemBERT, MiniLM: absolute positions, no cross-attention, no feed-forward chunking), by class and
+  attributes on first use, with SDPA or eager attention. Any other model (MPNet's relative position bias,
+  DistilBERT, the pre-norm RoBERTa) computes every position, as it does outside the context; so does a
+  pass under CUDA graphs (training/speed/graphs.py never enters it).
+- Nothing reaches the weights, the config or the state dict: the layer's `forward` is replaced in place by
+  one that, outside `only_scored` (an ONNX export traces there), calls the layer's own.
 - Training: the gradient is that of the full layer (unscored positions get none from the loss either way).
-  Dropout in the last layer draws masks for the scored positions only, so a run's random stream is not
-  that of a run without this.
+  Dropout in the last layer draws masks for the scored positions only, so a run whose passes use this
+  follows another random stream than one without it.
 """
 
 from __future__ import annotations
@@ -26,16 +28,22 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import sys
+import types
 from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 
-_SCORED: contextvars.ContextVar[Scored | None] = contextvars.ContextVar("nertune_scored_positions", default=None)
-_INSTALLED = "_nertune_scored_rows"
+from nertune.model.positions import MASKED_ATTENTION
+
+# (the layer they are for, its positions): another model run inside the block computes every position
+_SCORED: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("nertune_scored_positions", default=None)
+_INSTALLED = "_nertune_scored_rows"  # on the layer: True once its forward is replaced, False when not BERT's layout
 # A pass whose scored positions are more of it than this runs the whole layer: the gathers cost about what
 # they save there (BENCHMARKS.md, "The last layer at the scored positions").
-WORTH_IT = 0.6  # on the layer: True once wrapped, False when its layout is not BERT's
+WORTH_IT = 0.6
+# BERT's layer and transformers' copies of it (the same post-norm layout, by "Copied from" in their sources).
+LAYERS = frozenset({"BertLayer", "RobertaLayer", "XLMRobertaLayer", "CamembertLayer", "ElectraLayer", "ErnieLayer"})
 
 
 class Scored(NamedTuple):
@@ -54,7 +62,7 @@ def only_scored(model, positions: Sequence[Sequence[int]], device: torch.device 
     if layer is None or not _install(layer):
         yield
         return
-    token = _SCORED.set(scored(positions, device))
+    token = _SCORED.set((layer, scored(positions, device)))
     try:
         yield
     finally:
@@ -99,18 +107,22 @@ def _install(layer) -> bool:
     state = getattr(layer, _INSTALLED, None)
     if state is None:
         state = _bert_layout(layer)
-        if state:
-            layer.forward = _wrapped(layer, layer.forward)
+        if state:  # a bound method: a deep copy of the model rebinds it to the copied layer
+            layer.forward = types.MethodType(_forward, layer)
         setattr(layer, _INSTALLED, state)
     return state
 
 
 def _bert_layout(layer) -> bool:
+    """BERT's post-norm layer itself, or one of its copies in transformers; the pre-norm variants
+    (RoBERTa-PreLayerNorm, XLM-R XL) have the same attributes plus norms this module does not apply."""
     attention = getattr(layer, "attention", None)
     own = getattr(attention, "self", None)
     config = getattr(own, "config", None)
     return (
-        config is not None
+        type(layer).__name__ in LAYERS
+        and type(layer).__module__.startswith("transformers.models.")
+        and config is not None
         and all(isinstance(getattr(own, name, None), torch.nn.Linear) for name in ("query", "key", "value"))
         and all(hasattr(own, name) for name in ("num_attention_heads", "attention_head_size", "scaling", "dropout"))
         and all(hasattr(x, name) for x, name in ((attention, "output"), (layer, "intermediate"), (layer, "output")))
@@ -122,24 +134,25 @@ def _bert_layout(layer) -> bool:
     )
 
 
-def _wrapped(layer, full):
-    def forward(hidden_states, attention_mask=None, encoder_hidden_states=None, *args, cache=None, encoder_attention_mask=None, **kwargs):
-        positions = _SCORED.get()
-        checkpointed = layer.training and getattr(layer, "gradient_checkpointing", False)  # the class's forward does that
-        whole = positions is None or positions.rows.numel() > WORTH_IT * hidden_states.shape[:2].numel()
-        if whole or args or encoder_hidden_states is not None or cache is not None or checkpointed:
-            return full(
-                hidden_states,
-                attention_mask,
-                encoder_hidden_states,
-                *args,
-                cache=cache,
-                encoder_attention_mask=encoder_attention_mask,
-                **kwargs,
-            )
-        return _at_scored(layer, hidden_states, attention_mask, positions, kwargs)
-
-    return forward
+def _forward(layer, hidden_states, attention_mask=None, encoder_hidden_states=None, *args, **kwargs):
+    """The layer's forward: at the scored positions when `only_scored` named this layer's and they are few enough."""
+    named = _SCORED.get()
+    positions = named[1] if named is not None and named[0] is layer else None
+    whole = (
+        positions is None
+        or positions.rows.numel() > WORTH_IT * hidden_states.shape[:2].numel()
+        or layer.attention.self.config._attn_implementation not in MASKED_ATTENTION  # flash and flex take other masks
+        or (layer.training and getattr(layer, "gradient_checkpointing", False))  # the class's forward checkpoints
+        or args
+        or encoder_hidden_states is not None
+        or kwargs.get("cache") is not None
+        or kwargs.get("encoder_attention_mask") is not None
+    )
+    if whole:
+        return type(layer).forward(layer, hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
+    for unused in ("cache", "encoder_attention_mask"):  # None here (checked above): not the attention's
+        kwargs.pop(unused, None)
+    return _at_scored(layer, hidden_states, attention_mask, positions, kwargs)
 
 
 def _at_scored(layer, hidden: torch.Tensor, mask: torch.Tensor | None, positions: Scored, kwargs: dict) -> torch.Tensor:
