@@ -37,8 +37,8 @@ from nertune.training.setup import read_options
 from nertune.training.step import forward_passes
 
 
-def tokens_carried(recipe: Recipe) -> dict:
-    """Tokens and attention work of every forward pass the run made, replayed from its recipe."""
+def recipe_windows(recipe: Recipe):
+    """(model, tokenizer, train sentences, their labelled windows), built as the loop builds them for `recipe`."""
     splits = load_splits(
         recipe.data, recipe.train, recipe.validation, recipe.test, recipe.max_train_sentences, recipe.max_eval_sentences,
         options=read_options(recipe),
@@ -52,6 +52,12 @@ def tokens_carried(recipe: Recipe) -> dict:
         tokenizer, [s.words for s in sentences], max_pieces_for(model, tokenizer), [[label2id[t] for t in s.tags] for s in sentences],
         model.config, [s.document for s in sentences],
     )  # fmt: skip
+    return model, tokenizer, sentences, windows
+
+
+def tokens_carried(recipe: Recipe) -> dict:
+    """Tokens and attention work of every forward pass the run made, replayed from its recipe."""
+    model, tokenizer, sentences, windows = recipe_windows(recipe)
     windows_of: list[list[int]] = [[] for _ in sentences]
     for index, window in enumerate(windows):
         windows_of[window.sequence].append(index)

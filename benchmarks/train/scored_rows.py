@@ -33,29 +33,17 @@ def recipe_steps(name: str, sentences: int, steps: int):
     steps over the first `sentences` train sentences, with their loss weights, cut as the loop cuts them."""
     import random  # noqa: PLC0415
 
+    from benchmarks.train.floor import recipe_windows  # noqa: PLC0415
     from nertune.data.features import length_grouped_steps  # noqa: PLC0415
-    from nertune.data.splits import load_splits  # noqa: PLC0415
-    from nertune.model.load import load_for_training, load_tokenizer  # noqa: PLC0415
     from nertune.model.loss import window_weights  # noqa: PLC0415
-    from nertune.model.positions import max_pieces_for, packing_offset  # noqa: PLC0415
-    from nertune.model.word_scores import build_windows  # noqa: PLC0415
-    from nertune.training.recipe import labels_for, load_recipe  # noqa: PLC0415
-    from nertune.training.setup import read_options  # noqa: PLC0415
+    from nertune.model.positions import packing_offset  # noqa: PLC0415
+    from nertune.training.recipe import load_recipe  # noqa: PLC0415
     from nertune.training.speed.dropout import use_cheap_dropout  # noqa: PLC0415
 
-    recipe = load_recipe(name, {"max_train_sentences": sentences})
-    splits = load_splits(recipe.data, recipe.train, recipe.validation, recipe.test, sentences, 10, options=read_options(recipe))
-    labels = labels_for(recipe.model, splits.labels)
-    tokenizer = load_tokenizer(recipe.model)
-    model = load_for_training(recipe.model, labels, recipe.dropout, recipe.casing, recipe.context_pieces, recipe.crf)
+    recipe = load_recipe(name, {"max_train_sentences": sentences, "max_eval_sentences": 10})
+    model, tokenizer, train, windows = recipe_windows(recipe)
     use_cheap_dropout(model)
     model.train()
-    train = splits.train.sentences
-    label2id = {label: i for i, label in enumerate(labels)}
-    windows = build_windows(
-        tokenizer, [s.words for s in train], max_pieces_for(model, tokenizer), [[label2id[t] for t in s.tags] for s in train],
-        model.config, [s.document for s in train],
-    )  # fmt: skip
     offset = packing_offset(model) if recipe.pack else None
     group = offset is None if recipe.group_by_length is None else recipe.group_by_length
     words = [len(s.words) for s in train]
