@@ -56,13 +56,14 @@ class Scored(NamedTuple):
 
 
 @contextlib.contextmanager
-def only_scored(model, positions: Sequence[Sequence[int]], device: torch.device | str = "cpu"):
-    """Within it, `model`'s last layer runs at `positions` only (see the module docstring)."""
+def only_scored(model, positions: Sequence[Sequence[int]]):
+    """Within it, `model`'s last layer runs at `positions` only (see the module docstring). The index tensors
+    are built in the layer, once it knows the pass is worth cutting, on the pass's device."""
     layer = _last_layer(getattr(model, "module", model))  # data parallelism wraps the model
     if layer is None or not _install(layer):
         yield
         return
-    token = _SCORED.set((layer, scored(positions, device)))
+    token = _SCORED.set((layer, positions))
     try:
         yield
     finally:
@@ -138,9 +139,10 @@ def _forward(layer, hidden_states, attention_mask=None, encoder_hidden_states=No
     """The layer's forward: at the scored positions when `only_scored` named this layer's and they are few enough."""
     named = _SCORED.get()
     positions = named[1] if named is not None and named[0] is layer else None
+    count = sum(map(len, positions)) if positions is not None else 0
     whole = (
-        positions is None
-        or positions.rows.numel() > WORTH_IT * hidden_states.shape[:2].numel()
+        not count
+        or count > WORTH_IT * hidden_states.shape[:2].numel()
         or layer.attention.self.config._attn_implementation not in MASKED_ATTENTION  # flash and flex take other masks
         or (layer.training and getattr(layer, "gradient_checkpointing", False))  # the class's forward checkpoints
         or args
@@ -152,7 +154,7 @@ def _forward(layer, hidden_states, attention_mask=None, encoder_hidden_states=No
         return type(layer).forward(layer, hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
     for unused in ("cache", "encoder_attention_mask"):  # None here (checked above): not the attention's
         kwargs.pop(unused, None)
-    return _at_scored(layer, hidden_states, attention_mask, positions, kwargs)
+    return _at_scored(layer, hidden_states, attention_mask, scored(positions, hidden_states.device), kwargs)
 
 
 def _at_scored(layer, hidden: torch.Tensor, mask: torch.Tensor | None, positions: Scored, kwargs: dict) -> torch.Tensor:

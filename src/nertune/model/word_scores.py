@@ -81,7 +81,7 @@ def predict_word_logits(
         with (
             torch.no_grad(),
             torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
-            only_scored(model, [w.first_pieces for w in batch_windows], device),
+            only_scored(model, [w.first_pieces for w in batch_windows]),
         ):
             return batch_windows, batch["labels"], model(**model_inputs(batch, device)).logits.float()
 

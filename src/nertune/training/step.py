@@ -62,12 +62,12 @@ def forward_backward(
         with context, autocast():
             first_pieces = [w.first_pieces for w in windows]
             if position_offset is None:
-                with only_scored(model, first_pieces, device):  # the loss reads the first pieces only
+                with only_scored(model, first_pieces):  # the loss reads the first pieces only
                     logits = model(**model_inputs(batch, device)).logits  # token_type_ids too when the model has casing
             elif graphs is not None:
                 logits = graphs.logits(inputs, unpack, device)
             else:  # same logits, laid out as `batch` is
-                with only_scored(model, packed_positions(first_pieces, unpack, *inputs["input_ids"].shape), device):
+                with only_scored(model, packed_positions(first_pieces, unpack, *inputs["input_ids"].shape)):
                     logits = packed_logits(model, inputs, unpack, device)
             if crf is None:
                 loss = weighted_token_loss(logits, batch["labels"].to(device, non_blocking=True), row_weights)
