@@ -75,12 +75,13 @@ def test_gpu_step_smoke_times_both_modes(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_gpu_minilm_smoke_trains_the_three_runs(tmp_path):
-    """benchmarks/gpu/gpu_minilm.py --smoke: the pretrained MiniLM through its fp16 round trip, three recipes scored."""
+def test_gpu_minilm_smoke_trains_the_four_runs(tmp_path):
+    """benchmarks/gpu/gpu_minilm.py --smoke: the pretrained MiniLM through its fp16 round trip, four runs scored."""
     _, results = run_smoke("gpu_minilm", tmp_path)
-    for run, recipe in (("seed_graphed", "seed"), ("seed_eager", "seed"), ("context_crf", "minilm-context-crf")):
+    runs = (("seed_graphed", "seed", True), ("seed_eager", "seed", True), ("context_crf", "minilm-context-crf", False))
+    for run, recipe, pack in (*runs, ("context_crf_packed", "minilm-context-crf", True)):
         assert "error" not in results[run], results[run].get("traceback")
-        assert results[run]["recipe"] == recipe and results[run]["train_sentences"] == 16
+        assert results[run]["recipe"] == recipe and results[run]["pack"] is pack and results[run]["train_sentences"] == 16
         assert results[run]["validation"]["sentences"] == 8 and results[run]["test"]["sentences"] == 8
         assert 0 < results[run]["train_seconds"] < results[run]["wall_seconds"]
     # No graph applies on a CPU: the two seed runs are one computation from one seed, so the same scores.

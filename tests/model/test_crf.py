@@ -4,6 +4,7 @@ and the same tags from evaluation, the PyTorch Tagger and the ONNX Tagger."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import shutil
@@ -24,7 +25,7 @@ from nertune.data.splits import build_labels
 from nertune.errors import NertuneError
 from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.export.onnx import EXPORT_FILE, export_onnx
-from nertune.model.crf import CRF_FILE, crf_scores
+from nertune.model.crf import CRF_FILE, crf_scores, log_likelihood
 from nertune.model.decode import decode
 from nertune.model.load import MANIFEST, for_inference, load_for_training, load_tokenizer, load_trained, save_model
 from nertune.model.loss import weighted_crf_loss, window_weights
@@ -97,6 +98,46 @@ def test_crf_loss_packs_each_rows_labelled_words():
     torch.testing.assert_close(got, 0.5 * row0 + 2.0 * row2)
     empty = weighted_crf_loss(crf, logits, torch.full((3, 7), -100), weights)
     assert float(empty.detach()) == 0.0 and empty.requires_grad
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 70), st.integers(1, 6), st.integers(0, 2**31), st.sampled_from([0.5, 3.0, 12.0]))
+def test_the_graphable_log_likelihood_is_torchcrfs(steps, rows, seed, sharpness):
+    """model/crf.py's tree of matrix products against torchcrf's loop over the words run in float64: values and
+    every gradient, rows of any length (1 included), T not a power of two, scores large enough that paths differ
+    by thousands (float32 rounding then shows: torchcrf's own float32 loop is off by up to ~3e-4 there)."""
+    generator = torch.Generator().manual_seed(seed)
+    crf = CRF(len(LABELS), batch_first=True)
+    with torch.no_grad():
+        for parameter in crf.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * sharpness)
+    oracle = copy.deepcopy(crf).double()
+    emissions = torch.randn(rows, steps, len(LABELS), generator=generator) * sharpness
+    lengths = torch.randint(1, steps + 1, (rows,), generator=generator)
+    lengths[0] = steps
+    mask = torch.arange(steps)[None, :] < lengths[:, None]
+    tags = torch.randint(0, len(LABELS), (rows, steps), generator=generator)
+    weights = torch.rand(rows, generator=generator, dtype=torch.float64)
+    ours, exact = emissions.clone().requires_grad_(), emissions.double().requires_grad_()
+    got, expected = log_likelihood(crf, ours, tags, mask), oracle(exact, tags, mask, reduction="none")
+    torch.testing.assert_close(got.double(), expected, rtol=1e-6, atol=1e-3)
+    wrt, oracle_wrt = [ours, *crf.parameters()], [exact, *oracle.parameters()]
+    grads = torch.autograd.grad((got * weights.float()).sum(), wrt)
+    for a, b in zip(grads, torch.autograd.grad((expected * weights).sum(), oracle_wrt, allow_unused=True)):
+        torch.testing.assert_close(a.double(), torch.zeros_like(a.double()) if b is None else b, rtol=1e-4, atol=5e-4)
+
+
+def test_a_row_with_no_word_is_finite_and_weighs_nothing():
+    crf = CRF(len(LABELS), batch_first=True)
+    emissions = torch.randn(2, 4, len(LABELS), requires_grad=True)
+    mask = torch.zeros((2, 4), dtype=torch.bool)
+    mask[0, :2] = True
+    tags = torch.zeros((2, 4), dtype=torch.long)
+    got = log_likelihood(crf, emissions, tags, mask)
+    (got * torch.tensor([1.0, 0.0])).sum().backward()
+    assert torch.isfinite(got).all() and torch.isfinite(emissions.grad).all()
+    assert float(emissions.grad[1].abs().max()) == 0.0 and float(emissions.grad[0, :2].abs().max()) > 0
+    torch.testing.assert_close(got[0], crf(emissions[:1, :2], tags[:1, :2], mask[:1, :2])[()])
 
 
 @pytest.mark.parametrize("max_tokens,pack", [(8192, False), (256, False), (8192, True)])  # one pass or several; packed rows

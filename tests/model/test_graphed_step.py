@@ -19,7 +19,16 @@ from torch.utils._pytree import tree_leaves
 from nertune.console import notice
 from nertune.data.features import collate_labels
 from nertune.data.packing import pack, pack_layout
-from nertune.model.loss import packed_targets, weighted_packed_token_loss, weighted_token_loss, window_weights
+from nertune.model.crf import add_crf
+from nertune.model.loss import (
+    packed_crf_targets,
+    packed_targets,
+    weighted_crf_loss,
+    weighted_packed_crf_loss,
+    weighted_packed_token_loss,
+    weighted_token_loss,
+    window_weights,
+)
 from nertune.training import loop
 from nertune.training.precision import fresh_accelerator
 from nertune.training.recipe import load_recipe
@@ -113,9 +122,35 @@ def test_the_packed_loss_is_the_unpacked_one(setup):
     torch.testing.assert_close(weighted_packed_token_loss(logits, labels, token_weights), unpacked, rtol=1e-5, atol=1e-6)
 
 
-def test_graphed_steps_train_as_the_eager_steps_do(setup):
-    """Six steps, the first eager (it makes AdamW's moments), shapes recurring: same losses, norms and weights."""
+def with_crf(model):
+    model = copy.deepcopy(model)
+    add_crf(model)
+    return model
+
+
+def test_the_packed_crf_loss_is_the_unpacked_one(setup):
+    """The CRF's loss gathered from the packed rows into fixed [windows, words] (rounded up; the extra windows weigh
+    0) against model/loss.py's eager one on the same logits, which torchcrf computes."""
     model, tokenizer, windows, words = setup
+    crf = with_crf(model).crf
+    step = windows[:13]
+    weights = step_weights(step, words)
+    inputs, unpack = pack(step, tokenizer.pad_token_id, 0, 8, width=GraphedForward.width([len(w.input_ids) for w in step], 8))
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    ints, window_weights = packed_crf_targets(step, weights, unpack)
+    assert ints.shape == (3, 16, 64) and int(ints[2].sum()) == sum(len(w.labels) for w in step)
+    assert window_weights[13:].eq(0).all() and window_weights[:13].tolist() == pytest.approx(weights)
+    unpacked = weighted_crf_loss(crf, logits.flatten(0, 1)[unpack], collate_labels(step, unpack.shape[1]), torch.tensor(weights))
+    torch.testing.assert_close(weighted_packed_crf_loss(crf, logits, ints, window_weights), unpacked, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("crf", [False, True], ids=["softmax", "crf"])
+def test_graphed_steps_train_as_the_eager_steps_do(setup, crf):
+    """Six steps, the first eager (it makes AdamW's moments), shapes recurring: same losses, norms and weights;
+    with a CRF head the graph's loss is model/crf.py's tree, the eager step's torchcrf's loop."""
+    model, tokenizer, windows, words = setup
+    model = with_crf(model) if crf else model
     steps = [windows[0:16], windows[16:32], windows[0:16], windows[32:48], windows[16:32], windows[48:64]]
     eager_model, graphed_model = copy.deepcopy(model), copy.deepcopy(model)
     eager_optimizer, eager_schedule = optimizer_and_schedule(eager_model, len(steps))
@@ -163,11 +198,12 @@ def test_graphed_steps_train_as_the_eager_steps_do(setup):
     assert moved > 1e-4  # the steps did train (lr 1e-4, six steps)
 
 
-def test_what_the_graph_captures_never_reads_back_to_the_host(setup):
+@pytest.mark.parametrize("crf", [False, True], ids=["softmax", "crf"])
+def test_what_the_graph_captures_never_reads_back_to_the_host(setup, crf):
     """The CUDA-only failure CI can still catch: the captured step (dropout on, as in training) lists its ops,
-    and none waits on the device or bakes in host data."""
+    and none waits on the device or bakes in host data (torchcrf's loss would: it checks its mask on the host)."""
     model, tokenizer, windows, words = setup
-    model = copy.deepcopy(model).train()
+    model = (with_crf(model) if crf else copy.deepcopy(model)).train()
     optimizer, _ = optimizer_and_schedule(model, 2)
     watched = HostReads()
     graphed = GraphedStep(model, optimizer, 1.0, nullcontext, "cpu", tokenizer.pad_token_id, 0, 8192, capture=Capture(watch=watched))
@@ -179,6 +215,12 @@ def test_what_the_graph_captures_never_reads_back_to_the_host(setup):
     assert graphed.step(step, step_weights(step, words)) is not None
     assert watched.ops["aten._fused_adamw_"] == watched.ops["aten._foreach_norm"] == 1 and watched.ops["aten.bernoulli_"] > 0
     assert watched.reads == []
+    assert (watched.ops["aten.logsumexp"] > 0) == crf  # the CRF's partition function is inside the graph
+    if crf:  # and the eager CRF loss could not be: torchcrf reads its mask back, model/loss.py sorts labels on the host
+        width = max(len(w.input_ids) for w in step)
+        with HostReads() as probe:
+            weighted_crf_loss(model.crf, torch.randn(16, width, model.config.num_labels), collate_labels(step, width), torch.ones(16))
+        assert probe.reads
     with HostReads() as probe:  # and the probe does see a read back
         torch.ones(3)[torch.tensor([True, False, True])].sum().item()
     assert probe.reads == ["aten.lift_fresh", "aten.index", "aten._local_scalar_dense"]
@@ -233,13 +275,22 @@ def test_a_failed_capture_leaves_the_weights_and_the_run_goes_on_eagerly(setup):
     assert graphed.step(step, step_weights(step, words)) is None and capture.calls == 1  # not tried again
 
 
-@pytest.mark.parametrize("capture_fails", [False, True])
-def test_the_loop_trains_through_the_graphed_step(tmp_path, capsys, capture_fails):
+@pytest.mark.parametrize(
+    "recipe_name,fields,capture_fails",
+    [
+        ("seed", {}, False),
+        ("seed", {}, True),
+        # make train's kind of recipe (casing, document context, a CRF) on packed rows: its loss graphed too
+        ("minilm-context-crf", {"pack": True, "group_by_length": False}, False),
+    ],
+)
+def test_the_loop_trains_through_the_graphed_step(tmp_path, capsys, recipe_name, fields, capture_fails):
     """train_run as on one GPU (the CUDA captures left out): steps after the first replay the whole step; a failed
     capture says so and the run finishes with the forward graphs."""
     from nertune.training.setup import setup  # noqa: PLC0415  (the module's `setup` is a fixture)
 
-    recipe = load_recipe("seed", {"max_train_sentences": 64, "max_eval_sentences": 16, "epochs": 1, "output_dir": str(tmp_path / "run")})
+    fields = {**fields, "max_train_sentences": 64, "max_eval_sentences": 16, "epochs": 1, "output_dir": str(tmp_path / "run")}
+    recipe = load_recipe(recipe_name, fields)
     with fresh_accelerator():
         run = setup(recipe, progress=False)
         eager = run.steps  # what setup chose on this CPU; the GPU's runner is built from its parts, the captures left out

@@ -125,8 +125,8 @@ def step_runner(
             graphs = GraphedForward(model)
         elif recipe.cuda_graphs:
             say(f"cuda_graphs: {why_not}; the steps run eagerly")
-    # A CRF's recursion and a teacher's targets stay eager: they keep the graphed forward alone.
-    if graphs and not recipe.crf and not recipe.teachers:
+    # A teacher's targets stay eager: they keep the graphed forward alone.
+    if graphs and not recipe.teachers:
         whole_step = GraphedStep(
             model, optimizer, recipe.max_grad_norm, accelerator.autocast, device, pad_id, position_offset, recipe.max_tokens_per_forward
         )

@@ -12,8 +12,10 @@ What the graph computes is the loop's eager step: the same packed rows (widths i
 as training/speed/graphs.py), the attention mask built on the GPU from each token's window number, the loss
 on the packed layout (model/loss.py: the same weighted sum, no gather), `clip_grad_norm_` and the
 fused AdamW step, its learning rate read from a device tensor the host fills before each replay.
-Softmax heads only (a CRF's recursion is eager, so it keeps training/speed/graphs.py), one process, one pass a
-step.
+A CRF head's loss is in the graph too: its windows' words gathered from the packed rows into a fixed
+[windows, words] layout (both rounded up, so shapes recur), and the partition function as a tree of
+log-space matrix products (model/crf.py `log_likelihood`: no loop over the words, no host read).
+One process, one pass a step; a teacher's targets keep the step eager (training/speed/graphs.py).
 
 Three things make a captured optimizer step safe:
 - AdamW's moments must exist before any capture (a capture records kernels, it does not allocate
@@ -37,7 +39,7 @@ import torch
 
 from nertune.data.features import Window
 from nertune.data.packing import block_attention_mask, pack_layout
-from nertune.model.loss import packed_targets, weighted_packed_token_loss
+from nertune.model.loss import packed_crf_targets, packed_targets, weighted_packed_crf_loss, weighted_packed_token_loss
 from nertune.training.speed.graphs import MAX_SHAPES, GraphedForward
 from nertune.training.step import forward_passes
 
@@ -59,27 +61,24 @@ def capture_cuda_graph(warm_up: Callable[[], None], step: Callable[[], None], po
 
 
 class _Shape:
-    """One packed shape's buffers: pinned host staging, their device copies, and the step's outputs."""
+    """One step shape's buffers (named, as the host fills them): pinned host staging, their device copies, and the
+    step's outputs."""
 
-    def __init__(self, rows: int, width: int, fields: int, device: torch.device):
+    def __init__(self, host: dict[str, torch.Tensor], device: torch.device):
         pinned = device.type == "cuda"  # a copy from pinned pages is truly asynchronous
-        self.host = torch.empty((fields, rows, width), dtype=torch.long, pin_memory=pinned)
-        self.host_weights = torch.empty((rows, width), dtype=torch.float32, pin_memory=pinned)
-        self.ints = torch.empty((fields, rows, width), dtype=torch.long, device=device)
-        self.weights = torch.empty((rows, width), dtype=torch.float32, device=device)
+        self.host = {name: torch.empty_like(t, pin_memory=pinned) for name, t in host.items()}
+        self.on_device = {name: torch.empty_like(t, device=device) for name, t in host.items()}
         self.loss = torch.zeros((), device=device)
         self.norm = torch.zeros((), device=device)
         self.copied = torch.cuda.Event() if pinned else None
         self.replay: Callable[[], None] | None = None
 
-    def load(self, fields: Sequence[torch.Tensor], weights: torch.Tensor) -> None:
+    def load(self, host: dict[str, torch.Tensor]) -> None:
         if self.copied is not None:
             self.copied.synchronize()  # the previous copy out of these pinned pages has been made
-        for index, tensor in enumerate(fields):
-            self.host[index].copy_(tensor)
-        self.host_weights.copy_(weights)
-        self.ints.copy_(self.host, non_blocking=True)
-        self.weights.copy_(self.host_weights, non_blocking=True)
+        for name, tensor in host.items():
+            self.host[name].copy_(tensor)
+            self.on_device[name].copy_(self.host[name], non_blocking=True)
         if self.copied is not None:
             self.copied.record()
 
@@ -106,6 +105,7 @@ class GraphedStep:
         max_shapes: int = MAX_SHAPES,
     ):
         self.model, self.autocast, self.device = model, autocast, torch.device(device)
+        self.crf = getattr(getattr(model, "module", model), "crf", None)  # a CRF head (model/crf.py): its loss is graphed too
         self.optimizer = getattr(optimizer, "optimizer", optimizer)  # the torch optimizer under Accelerate's wrapper
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.max_grad_norm, self.pad_id, self.position_offset, self.max_tokens = max_grad_norm, pad_id, position_offset, max_tokens
@@ -128,24 +128,28 @@ class GraphedStep:
             return None
         packed = pack_layout(windows, self.pad_id, self.position_offset, 8, GraphedForward.width(lengths, 8))
         rows, width = packed.input_ids.shape
-        labels, token_weights = packed_targets(windows, weights, packed.unpack, rows, width)
-        fields = [packed.input_ids, packed.position_ids, packed.window_of_token, labels] + (
-            [packed.token_type_ids] if packed.token_type_ids is not None else []
-        )
-        key = (rows, width, len(fields))
+        fields = [packed.input_ids, packed.position_ids, packed.window_of_token]
+        if packed.token_type_ids is not None:
+            fields.append(packed.token_type_ids)
+        host = {"ints": torch.stack(fields)}
+        if self.crf is None:
+            host["labels"], host["weights"] = packed_targets(windows, weights, packed.unpack, rows, width)
+        else:
+            host["crf"], host["weights"] = packed_crf_targets(windows, weights, packed.unpack)
+        key = tuple((name, *t.shape) for name, t in host.items())
         shape = self.shapes.get(key)
         if shape is None and len(self.shapes) >= self.max_shapes:
             self.eager_steps += 1
             return None
         if shape is None:
-            shape = self.shapes[key] = _Shape(rows, width, len(fields), self.device)
-            shape.load(fields, token_weights)
+            shape = self.shapes[key] = _Shape(host, self.device)
+            shape.load(host)
             if not self._capture(shape):
                 del self.shapes[key]
                 self.eager_steps += 1
                 return None
         else:
-            shape.load(fields, token_weights)
+            shape.load(host)
         for lr, group in zip(self.lrs, self.optimizer.param_groups):
             lr.fill_(group["lr"])  # the scheduler's float, read by the graph's AdamW from device memory
         with self._lr_tensors():  # a graph reads no Python state; without a GPU the step runs, and reads these
@@ -156,13 +160,16 @@ class GraphedStep:
     # ---- what a replay runs ------------------------------------------------
 
     def _loss(self, shape: _Shape) -> torch.Tensor:
-        ids, positions, segment, labels = shape.ints[0], shape.ints[1], shape.ints[2], shape.ints[3]
+        given = shape.on_device
+        ids, positions, segment = given["ints"][0], given["ints"][1], given["ints"][2]
         inputs = {"input_ids": ids, "position_ids": positions, "attention_mask": block_attention_mask(segment)}
-        if shape.ints.shape[0] > 4:
-            inputs["token_type_ids"] = shape.ints[4]
+        if given["ints"].shape[0] > 3:
+            inputs["token_type_ids"] = given["ints"][3]
         with self.autocast():
             logits = self.model(**inputs).logits
-        return weighted_packed_token_loss(logits, labels, shape.weights)
+        if self.crf is None:
+            return weighted_packed_token_loss(logits, given["labels"], given["weights"])
+        return weighted_packed_crf_loss(self.crf, logits, given["crf"], given["weights"])
 
     def _whole_step(self, shape: _Shape) -> None:
         loss = self._loss(shape)

@@ -8,9 +8,9 @@ each captured the first time it shows up, for a few percent more tokens than row
 (BENCHMARKS.md, "Measurements behind the code").
 
 What stays eager: packing on the host, the loss (and a CRF), clipping and the fused AdamW step.
-The windows still see only themselves, so the logits are those of the eager packed forward. For a
-softmax head the loop graphs the whole step instead (training/speed/graphed_step.py); this one serves a CRF,
-and steps too big for one pass.
+The windows still see only themselves, so the logits are those of the eager packed forward. The loop
+graphs the whole step instead where it can (training/speed/graphed_step.py); this one serves a teacher's
+targets (distillation), and steps too big for one pass.
 Capture needs autocast's weight-cast cache off (the loop's Accelerator is set so on a GPU): a cast
 cached outside the graph would be replayed stale after every optimizer step.
 """
