@@ -75,18 +75,25 @@ def test_gpu_step_smoke_times_both_modes(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_gpu_minilm_smoke_trains_the_four_runs(tmp_path):
-    """benchmarks/gpu/gpu_minilm.py --smoke: the pretrained MiniLM through its fp16 round trip, four runs scored."""
+def test_gpu_minilm_smoke_trains_the_three_kinds_of_run(tmp_path, monkeypatch):
+    """benchmarks/gpu/gpu_minilm.py --smoke: the pretrained MiniLM through its fp16 round trip, three runs scored (the
+    GPU's other runs are these again on a CPU, where no graph applies)."""
     _, results = run_smoke("gpu_minilm", tmp_path)
-    runs = (("seed_graphed", "seed", True), ("seed_eager", "seed", True), ("context_crf", "minilm-context-crf", False))
-    for run, recipe, pack in (*runs, ("context_crf_packed", "minilm-context-crf", True)):
+    runs = (
+        ("seed_graphed", "seed", True),
+        ("context_crf_packed", "minilm-context-crf", True),
+        ("context_crf", "minilm-context-crf", False),
+    )
+    monkeypatch.syspath_prepend(str(ROOT))  # the benchmarks package, as `python -m` from the root finds it
+    from benchmarks.gpu.gpu_minilm import RUNS  # noqa: PLC0415  (after syspath_prepend)
+
+    assert [name for name, *_ in RUNS if name in results] == [run for run, _, _ in runs]  # in the order they run
+    for run, recipe, pack in runs:
         assert "error" not in results[run], results[run].get("traceback")
         assert results[run]["recipe"] == recipe and results[run]["pack"] is pack and results[run]["train_sentences"] == 16
         assert results[run]["validation"]["sentences"] == 8 and results[run]["test"]["sentences"] == 8
         assert 0 < results[run]["train_seconds"] < results[run]["wall_seconds"]
-    # No graph applies on a CPU: the two seed runs are one computation from one seed, so the same scores.
-    assert results["seed_graphed"]["cuda_graphs"] is None
-    assert results["seed_graphed"]["test"] == results["seed_eager"]["test"]
+    assert results["seed_graphed"]["cuda_graphs"] is None  # no graph applies on a CPU
 
 
 def test_the_fp16_copy_that_travels_moves_each_weight_by_at_most_one_part_in_2048(tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ from nertune.data.splits import build_labels
 from nertune.errors import NertuneError
 from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.export.onnx import EXPORT_FILE, export_onnx
-from nertune.model.crf import CRF_FILE, crf_scores, log_likelihood
+from nertune.model.crf import CRF_FILE, crf_scores, fits_tree, log_likelihood
 from nertune.model.decode import decode
 from nertune.model.load import MANIFEST, for_inference, load_for_training, load_tokenizer, load_trained, save_model
 from nertune.model.loss import weighted_crf_loss, window_weights
@@ -125,6 +125,12 @@ def test_the_graphable_log_likelihood_is_torchcrfs(steps, rows, seed, sharpness)
     grads = torch.autograd.grad((got * weights.float()).sum(), wrt)
     for a, b in zip(grads, torch.autograd.grad((expected * weights).sum(), oracle_wrt, allow_unused=True)):
         torch.testing.assert_close(a.double(), torch.zeros_like(a.double()) if b is None else b, rtol=1e-4, atol=5e-4)
+
+
+def test_the_tree_stays_within_its_size():
+    # [rows, words/2, labels^3] a level: CoNLL's 9 labels and OntoNotes' 37 fit at 16 windows of 64 words; 100 labels do not
+    assert fits_tree(16, 64, 9) and fits_tree(16, 64, 37) and fits_tree(16, 128, 37)
+    assert not fits_tree(16, 64, 100) and not fits_tree(4096, 128, 9)
 
 
 def test_a_row_with_no_word_is_finite_and_weighs_nothing():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
 import math
 from contextlib import nullcontext
 
@@ -17,8 +18,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from nertune.console import notice
+from nertune.data.conll import read_conll
 from nertune.data.features import collate_labels
 from nertune.data.packing import pack, pack_layout
+from nertune.data.splits import build_labels
 from nertune.model.crf import add_crf
 from nertune.model.loss import (
     packed_crf_targets,
@@ -29,6 +32,7 @@ from nertune.model.loss import (
     weighted_token_loss,
     window_weights,
 )
+from nertune.model.word_scores import build_windows
 from nertune.training import loop
 from nertune.training.precision import fresh_accelerator
 from nertune.training.recipe import load_recipe
@@ -99,7 +103,13 @@ def setup(conll_files):
 
 
 def optimizer_and_schedule(model, steps: int):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0, fused=True)
+    """AdamW at lr 1e-4; a CRF in a group of its own at 5e-3, as recipes give it (`crf_learning_rate`)."""
+    crf = getattr(model, "crf", None)
+    own = {id(p) for p in crf.parameters()} if crf is not None else set()
+    groups = [{"params": [p for p in model.parameters() if id(p) not in own], "lr": 1e-4}]
+    if crf is not None:
+        groups.append({"params": list(crf.parameters()), "lr": 5e-3})
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0, fused=True)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, (steps - step) / steps))
     return optimizer, schedule
 
@@ -128,21 +138,26 @@ def with_crf(model):
     return model
 
 
-def test_the_packed_crf_loss_is_the_unpacked_one(setup):
+def test_the_packed_crf_loss_is_the_unpacked_one(setup, conll_files):
     """The CRF's loss gathered from the packed rows into fixed [windows, words] (rounded up; the extra windows weigh
-    0) against model/loss.py's eager one on the same logits, which torchcrf computes."""
+    0) against model/loss.py's eager one on the same logits, which torchcrf computes: a window with no labelled word
+    adds nothing, and one of more than 64 words doubles the words."""
     model, tokenizer, windows, words = setup
     crf = with_crf(model).crf
-    step = windows[:13]
-    weights = step_weights(step, words)
+    train = read_conll(conll_files["train"])
+    label2id = {label: i for i, label in enumerate(build_labels([train]))}
+    long = next(s for s in train.sentences if len(s.words) > 64)
+    (long_window,) = build_windows(tokenizer, [long.words], 510, [[label2id[t] for t in long.tags]], model.config)
+    step = [*windows[:11], dataclasses.replace(windows[11], labels=[]), long_window]
+    weights = step_weights(windows[:12], words) + [0.01]
     inputs, unpack = pack(step, tokenizer.pad_token_id, 0, 8, width=GraphedForward.width([len(w.input_ids) for w in step], 8))
     with torch.no_grad():
         logits = model(**inputs).logits
-    ints, window_weights = packed_crf_targets(step, weights, unpack)
-    assert ints.shape == (3, 16, 64) and int(ints[2].sum()) == sum(len(w.labels) for w in step)
-    assert window_weights[13:].eq(0).all() and window_weights[:13].tolist() == pytest.approx(weights)
+    ints, row_weights = packed_crf_targets(step, weights, unpack)
+    assert ints.shape == (3, 16, 128) and int(ints[2].sum()) == sum(len(w.labels) for w in step)
+    assert row_weights[11] == 0 and row_weights[13:].eq(0).all() and row_weights[12] == pytest.approx(0.01)
     unpacked = weighted_crf_loss(crf, logits.flatten(0, 1)[unpack], collate_labels(step, unpack.shape[1]), torch.tensor(weights))
-    torch.testing.assert_close(weighted_packed_crf_loss(crf, logits, ints, window_weights), unpacked, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(weighted_packed_crf_loss(crf, logits, ints, row_weights), unpacked, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("crf", [False, True], ids=["softmax", "crf"])
@@ -213,7 +228,8 @@ def test_what_the_graph_captures_never_reads_back_to_the_host(setup, crf):
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     assert graphed.step(step, step_weights(step, words)) is not None
-    assert watched.ops["aten._fused_adamw_"] == watched.ops["aten._foreach_norm"] == 1 and watched.ops["aten.bernoulli_"] > 0
+    assert watched.ops["aten._fused_adamw_"] == len(optimizer.param_groups) == 1 + crf  # one call a group; the CRF's own
+    assert watched.ops["aten._foreach_norm"] == 1 and watched.ops["aten.bernoulli_"] > 0
     assert watched.reads == []
     assert (watched.ops["aten.logsumexp"] > 0) == crf  # the CRF's partition function is inside the graph
     if crf:  # and the eager CRF loss could not be: torchcrf reads its mask back, model/loss.py sorts labels on the host

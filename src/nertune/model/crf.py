@@ -101,6 +101,16 @@ def log_marginals(crf, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     return alpha + beta - log_z[:, None, None]
 
 
+# log_likelihood's first tree level holds [rows, words/2, labels, labels, labels] numbers (and the backward keeps each
+# level): CoNLL's 9 labels take 1.5 MB a step; a label set of a hundred would take gigabytes. Past this, stay eager.
+TREE_LIMIT = 2**26
+
+
+def fits_tree(rows: int, words: int, labels: int) -> bool:
+    """Whether `log_likelihood` over [rows, words] with `labels` labels stays within TREE_LIMIT numbers a level."""
+    return rows * max(1, words // 2) * labels**3 <= TREE_LIMIT
+
+
 # Stands for log 0 where a product needs an identity matrix: finite, so no logsumexp over only "-inf" turns a
 # gradient into NaN, and far enough below any path's score that exp() of the difference is exactly 0 in float32.
 NO_PATH = -1.0e9

@@ -136,26 +136,26 @@ def packed_crf_targets(
     windows: Sequence[Window], weights: Sequence[float], unpack: torch.Tensor, windows_multiple: int = 16, least_words: int = 64
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A CRF's targets on the packed rows (data/packing.py): `ints` [3, W, T] (each window's labelled positions as
-    flat indices into the rows, its gold tags, its mask) and `window_weights` [W], windows packed to the left as
+    flat indices into the rows, its gold tags, its mask) and each window's weight [W], windows packed to the left as
     `weighted_crf_loss` packs them. W and T are rounded up (W to a multiple of `windows_multiple`, T to a power of two,
     at least `least_words`) so a CUDA graph's fixed shapes fit most steps; the extra windows weigh 0."""
     counts = [len(w.labels) if w.labels else 0 for w in windows]
     rows = -(-max(1, len(windows)) // windows_multiple) * windows_multiple
     words = max(least_words, 1 << max(0, max(counts, default=1) - 1).bit_length())
     ints = np.zeros((3, rows, words), dtype=np.int64)
-    window_weights = np.zeros(rows, dtype=np.float32)
+    row_weights = np.zeros(rows, dtype=np.float32)
     flat = unpack.numpy()
     for i, (window, count) in enumerate(zip(windows, counts)):
         if count:
             ints[0, i, :count] = flat[i, window.first_pieces]
             ints[1, i, :count] = window.labels
             ints[2, i, :count] = 1
-            window_weights[i] = weights[i]
-    return torch.from_numpy(ints), torch.from_numpy(window_weights)
+            row_weights[i] = weights[i]
+    return torch.from_numpy(ints), torch.from_numpy(row_weights)
 
 
-def weighted_packed_crf_loss(crf, logits: torch.Tensor, ints: torch.Tensor, window_weights: torch.Tensor) -> torch.Tensor:
+def weighted_packed_crf_loss(crf, logits: torch.Tensor, ints: torch.Tensor, row_weights: torch.Tensor) -> torch.Tensor:
     """`weighted_crf_loss` on the packed rows, from `packed_crf_targets`: fixed shapes, no host reads."""
     index, tags, mask = ints[0], ints[1], ints[2].bool()
     emissions = logits.flatten(0, 1)[index]  # [W, T, labels]
-    return -(log_likelihood(crf, emissions, tags, mask) * window_weights).sum()
+    return -(log_likelihood(crf, emissions, tags, mask) * row_weights).sum()

@@ -28,7 +28,8 @@ class StepRunner:
     """One optimizer step: forward and backward of the step's windows, clip, AdamW, the schedule, zeroed grads.
 
     Chosen once when a run is set up (`step_runner`): on one GPU with packed rows the whole step replays from
-    a CUDA graph per shape (softmax heads) or the forward and backward do (a CRF head); otherwise eager. A
+    a CUDA graph per shape (a CRF head's loss included), or the forward and backward alone do (a teacher's
+    targets; a CRF too large for the graph's loss, model/crf.py `fits_tree`); otherwise eager. A
     capture that fails falls back to the next path and says so once. What it computes is the same on every path.
     """
 

@@ -10,12 +10,13 @@ and replay the shape's graph.
 
 What the graph computes is the loop's eager step: the same packed rows (widths in 64-token buckets,
 as training/speed/graphs.py), the attention mask built on the GPU from each token's window number, the loss
-on the packed layout (model/loss.py: the same weighted sum, no gather), `clip_grad_norm_` and the
+on the packed layout (model/loss.py: the same weighted sum, no unpacking for a softmax head), `clip_grad_norm_` and the
 fused AdamW step, its learning rate read from a device tensor the host fills before each replay.
 A CRF head's loss is in the graph too: its windows' words gathered from the packed rows into a fixed
 [windows, words] layout (both rounded up, so shapes recur), and the partition function as a tree of
-log-space matrix products (model/crf.py `log_likelihood`: no loop over the words, no host read).
-One process, one pass a step; a teacher's targets keep the step eager (training/speed/graphs.py).
+log-space matrix products (model/crf.py `log_likelihood`: no loop over the words, no host read); a step
+whose tree would pass `fits_tree`'s size (many labels, long windows) runs eagerly. One process, one pass a
+step; a teacher's targets keep the step eager (training/speed/graphs.py).
 
 Three things make a captured optimizer step safe:
 - AdamW's moments must exist before any capture (a capture records kernels, it does not allocate
@@ -39,6 +40,7 @@ import torch
 
 from nertune.data.features import Window
 from nertune.data.packing import block_attention_mask, pack_layout
+from nertune.model.crf import fits_tree
 from nertune.model.loss import packed_crf_targets, packed_targets, weighted_packed_crf_loss, weighted_packed_token_loss
 from nertune.training.speed.graphs import MAX_SHAPES, GraphedForward
 from nertune.training.step import forward_passes
@@ -136,6 +138,9 @@ class GraphedStep:
             host["labels"], host["weights"] = packed_targets(windows, weights, packed.unpack, rows, width)
         else:
             host["crf"], host["weights"] = packed_crf_targets(windows, weights, packed.unpack)
+            if not fits_tree(*host["crf"].shape[1:], self.crf.num_tags):
+                self.eager_steps += 1
+                return None
         key = tuple((name, *t.shape) for name, t in host.items())
         shape = self.shapes.get(key)
         if shape is None and len(self.shapes) >= self.max_shapes:
