@@ -110,17 +110,25 @@ def _zero(crf, logits: torch.Tensor) -> torch.Tensor:
     return (logits.sum() + sum(p.sum() for p in crf.parameters())) * 0.0
 
 
+def _labelled_pieces(windows: Sequence[Window], unpack: torch.Tensor) -> tuple[np.ndarray, ...]:
+    """Each window's labelled word count, and for every labelled word, window by window: its window, its flat
+    position in the packed rows (data/packing.py's `unpack`) and its label id."""
+    counts = np.array([len(w.labels) if w.labels else 0 for w in windows], dtype=np.int64)
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(len(windows)), counts)
+    where = unpack.numpy()[owner, np.fromiter(chain.from_iterable(w.first_pieces for w in windows if w.labels), np.int64, total)]
+    labels = np.fromiter(chain.from_iterable(w.labels for w in windows if w.labels), np.int64, total)
+    return counts, owner, where, labels
+
+
 def packed_targets(
     windows: Sequence[Window], weights: Sequence[float], unpack: torch.Tensor, rows: int, width: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels and loss weights laid out as the packed rows (data/packing.py): each window's label ids and
     weight at its labelled pieces, -100 and 0 elsewhere. With them the loss needs no unpacking (training/speed/graphed_step.py)."""
-    counts = np.array([len(w.labels) if w.labels else 0 for w in windows], dtype=np.int64)
-    total = int(counts.sum())
-    owner = np.repeat(np.arange(len(windows)), counts)
-    where = unpack.numpy()[owner, np.fromiter(chain.from_iterable(w.first_pieces for w in windows if w.labels), np.int64, total)]
+    _, owner, where, label_ids = _labelled_pieces(windows, unpack)
     labels = np.full(rows * width, -100, dtype=np.int64)
-    labels[where] = np.fromiter(chain.from_iterable(w.labels for w in windows if w.labels), np.int64, total)
+    labels[where] = label_ids
     token_weights = np.zeros(rows * width, dtype=np.float32)
     token_weights[where] = np.asarray(weights, dtype=np.float32)[owner]
     return torch.from_numpy(labels.reshape(rows, width)), torch.from_numpy(token_weights.reshape(rows, width))
@@ -139,18 +147,14 @@ def packed_crf_targets(
     flat indices into the rows, its gold tags, its mask) and each window's weight [W], windows packed to the left as
     `weighted_crf_loss` packs them. W and T are rounded up (W to a multiple of `windows_multiple`, T to a power of two,
     at least `least_words`) so a CUDA graph's fixed shapes fit most steps; the extra windows weigh 0."""
-    counts = [len(w.labels) if w.labels else 0 for w in windows]
+    counts, owner, where, labels = _labelled_pieces(windows, unpack)
     rows = -(-max(1, len(windows)) // windows_multiple) * windows_multiple
-    words = max(least_words, 1 << max(0, max(counts, default=1) - 1).bit_length())
+    words = max(least_words, 1 << max(0, int(counts.max(initial=1)) - 1).bit_length())
+    within = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)  # each word's place in its window
     ints = np.zeros((3, rows, words), dtype=np.int64)
+    ints[0, owner, within], ints[1, owner, within], ints[2, owner, within] = where, labels, 1
     row_weights = np.zeros(rows, dtype=np.float32)
-    flat = unpack.numpy()
-    for i, (window, count) in enumerate(zip(windows, counts)):
-        if count:
-            ints[0, i, :count] = flat[i, window.first_pieces]
-            ints[1, i, :count] = window.labels
-            ints[2, i, :count] = 1
-            row_weights[i] = weights[i]
+    row_weights[: len(windows)] = np.where(counts > 0, np.asarray(weights, dtype=np.float32), 0.0)
     return torch.from_numpy(ints), torch.from_numpy(row_weights)
 
 
