@@ -29,8 +29,9 @@ class StepRunner:
 
     Chosen once when a run is set up (`step_runner`): on one GPU with packed rows the whole step replays from
     a CUDA graph per shape (a CRF head's loss included), or the forward and backward alone do (a teacher's
-    targets; a CRF too large for the graph's loss, model/crf.py `fits_tree`); otherwise eager. A
-    capture that fails falls back to the next path and says so once. What it computes is the same on every path.
+    targets); otherwise eager. The few steps a whole-step run cannot hold (the first, one too big for one pass, a
+    CRF's past model/crf.py `fits_tree`) run eagerly, forward included. A capture that fails falls back to the
+    next path and says so once. What it computes is the same on every path.
     """
 
     def __init__(

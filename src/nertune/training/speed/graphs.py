@@ -10,7 +10,7 @@ each captured the first time it shows up, for a few percent more tokens than row
 What stays eager: packing on the host, the loss (and a CRF), clipping and the fused AdamW step.
 The windows still see only themselves, so the logits are those of the eager packed forward. The loop
 graphs the whole step instead where it can (training/speed/graphed_step.py); this one serves a teacher's
-targets (distillation), and steps too big for one pass.
+targets (distillation) and a run whose whole-step capture failed, steps of several passes included.
 Capture needs autocast's weight-cast cache off (the loop's Accelerator is set so on a GPU): a cast
 cached outside the graph would be replayed stale after every optimizer step.
 """
