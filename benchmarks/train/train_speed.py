@@ -70,6 +70,7 @@ def run_system(system: str, args) -> dict:
                 grad_accum=accum,
                 epochs=args.epochs,
                 learning_rate=args.learning_rate,
+                seed=args.seed,
                 use_cpu=True,
                 bf16=bf16,
             )
@@ -91,6 +92,7 @@ def run_system(system: str, args) -> dict:
                     "max_eval_sentences": args.eval_sentences,
                     "epochs": args.epochs,
                     "learning_rate": args.learning_rate,
+                    "seed": args.seed,
                     "output_dir": tmp + "/nertune",
                     "accumulation": "sentence" if args.literal else "token",
                 },
@@ -120,6 +122,7 @@ def main() -> None:
     parser.add_argument("--model", default="embedded-minilm")
     parser.add_argument("--literal", action="store_true", help="Trainer runs batch 1 x accumulation 16 (the recipe as written)")
     parser.add_argument("--learning-rate", type=float, default=2e-5)
+    parser.add_argument("--seed", type=int, default=42, help="both sides' seed (the Trainer's and the recipe's)")
     parser.add_argument("--rounds", type=int, default=1, help="pairs of runs; every second round reverses the order")
     parser.add_argument("--tag", default=None)
     parser.add_argument("--first", choices=["trainer", "nertune"], default="trainer", help="which system runs first (in odd rounds)")
@@ -141,6 +144,8 @@ def main() -> None:
         args.model,
         "--learning-rate",
         str(args.learning_rate),
+        "--seed",
+        str(args.seed),
         *(["--literal"] if args.literal else []),
     ]
     runs: list[dict] = []
@@ -181,6 +186,7 @@ def main() -> None:
         "eval_sentences": args.eval_sentences,
         "model": args.model,
         "learning_rate": args.learning_rate,
+        "seed": args.seed,
         "literal": args.literal,
         "git_sha": git_sha(),
         "machine": platform.platform(),
