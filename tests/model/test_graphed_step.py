@@ -37,7 +37,7 @@ from nertune.training import loop
 from nertune.training.precision import fresh_accelerator
 from nertune.training.recipe import load_recipe
 from nertune.training.runner import StepRunner
-from nertune.training.speed.graphed_step import GraphedStep
+from nertune.training.speed.graphed_step import GraphedStep, whole_step_fits
 from nertune.training.speed.graphs import GraphedForward
 from nertune.training.step import forward_backward
 from tests.conftest import training_windows
@@ -268,6 +268,35 @@ def test_steps_the_graph_cannot_take_fall_back(setup):
     assert graphed.step(windows[:40], step_weights(windows[:40], words)) is None  # past 256 tokens: several passes
     assert graphed.step(windows[4:20], step_weights(windows[4:20], words)) is None  # a second shape, past max_shapes=1
     assert graphed.report()["eager_steps"] == 3 and graphed.report()["shapes"] == 1
+
+
+def with_labels(model, labels: int):
+    """A copy of `model` with a fresh head and CRF over `labels` labels (CoNLL's windows use the first nine)."""
+    model = copy.deepcopy(model)
+    model.classifier = torch.nn.Linear(model.config.hidden_size, labels)
+    model.config.num_labels = labels
+    add_crf(model)
+    return model
+
+
+@pytest.mark.parametrize("labels", [9, 51])
+def test_a_crf_too_wide_for_the_smallest_layout_is_not_graphed_whole(setup, labels):
+    """`whole_step_fits`, which the runner reads to keep the graphed forward alone, says no exactly when a step
+    of the smallest CRF layout (16 windows of at most 64 words) falls back to the eager path: 51 labels do."""
+    model, tokenizer, windows, words = setup
+    assert whole_step_fits(model) and whole_step_fits(with_labels(model, 50)) and not whole_step_fits(with_labels(model, 51))
+    model = with_labels(model, labels)
+    optimizer, _ = optimizer_and_schedule(model, 2)
+    step = windows[:16]
+    assert max(len(w.labels) for w in step) <= 64
+    # AdamW's moments, the CRF's included, as the run's first (eager) step makes them
+    (model(**pack(step, tokenizer.pad_token_id, 0)[0]).logits.sum() + sum(p.sum() for p in model.crf.parameters())).backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    graphed = GraphedStep(
+        model, optimizer, None, lambda: torch.autocast("cpu", enabled=False), "cpu", tokenizer.pad_token_id, 0, 8192, capture=Capture()
+    )
+    assert (graphed.step(step, step_weights(step, words)) is None) == (not whole_step_fits(model)) == (labels == 51)
 
 
 def test_a_failed_capture_leaves_the_weights_and_the_run_goes_on_eagerly(setup):

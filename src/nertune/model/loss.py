@@ -140,8 +140,16 @@ def weighted_packed_token_loss(logits: torch.Tensor, labels: torch.Tensor, token
     return (per_token * token_weights.flatten()).sum()
 
 
+# packed_crf_targets' smallest layout: windows rounded up to a multiple of this, words to a power of two of at least this.
+CRF_WINDOWS_MULTIPLE, CRF_LEAST_WORDS = 16, 64
+
+
 def packed_crf_targets(
-    windows: Sequence[Window], weights: Sequence[float], unpack: torch.Tensor, windows_multiple: int = 16, least_words: int = 64
+    windows: Sequence[Window],
+    weights: Sequence[float],
+    unpack: torch.Tensor,
+    windows_multiple: int = CRF_WINDOWS_MULTIPLE,
+    least_words: int = CRF_LEAST_WORDS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A CRF's targets on the packed rows (data/packing.py): `ints` [3, W, T] (each window's labelled positions as
     flat indices into the rows, its gold tags, its mask) and each window's weight [W], windows packed to the left as

@@ -13,7 +13,7 @@ import torch
 
 from nertune.data.features import Window
 from nertune.training.speed.embedding_grad import KeptEmbeddingGradient
-from nertune.training.speed.graphed_step import GraphedStep
+from nertune.training.speed.graphed_step import GraphedStep, whole_step_fits
 from nertune.training.speed.graphs import GraphedForward, graphs_unavailable
 from nertune.training.step import forward_backward
 
@@ -29,9 +29,10 @@ class StepRunner:
 
     Chosen once when a run is set up (`step_runner`): on one GPU with packed rows the whole step replays from
     a CUDA graph per shape (a CRF head's loss included), or the forward and backward alone do (a teacher's
-    targets); otherwise eager. The few steps a whole-step run cannot hold (the first, one too big for one pass, a
-    CRF's past model/crf.py `fits_tree`) run eagerly, forward included. A capture that fails falls back to the
-    next path and says so once. What it computes is the same on every path.
+    targets, a CRF with too many labels for the graphed loss); otherwise eager. The few steps a whole-step run
+    cannot hold (the first, one too big for one pass, a CRF's past model/crf.py `fits_tree`) run eagerly,
+    forward included. A capture that fails falls back to the next path and says so once. What it computes is
+    the same on every path.
     """
 
     def __init__(
@@ -127,8 +128,8 @@ def step_runner(
             graphs = GraphedForward(model)
         elif recipe.cuda_graphs:
             say(f"cuda_graphs: {why_not}; the steps run eagerly")
-    # A teacher's targets stay eager: they keep the graphed forward alone.
-    if graphs and not recipe.teachers:
+    # A teacher's targets stay eager, and a CRF's loss past any layout's tree too: they keep the graphed forward alone.
+    if graphs and not recipe.teachers and whole_step_fits(model):
         whole_step = GraphedStep(
             model, optimizer, recipe.max_grad_norm, accelerator.autocast, device, pad_id, position_offset, recipe.max_tokens_per_forward
         )

@@ -15,7 +15,8 @@ fused AdamW step, its learning rate read from a device tensor the host fills bef
 A CRF head's loss is in the graph too: its windows' words gathered from the packed rows into a fixed
 [windows, words] layout (both rounded up, so shapes recur), and the partition function as a tree of
 log-space matrix products (model/crf.py `log_likelihood`: no loop over the words, no host read); a step
-whose tree would pass `fits_tree`'s size (many labels, long windows) runs eagerly. One process, one pass a
+whose tree would pass `fits_tree`'s size (long windows) runs eagerly, and a label set whose smallest layout
+already does (`whole_step_fits`: 51 labels or more) is not graphed whole at all. One process, one pass a
 step; a teacher's targets keep the step eager (training/speed/graphs.py).
 
 Three things make a captured optimizer step safe:
@@ -41,11 +42,26 @@ import torch
 from nertune.data.features import Window
 from nertune.data.packing import block_attention_mask, pack_layout
 from nertune.model.crf import fits_tree
-from nertune.model.loss import packed_crf_targets, packed_targets, weighted_packed_crf_loss, weighted_packed_token_loss
+from nertune.model.loss import (
+    CRF_LEAST_WORDS,
+    CRF_WINDOWS_MULTIPLE,
+    packed_crf_targets,
+    packed_targets,
+    weighted_packed_crf_loss,
+    weighted_packed_token_loss,
+)
 from nertune.training.speed.graphs import MAX_SHAPES, GraphedForward
 from nertune.training.step import forward_passes
 
 WARM_UP = 3  # eager passes on a side stream before a capture (cuBLAS workspaces, autograd's lazy set-up)
+
+
+def whole_step_fits(model) -> bool:
+    """Whether `GraphedStep` can hold any step of `model`'s: with a CRF too many labels for even the smallest
+    [windows, words] layout to fit `fits_tree` would send every step back to the eager path, forward included
+    (the runner keeps the graphed forward alone instead)."""
+    crf = getattr(getattr(model, "module", model), "crf", None)
+    return crf is None or fits_tree(CRF_WINDOWS_MULTIPLE, CRF_LEAST_WORDS, crf.num_tags)
 
 
 def capture_cuda_graph(warm_up: Callable[[], None], step: Callable[[], None], pool) -> Callable[[], None]:
