@@ -37,6 +37,11 @@ def add_crf(model) -> None:
     setattr(model.config, CONFIG_FIELD, True)
 
 
+def crf_head(model):
+    """The model's CRF (model.crf), under a data-parallel wrapper too; None for a softmax model."""
+    return getattr(getattr(model, "module", model), "crf", None)
+
+
 def crf_scores(model) -> CrfScores | None:
     """The CRF's scores as CPU float tensors, for decoding; None for a softmax model."""
     crf = getattr(model, "crf", None)

@@ -14,6 +14,7 @@ import torch
 
 from nertune.data.features import Window, collate, collate_labels, collate_soft_labels, model_inputs, pad_multiple_for, token_budget_batches
 from nertune.data.packing import pack, packed_logits
+from nertune.model.crf import crf_head
 from nertune.model.loss import weighted_crf_loss, weighted_crf_soft_loss, weighted_soft_loss, weighted_token_loss
 from nertune.model.scored_rows import only_scored, packed_positions
 from nertune.training.speed.graphs import GraphedForward
@@ -46,7 +47,7 @@ def forward_backward(
     chunks = forward_passes([len(w.input_ids) for w in step_windows], max_tokens)
     step_loss = torch.zeros((), device=device)
     pad_multiple = pad_multiple_for(device)
-    crf = getattr(getattr(model, "module", model), "crf", None)  # the CRF head (model/crf.py), under a data-parallel wrapper too
+    crf = crf_head(model)
     for index, chunk in enumerate(chunks):
         windows = [step_windows[i] for i in chunk]
         if position_offset is None:

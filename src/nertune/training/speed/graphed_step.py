@@ -41,7 +41,7 @@ import torch
 
 from nertune.data.features import Window
 from nertune.data.packing import block_attention_mask, pack_layout
-from nertune.model.crf import fits_tree
+from nertune.model.crf import crf_head, fits_tree
 from nertune.model.loss import (
     CRF_LEAST_WORDS,
     CRF_WINDOWS_MULTIPLE,
@@ -60,7 +60,7 @@ def whole_step_fits(model) -> bool:
     """Whether `GraphedStep` can hold any step of `model`'s: with a CRF too many labels for even the smallest
     [windows, words] layout to fit `fits_tree` would send every step back to the eager path, forward included
     (the runner keeps the graphed forward alone instead)."""
-    crf = getattr(getattr(model, "module", model), "crf", None)
+    crf = crf_head(model)
     return crf is None or fits_tree(CRF_WINDOWS_MULTIPLE, CRF_LEAST_WORDS, crf.num_tags)
 
 
@@ -123,7 +123,7 @@ class GraphedStep:
         max_shapes: int = MAX_SHAPES,
     ):
         self.model, self.autocast, self.device = model, autocast, torch.device(device)
-        self.crf = getattr(getattr(model, "module", model), "crf", None)  # a CRF head (model/crf.py): its loss is graphed too
+        self.crf = crf_head(model)  # its loss is graphed too
         self.optimizer = getattr(optimizer, "optimizer", optimizer)  # the torch optimizer under Accelerate's wrapper
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.max_grad_norm, self.pad_id, self.position_offset, self.max_tokens = max_grad_norm, pad_id, position_offset, max_tokens
