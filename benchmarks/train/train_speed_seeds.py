@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import results_dir, write_result
+from benchmarks.train.noise_band import band
 
 SAME = ("sentences", "epochs", "eval_sentences", "model", "learning_rate", "literal", "cpu")
 
@@ -57,10 +58,6 @@ def _precision(run: dict, side: str) -> str:
     return run["runs"][[r["key"] for r in run["runs"]].index(side)]["precision"]
 
 
-def mean_sd(values: list[float]) -> dict:
-    return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else None}
-
-
 def summarize(runs: list[dict]) -> dict:
     per_seed = [
         {
@@ -84,9 +81,9 @@ def summarize(runs: list[dict]) -> dict:
         "precision": {side: _precision(runs[0], side) for side in ("trainer", "nertune")},
         "setting": {key: runs[0].get(key) for key in SAME if key != "cpu"},
         "per_seed": per_seed,
-        "trainer_validation_f1_points": mean_sd(trainer),
-        "nertune_validation_f1_points": mean_sd(nertune),
-        "difference_points": mean_sd([row["difference_points"] for row in per_seed]),
+        "trainer_validation_f1_points": band(trainer),
+        "nertune_validation_f1_points": band(nertune),
+        "difference_points": band([row["difference_points"] for row in per_seed]),
         "speedup": {
             "min": min(row["speedup"] for row in per_seed),
             "median": statistics.median(row["speedup"] for row in per_seed),
