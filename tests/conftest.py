@@ -120,8 +120,8 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def featured_model(tmp_path_factory) -> Path:
     """`make train`'s recipe family, minilm-context-crf-5ep (casing classes, 16 pieces of document context, a CRF head;
-    make train's 8-epoch one differs only in epochs), cut by flags to one epoch on 64 real sentences: shared by the
-    casing, context and CRF tests."""
+    make train's own, minilm-context64-crf-5ep, differs only in its 64 pieces of context), cut by flags to one epoch
+    on 64 real sentences: shared by the casing, context and CRF tests."""
     return shared_dir(
         tmp_path_factory,
         "featured",

@@ -8,7 +8,7 @@ what a user gets. This script trains the real embedded MiniLM-L6 on the whole Co
 2. minilm-context-crf (casing, document context, CRF) on packed rows, so the whole step is graphed, the CRF's
    loss included (issue 26, point 5: `make train`'s recipe ≤ 30 s in the loop);
 3. the same with `--eager`: the same steps, so the graphs must learn what it learns;
-4. `make train`'s recipe, minilm-context-crf-8ep, packed the same way;
+4. `make train`'s recipe, minilm-context64-crf-5ep (64 pieces of context, 5 epochs), packed the same way;
 5. minilm-context-crf as its recipe pins it (one window a row, so eager): 123 s in the loop before;
 6. the seed recipe with `--eager` (measured before: graphed and eager learn the same).
 Runs that would start after --skip-after seconds are skipped (one device session is all the script gets).
@@ -54,7 +54,7 @@ RUNS = (  # name, recipe, cuda_graphs (None: wherever they apply), other recipe 
     ("seed_graphed", "seed", None, {}),
     ("context_crf_packed", "minilm-context-crf", None, PACKED),
     ("context_crf_packed_eager", "minilm-context-crf", False, PACKED),  # the same steps: the graphs must learn the same
-    ("make_train_packed", "minilm-context-crf-8ep", None, PACKED),
+    ("make_train_packed", "minilm-context64-crf-5ep", None, PACKED),
     ("context_crf", "minilm-context-crf", None, {}),  # as its recipe pins it: one window a row, so eager
     ("seed_eager", "seed", False, {}),  # measured before (docs/gpu.md): last
 )

@@ -3,7 +3,7 @@
     python -m benchmarks.train.scored_rows [--rounds 3] [--steps 12] [--runs RUN_DIR ...] [--name NAME]
         -> benchmarks/train/results/scored_rows-NAME-<precision>cpu.txt
 
-1. Training: `seed` and `make train`'s recipe (`minilm-context-crf-8ep`): the model as the loop trains it and
+1. Training: `seed` and `minilm-context-crf-8ep` (`make train`'s recipe when measured): the model as the loop trains it and
    --steps of its optimizer steps (from the first --sentences train sentences, cut into passes as the loop cuts
    them), forward and backward, the two variants alternated in one process (their order reversed each round):
    wall and CPU seconds. Whole runs on a 2-core VM move by more than the change between runs.
