@@ -19,7 +19,7 @@ grep 'create:cache_miss' "$scratch/log" > "$scratch/misses" || true
 python3 - "$scratch/misses" "$(git -C "$src" describe --always --dirty)" <<'PY' | tee "$out"
 import collections, re, sys
 rows = [line.rstrip().split(",") for line in open(sys.argv[1])]
-kinds, shapes = collections.Counter(), collections.Counter()
+kinds = collections.Counter()
 for row in rows:
     dims = row[-2]  # e.g. 2368x384:384x384 (a matrix product) or 192x148x32:192x32x148 (a batched one)
     kind = "batched matmul" if re.fullmatch(r"\d+x\d+x\d+:\d+x\d+x\d+", dims) else "matmul" if re.fullmatch(r"\d+x\d+:\d+x\d+", dims) else row[5]
