@@ -41,6 +41,7 @@ CONTEXT_CRF = {"learning_rate": 1e-4, "warmup_ratio": 0.1, "casing": True, "cont
         ("minilm-context-crf-trainval", {**CONTEXT_CRF, "epochs": 5, "train_on_validation": True}),
         ("minilm-context-crf-8ep-trainval", {**CONTEXT_CRF, "epochs": 8, "train_on_validation": True}),
         ("minilm-context64-crf", {**CONTEXT_CRF, "context_pieces": 64}),
+        ("minilm-context64-crf-5ep-shared128", {**CONTEXT_CRF, "context_pieces": 64, "epochs": 5, "shared_window_pieces": 128}),
         ("mpnet-seed", {"model": "embedded-mpnet"}),
         ("mpnet-context-crf", MPNET_CONTEXT_CRF),
         ("mpnet-context-crf-fold1of2", {**MPNET_CONTEXT_CRF, "hold_out": "1/2"}),

@@ -17,6 +17,7 @@ DEFINING = (
     "epochs",
     "casing",
     "context_pieces",
+    "shared_window_pieces",
     "crf",
     "crf_learning_rate",
     "pack",

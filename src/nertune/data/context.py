@@ -17,6 +17,10 @@ without this option).
 
 The setting is stored in the model's config.json (`nertune_context_pieces`),
 so evaluate, the Tagger, serving and ONNX exports use it without flags.
+
+Training can share one input among consecutive sentences (`sentence_groups`,
+`add_group_context`: the recipe's `shared_window_pieces`): the group is the
+centre, with the same context rule around it. `add_context` is the group of one.
 """
 
 from __future__ import annotations
@@ -35,16 +39,43 @@ def context_pieces_of(config) -> int:
 
 def add_context(encoded: Sequence[Encoded], documents: Sequence, context_pieces: int, max_pieces: int) -> list[Encoded]:
     """Each sequence widened with whole words of its document neighbours; word_starts point into the centre."""
+    return add_group_context(encoded, documents, [[i] for i in range(len(encoded))], context_pieces, max_pieces)
+
+
+def sentence_groups(encoded: Sequence[Encoded], documents: Sequence, budget: int, most: int) -> list[list[int]]:
+    """Runs of consecutive sequences of one document, each run's pieces at most `budget` together and at most
+    `most` sequences (a sequence over the budget alone is a run of its own): the centres of shared windows."""
+    groups: list[list[int]] = []
+    used = 0
+    for index, enc in enumerate(encoded):
+        size = len(enc.piece_ids)
+        joins = groups and documents[groups[-1][-1]] == documents[index] and used + size <= budget and len(groups[-1]) < most
+        if joins:
+            groups[-1].append(index)
+            used += size
+        else:
+            groups.append([index])
+            used = size
+    return groups
+
+
+def add_group_context(
+    encoded: Sequence[Encoded], documents: Sequence, groups: Sequence[Sequence[int]], context_pieces: int, max_pieces: int
+) -> list[Encoded]:
+    """Each group of consecutive sequences as one centre, widened with whole words of the document around it;
+    word_starts point at the centre's words, the group's sequences one after another."""
     out = []
-    for index, centre in enumerate(encoded):
+    for group in groups:
+        centre = _joined([encoded[i] for i in group])
         room = max_pieces - len(centre.piece_ids)
         if context_pieces <= 0 or room <= 0:
             out.append(centre)
             continue
-        before = range(index - 1, -1, -1)
-        after = range(index + 1, len(encoded))
-        left = _take(_words(encoded, documents, documents[index], before, backwards=True), context_pieces)
-        right = _take(_words(encoded, documents, documents[index], after, backwards=False), context_pieces)
+        document = documents[group[0]]
+        before = range(group[0] - 1, -1, -1)
+        after = range(group[-1] + 1, len(encoded))
+        left = _take(_words(encoded, documents, document, before, backwards=True), context_pieces)
+        right = _take(_words(encoded, documents, document, after, backwards=False), context_pieces)
         # Too long together: each side keeps at least half the room, or all the other side leaves.
         n_left = min(_size(left), max(room - _size(right), room // 2))
         left = _take(iter(left), n_left)
@@ -62,6 +93,21 @@ def add_context(encoded: Sequence[Encoded], documents: Sequence, context_pieces:
             )
         )
     return out
+
+
+def _joined(parts: Sequence[Encoded]) -> Encoded:
+    """Sequences one after another as one; a single one as it is."""
+    if len(parts) == 1:
+        return parts[0]
+    pieces: list[int] = []
+    starts: list[int] = []
+    types: list[int] | None = [] if parts[0].token_type_ids is not None else None
+    for part in parts:
+        starts.extend(len(pieces) + start for start in part.word_starts)
+        pieces.extend(part.piece_ids)
+        if types is not None:
+            types.extend(part.token_type_ids)
+    return Encoded(pieces, starts, types)
 
 
 def _words(

@@ -36,6 +36,7 @@ class Window:
     labels: list[int]  # label id per owned word (empty when predicting)
     token_type_ids: list[int] = field(default_factory=list)  # token type per input id; empty: the model's default (all 0)
     soft_labels: torch.Tensor | None = None  # [owned words, labels]: a teacher's label probabilities (training/distill.py)
+    input_key: int = -1  # windows with the same key >= 0 share one input (make_shared_windows); -1: an input of its own
 
 
 def encode_words(tokenizer, sequences: Sequence[Sequence[str]], batch_size: int = 2048) -> list[Encoded]:
@@ -103,6 +104,67 @@ def make_windows(
                 )
             )
     return windows
+
+
+def make_shared_windows(
+    encoded: Sequence[Encoded],
+    groups: Sequence[Sequence[int]],
+    words_in_sequence: Sequence[int],
+    cls_id: int,
+    sep_id: int,
+    max_pieces: int,
+    label_ids: Sequence[Sequence[int]] | None = None,
+) -> list[Window]:
+    """A window per sequence, where the sequences of a group share one input (`encoded[g]`: the group's centre
+    and its context, data/context.py's `add_group_context`). Each keeps its own words, labels and loss row; only
+    the model input is shared. A group of one is `make_windows`' window (overlapping ones when it is too long)."""
+    windows: list[Window] = []
+    for key, (enc, group) in enumerate(zip(encoded, groups)):
+        if len(group) == 1:
+            [index] = group
+            labels = [label_ids[index]] if label_ids is not None else None
+            for window in make_windows([enc], cls_id, sep_id, max_pieces, label_ids=labels):
+                window.sequence = index
+                windows.append(window)
+            continue
+        input_ids = [cls_id, *enc.piece_ids, sep_id]
+        types = [0, *enc.token_type_ids, 0] if enc.token_type_ids is not None else []
+        offset = 0
+        for index in group:
+            n = words_in_sequence[index]
+            windows.append(
+                Window(
+                    sequence=index,
+                    input_ids=input_ids,
+                    first_pieces=[start + 1 for start in enc.word_starts[offset : offset + n]],
+                    words=list(range(n)),
+                    labels=list(label_ids[index]) if label_ids is not None else [],
+                    token_type_ids=types,
+                    input_key=key,
+                )
+            )
+            offset += n
+    return windows
+
+
+def distinct_inputs(windows: Sequence[Window]) -> tuple[list[Window], list[int]]:
+    """The model inputs of `windows` once each (a window stands for its shared input), and each window's row among them."""
+    if all(w.input_key < 0 for w in windows):
+        return list(windows), list(range(len(windows)))
+    inputs: list[Window] = []
+    row_of_key: dict[int, int] = {}
+    rows = []
+    for window in windows:
+        if window.input_key < 0:
+            rows.append(len(inputs))
+            inputs.append(window)
+            continue
+        row = row_of_key.get(window.input_key)
+        if row is None:
+            row = row_of_key[window.input_key] = len(inputs)
+            inputs.append(window)
+        rows.append(row)
+    return inputs, rows
 
 
 def _owners(word_starts: Sequence[int], spans: Sequence[tuple[int, int]]) -> list[int]:
@@ -190,6 +252,49 @@ def length_grouped_steps(
         steps.extend(block[i : i + sentences_per_step] for i in range(0, len(block), sentences_per_step))
     rng.shuffle(steps)
     return steps
+
+
+def shared_steps(groups: Sequence[Sequence[int]], sentences_per_step: int, rng: random.Random) -> list[list[int]]:
+    """The sentences of each optimizer step for one epoch, a group (sentences sharing an input) never split.
+
+    Groups in random order, then by size, largest first, first-fit into steps of at most `sentences_per_step`
+    sentences; the steps are shuffled. How many steps that makes depends on the sizes alone
+    (`shared_steps_per_epoch`), so the schedule is known before the first epoch. All groups of one: the
+    ungrouped `length_grouped_steps`."""
+    if all(len(g) == 1 for g in groups):
+        return length_grouped_steps([0] * len(groups), sentences_per_step, rng, group_by_length=False)
+    order = list(range(len(groups)))
+    rng.shuffle(order)
+    order.sort(key=lambda g: -len(groups[g]))  # stable: ties stay in random order
+    steps: list[list[int]] = []
+    free: list[int] = []
+    for g in order:
+        size = len(groups[g])
+        for step, room in enumerate(free):
+            if size <= room:
+                steps[step].extend(groups[g])
+                free[step] -= size
+                break
+        else:
+            steps.append(list(groups[g]))
+            free.append(sentences_per_step - size)
+    rng.shuffle(steps)
+    return steps
+
+
+def shared_steps_per_epoch(group_sizes: Sequence[int], sentences_per_step: int) -> int:
+    """How many steps `shared_steps` cuts an epoch into (first-fit of the sizes, largest first)."""
+    if all(size == 1 for size in group_sizes):
+        return -(-len(group_sizes) // sentences_per_step)
+    free: list[int] = []
+    for size in sorted(group_sizes, reverse=True):
+        for step, room in enumerate(free):
+            if size <= room:
+                free[step] -= size
+                break
+        else:
+            free.append(sentences_per_step - size)
+    return len(free)
 
 
 def token_budget_batches(windows_lengths: Sequence[int], max_tokens: int, max_rows: int) -> list[list[int]]:

@@ -22,7 +22,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
-from nertune.data.features import Window
+from nertune.data.features import Window, distinct_inputs
 
 
 def pack_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
@@ -78,7 +78,9 @@ def pack_layout(windows: Sequence[Window], pad_id: int, position_offset: int, mu
 
     Built from the windows' tokens concatenated, with numpy scatters: a graphed GPU step waits on this
     host work (with model/loss.py's packed_targets; several times faster than writing window by window
-    into tensors: BENCHMARKS.md, "Measurements behind the code")."""
+    into tensors: BENCHMARKS.md, "Measurements behind the code"). Windows that share an input
+    (data/features.py's `make_shared_windows`) share its tokens: laid out once, unpacked once per window."""
+    windows, row_of = distinct_inputs(windows)
     lengths = np.array([len(w.input_ids) for w in windows], dtype=np.int64)
     longest = -(-int(lengths.max()) // multiple) * multiple  # collate's width, the layout `unpack` gives back
     width = row_width(lengths.tolist(), multiple) if width is None else width
@@ -107,6 +109,8 @@ def pack_layout(windows: Sequence[Window], pad_id: int, position_offset: int, mu
         )
     unpack = np.zeros((len(windows), longest), dtype=np.int64)
     unpack[owner, within] = flat
+    if len(row_of) != len(windows):
+        unpack = unpack[row_of]
     return Packed(input_ids, laid_out(within + position_offset, 0), laid_out(owner, -1), types, torch.from_numpy(unpack))
 
 

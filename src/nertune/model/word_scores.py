@@ -16,14 +16,30 @@ import torch
 
 from nertune.collector import pausing
 from nertune.data.casing import casing_scheme, piece_types
-from nertune.data.context import add_context, context_pieces_of
-from nertune.data.features import Window, collate, encode_words, make_windows, model_inputs, pad_multiple_for, token_budget_batches
+from nertune.data.context import add_context, add_group_context, context_pieces_of, sentence_groups
+from nertune.data.features import (
+    Window,
+    collate,
+    encode_words,
+    make_shared_windows,
+    make_windows,
+    model_inputs,
+    pad_multiple_for,
+    token_budget_batches,
+)
 from nertune.model.positions import max_pieces_for
 from nertune.model.scored_rows import only_scored
 
 
 def build_windows(
-    tokenizer, sequences: Sequence[Sequence[str]], max_pieces: int, label_ids=None, config=None, documents: Sequence | None = None
+    tokenizer,
+    sequences: Sequence[Sequence[str]],
+    max_pieces: int,
+    label_ids=None,
+    config=None,
+    documents: Sequence | None = None,
+    shared_pieces: int = 0,
+    shared_most: int = 16,
 ) -> list[Window]:
     """The model inputs for word sequences: training, evaluation, the Tagger and the ONNX check all come here.
 
@@ -31,12 +47,20 @@ def build_windows(
     carries its word's casing class as its token type; when it sets document context
     (data/context.py), each sequence gets its neighbours of the same document as context.
     `documents` gives each sequence's document; None: each sequence is a document of its own.
+    `shared_pieces` (training only): consecutive sequences of a document, up to that many pieces and
+    `shared_most` sequences together, share one input with the context around them (make_shared_windows).
     """
     encoded = encode_words(tokenizer, sequences)
     if casing_scheme(config):
         for enc, words in zip(encoded, sequences):
             enc.token_type_ids = piece_types(words, enc.word_starts, len(enc.piece_ids))
     context = context_pieces_of(config)
+    if shared_pieces and documents is not None:
+        budget = min(shared_pieces, max_pieces - 2 * context)  # room left for the whole context on both sides
+        groups = sentence_groups(encoded, documents, budget, shared_most)
+        words = [len(enc.word_starts) for enc in encoded]
+        centres = add_group_context(encoded, documents, groups, context, max_pieces)
+        return make_shared_windows(centres, groups, words, tokenizer.cls_token_id, tokenizer.sep_token_id, max_pieces, label_ids)
     if context and documents is not None:
         encoded = add_context(encoded, documents, context, max_pieces)
     return make_windows(encoded, tokenizer.cls_token_id, tokenizer.sep_token_id, max_pieces, label_ids=label_ids)

@@ -26,7 +26,7 @@ from accelerate.utils import broadcast_object_list
 from safetensors.torch import load_file
 
 from nertune.console import stop_progress
-from nertune.data.features import length_grouped_steps
+from nertune.data.features import length_grouped_steps, shared_steps
 from nertune.data.labels import parse_label_map
 from nertune.evaluate.model_scores import evaluate_sentences
 from nertune.model.crf import load_crf
@@ -81,11 +81,30 @@ def train(run: Run) -> dict:
     return finish(run)
 
 
+def _share(run: Run, step_sentences: list[int]) -> list[int]:
+    """This process's sentences of a step: every world-th one, or every world-th group when groups share inputs."""
+    if run.world == 1:
+        return step_sentences
+    if run.groups is None:
+        return step_sentences[run.accelerator.process_index :: run.world]
+    groups, last = [], None
+    for sentence in step_sentences:  # a step holds its groups whole and in order
+        if groups and run.group_of[sentence] == last:
+            groups[-1].append(sentence)
+        else:
+            groups.append([sentence])
+        last = run.group_of[sentence]
+    return [s for group in groups[run.accelerator.process_index :: run.world] for s in group]
+
+
 def train_epoch(run: Run, epoch: int, stop: StopRequests) -> tuple[float, float]:
     """The epoch's optimizer steps (from where a resumed run left off); returns its seconds of training and mean step loss."""
     state, accelerator, world = run.state, run.accelerator, run.world
     state.epoch, state.order_rng = epoch, rng_to_json(run.order.getstate())
-    steps = length_grouped_steps(run.piece_lengths, run.sentences_per_step, run.order, run.group_by_length)
+    if run.groups is None:
+        steps = length_grouped_steps(run.piece_lengths, run.sentences_per_step, run.order, run.group_by_length)
+    else:
+        steps = shared_steps(run.groups, run.sentences_per_step, run.order)
     # Sums so far in this epoch: zero, or a checkpoint's totals (carried by the main process alone).
     share = 1.0 if run.main else 0.0
     epoch_loss = torch.tensor(state.epoch_loss * share, device=run.device)
@@ -97,7 +116,7 @@ def train_epoch(run: Run, epoch: int, stop: StopRequests) -> tuple[float, float]
     started = time.perf_counter() - state.epoch_seconds
     for index in range(state.steps_done, len(steps)):
         step_sentences = steps[index]
-        mine = step_sentences[accelerator.process_index :: world]  # this process's share; all know the whole step
+        mine = _share(run, step_sentences)  # this process's share; all know the whole step
         step_windows = [run.windows[i] for s in mine for i in run.windows_of[s]]
         step_words = sum(run.words_in_sentence[s] for s in step_sentences)
         weights = window_weights(step_windows, run.words_in_sentence, run.recipe.accumulation, run.sentences_per_step, step_words, world)

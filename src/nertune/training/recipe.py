@@ -93,6 +93,13 @@ class Recipe(BaseModel):
         json_schema_extra={"off": "--no-casing"},
     )
     context_pieces: int = Field(0, ge=0, description="Wordpieces of neighbouring sentences of the same document on each side (0: none).")
+    shared_window_pieces: int = Field(
+        0,
+        ge=0,
+        description="Train on windows of consecutive sentences of a document, up to N wordpieces together, each sentence "
+        "its own loss (and CRF) row, with context_pieces around the group: fewer pieces than a window per sentence "
+        "(0: a window per sentence; evaluation and tagging always use one). Steps then take whole groups, not length-grouped.",
+    )
     crf: bool = Field(
         False,
         description="A CRF head over the word scores instead of a plain softmax (docs/features.md).",

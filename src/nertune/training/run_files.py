@@ -218,6 +218,7 @@ def _card_training(metrics: dict) -> str:
     )
     crf_rate = "(the CRF transition scores' peak rate, same warm-up and decay)" if crf else "(unused: no CRF head)"
     dropout = r.get("dropout") if r.get("dropout") is not None else "none (the encoder's own, from its config)"
+    shared = f", sentences sharing one input up to {r['shared_window_pieces']} pieces" if r.get("shared_window_pieces") else ""
     return f"""## Training hyperparameters
 
 What the model reads, and its head (recorded in config.json, applied by the Tagger and NerPipeline):
@@ -244,7 +245,7 @@ max_eval_sentences: {_flag(r.get("max_eval_sentences"))} (none: all); hold_out: 
 - max_grad_norm: {r["max_grad_norm"]}
 - lr_scheduler_type: {r["lr_scheduler"]}, warmup ratio {r["warmup_ratio"]}
 - num_epochs: {r["epochs"]}; patience: {_flag(r.get("patience"))} ({_kept(metrics)})
-- steps: pack {_flag(r.get("pack"))}, group_by_length {_flag(r.get("group_by_length"))} (none: only where windows are not packed)
+- steps: pack {_flag(r.get("pack"))}, group_by_length {_flag(r.get("group_by_length"))} (none: only where windows are not packed){shared}
 - mixed_precision: {r["mixed_precision"]} (ran as: {metrics["precision"]})
 - seed: {r["seed"]}
 - teacher: {_flag(r.get("teacher"))}{f" (share of the loss {r['distill_weight']})" if r.get("teacher") else ""}

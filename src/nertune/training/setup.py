@@ -14,15 +14,16 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import AutocastKwargs, set_seed
 
 from nertune.console import console, notice
-from nertune.data.features import Window
+from nertune.data.features import Window, shared_steps_per_epoch
 from nertune.data.jsonl import ReadOptions
 from nertune.data.labels import parse_label_map
 from nertune.data.schemes import entity_types
@@ -76,6 +77,7 @@ class Run:
     words_in_sentence: list[int]
     piece_lengths: list[int]  # each sentence's wordpieces, context included: what length-grouping sorts by
     group_by_length: bool
+    groups: list[list[int]] | None  # sentences sharing one input (shared_window_pieces), never split across steps; None: off
     steps: StepRunner
     checkpoints: Checkpoints
     state: RunState
@@ -102,9 +104,18 @@ class Run:
     def sentences_per_step(self) -> int:
         return self.recipe.sentences_per_step
 
+    @cached_property
+    def group_of(self) -> list[int]:
+        """Each sentence's group (an index into `groups`)."""
+        of = [0] * len(self.words_in_sentence)
+        for index, group in enumerate(self.groups or []):
+            for sentence in group:
+                of[sentence] = index
+        return of
+
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.splits.train.sentences) / self.sentences_per_step)
+        return steps_per_epoch(len(self.splits.train.sentences), self.sentences_per_step, self.groups)
 
     @property
     def total_steps(self) -> int:
@@ -177,13 +188,14 @@ def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progres
     if not on_gpu and recipe.cheap_dropout:  # the same dropout, its CPU mask drawn from fewer random bits
         use_cheap_dropout(model)
     windows, windows_of, position_offset, group_by_length = _training_windows(recipe, splits, labels, tokenizer, model, accelerator)
+    groups = shared_groups(windows) if recipe.shared_window_pieces else None
     sentences = splits.train.sentences
     attach_teacher(windows, recipe, sentences, labels, accelerator.device, AUTOCAST_DTYPES.get(precision), say, splits.md5.get("train"))
     # Rows of the word embedding no training window uses would never move: leave them out (same updates).
     if recipe.used_rows_only:
         train_used_rows_only(model, {i for w in windows for i in w.input_ids}, recipe.weight_decay)
     optimizer = _optimizer(model, recipe)
-    total_steps = math.ceil(len(sentences) / recipe.sentences_per_step) * recipe.epochs
+    total_steps = steps_per_epoch(len(sentences), recipe.sentences_per_step, groups) * recipe.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(recipe, total_steps))
     model, optimizer = accelerator.prepare(model, optimizer)
     main = accelerator.is_main_process
@@ -235,6 +247,7 @@ def setup(recipe: Recipe, resume: bool = False, overwrite: bool = False, progres
         words_in_sentence=[len(s.words) for s in sentences],
         piece_lengths=[sum(len(windows[i].input_ids) for i in w) for w in windows_of],
         group_by_length=group_by_length,
+        groups=groups,
         steps=steps,
         checkpoints=checkpoints,
         state=state,
@@ -268,6 +281,8 @@ def _training_windows(recipe: Recipe, splits: Splits, labels: list[str], tokeniz
         [[label2id[t] for t in s.tags] for s in sentences],
         model.config,
         [s.document for s in sentences],
+        shared_pieces=recipe.shared_window_pieces,
+        shared_most=recipe.sentences_per_step,
     )
     windows_of: list[list[int]] = [[] for _ in sentences]
     for index, window in enumerate(windows):
@@ -276,6 +291,26 @@ def _training_windows(recipe: Recipe, splits: Splits, labels: list[str], tokeniz
     if message and main:
         notice(message, "diagnosis")
     return windows, windows_of, position_offset, group_by_length
+
+
+def shared_groups(windows: Sequence[Window]) -> list[list[int]]:
+    """The sentences of each training input, in order (a sentence with an input of its own, or several, alone)."""
+    groups: list[list[int]] = []
+    key = None
+    for window in windows:
+        if window.input_key >= 0 and window.input_key == key:
+            groups[-1].append(window.sequence)
+        elif not groups or window.sequence != groups[-1][-1]:
+            groups.append([window.sequence])
+        key = window.input_key
+    return groups
+
+
+def steps_per_epoch(sentences: int, sentences_per_step: int, groups: Sequence[Sequence[int]] | None) -> int:
+    """Optimizer steps in an epoch: the schedule's length (data/features.py's `shared_steps` when inputs are shared)."""
+    if groups is None:
+        return math.ceil(sentences / sentences_per_step)
+    return shared_steps_per_epoch([len(g) for g in groups], sentences_per_step)
 
 
 def _optimizer(model, recipe: Recipe) -> torch.optim.AdamW:

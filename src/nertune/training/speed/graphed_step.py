@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from nertune.data.features import Window
+from nertune.data.features import Window, distinct_inputs
 from nertune.data.packing import block_attention_mask, pack_layout
 from nertune.model.crf import crf_head, fits_tree
 from nertune.model.loss import (
@@ -140,7 +140,7 @@ class GraphedStep:
 
     def step(self, windows: Sequence[Window], weights: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         """One optimizer step (gradient, clip, AdamW at each group's current lr); returns (loss, grad norm)."""
-        lengths = [len(w.input_ids) for w in windows]
+        lengths = [len(w.input_ids) for w in distinct_inputs(windows)[0]]  # a shared input is laid out once
         if self.failed or len(forward_passes(lengths, self.max_tokens)) != 1 or not self._moments_exist():
             self.eager_steps += 1
             return None
