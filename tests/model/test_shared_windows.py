@@ -28,7 +28,7 @@ from nertune.model.loss import window_weights
 from nertune.model.word_scores import build_windows
 from nertune.training.loop import _share
 from nertune.training.setup import shared_groups
-from nertune.training.step import forward_backward
+from nertune.training.step import _windows_of_passes, forward_backward
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +108,19 @@ def test_pack_layout_lays_a_shared_input_out_once(tokenizer, documents_slice):
     assert int((packed.window_of_token >= 0).sum()) == sum(len(w.input_ids) for w in inputs)
     assert packed.unpack.shape[0] == len(windows)
     flat = packed.input_ids.flatten()
-    for index, (window, row) in enumerate(zip(windows, row_of)):
-        assert flat[packed.unpack[index, : len(window.input_ids)]].tolist() == window.input_ids
-        assert torch.equal(packed.unpack[index], packed.unpack[row_of.index(row)]), "a shared input's one place"
+    used = set()
+    for index, window in enumerate(windows):
+        places = packed.unpack[index, : len(window.input_ids)]
+        assert flat[places].tolist() == window.input_ids
+        used.update(places.tolist())
+    assert len(used) == sum(len(w.input_ids) for w in inputs), "each shared input's tokens in one place"
+
+
+def test_a_pass_holds_every_window_of_its_inputs():
+    row_of = [0, 0, 1, 2, 2, 2, 3]
+    passes = [[2, 0], [3, 1]]  # passes of distinct inputs
+    assert _windows_of_passes(passes, row_of) == [[0, 1, 3, 4, 5], [2, 6]]
+    assert _windows_of_passes(passes, [0, 1, 2, 3]) is passes  # nothing shared: the passes as they were
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +147,7 @@ def _gradient(model, tokenizer, sentences, windows, max_tokens, pack):
 
 
 @pytest.mark.parametrize("crf", [False, True])
-@pytest.mark.parametrize("max_tokens, pack", [(8192, False), (160, True)])  # one padded pass; packed passes cut apart
+@pytest.mark.parametrize("max_tokens, pack", [(8192, False), (160, False), (160, True)])  # one pass; passes cut apart
 def test_a_shared_input_gives_each_sentence_its_own_gradient(gradient_setup, crf, max_tokens, pack):
     """Against the same inputs given to each sentence apart (today's path, one input a window), whose gradient
     tests/model/test_gradient.py and test_crf.py hold to the literal recipe's."""
@@ -178,6 +188,8 @@ def test_shared_steps_keep_groups_whole_and_their_count_is_known():
 def test_shared_steps_of_single_sentences_are_todays_random_steps():
     groups = [[i] for i in range(50)]
     assert shared_steps(groups, 16, random.Random(3)) == length_grouped_steps([0] * 50, 16, random.Random(3), group_by_length=False)
+    odd = [[3 * i + 1] for i in range(50)]  # groups name sentences, not their own indices
+    assert sorted(s for step in shared_steps(odd, 16, random.Random(3)) for s in step) == sum(odd, [])
     assert shared_steps_per_epoch([1] * 50, 16) == 4
 
 
@@ -189,6 +201,6 @@ def test_processes_share_a_step_by_whole_groups():
         _share(SimpleNamespace(world=3, groups=groups, group_of=group_of, accelerator=SimpleNamespace(process_index=p)), step)
         for p in range(3)
     ]
-    assert shares == [[4, 5, 6, 7, 8, 9], [0, 1, 2, 3], [10]]
+    assert shares == [[4, 5, 3], [0, 1, 2], [10, 6, 7, 8, 9]]  # whole groups, each to the least loaded so far
     alone = SimpleNamespace(world=2, groups=None, accelerator=SimpleNamespace(process_index=1))
     assert _share(alone, step) == step[1::2]

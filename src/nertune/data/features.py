@@ -117,7 +117,8 @@ def make_shared_windows(
 ) -> list[Window]:
     """A window per sequence, where the sequences of a group share one input (`encoded[g]`: the group's centre
     and its context, data/context.py's `add_group_context`). Each keeps its own words, labels and loss row; only
-    the model input is shared. A group of one is `make_windows`' window (overlapping ones when it is too long)."""
+    the model input is shared. A group of one is `make_windows`' window (overlapping ones when it is too long); a
+    larger group must fit one window (data/context.py's `sentence_groups` budget sees to it)."""
     windows: list[Window] = []
     for key, (enc, group) in enumerate(zip(encoded, groups)):
         if len(group) == 1:
@@ -128,6 +129,7 @@ def make_shared_windows(
                 windows.append(window)
             continue
         input_ids = [cls_id, *enc.piece_ids, sep_id]
+        assert len(enc.piece_ids) <= max_pieces, "a shared group larger than the model's window"
         types = [0, *enc.token_type_ids, 0] if enc.token_type_ids is not None else []
         offset = 0
         for index in group:
@@ -260,41 +262,40 @@ def shared_steps(groups: Sequence[Sequence[int]], sentences_per_step: int, rng: 
     Groups in random order, then by size, largest first, first-fit into steps of at most `sentences_per_step`
     sentences; the steps are shuffled. How many steps that makes depends on the sizes alone
     (`shared_steps_per_epoch`), so the schedule is known before the first epoch. All groups of one: the
-    ungrouped `length_grouped_steps`."""
+    ungrouped `length_grouped_steps` over them."""
     if all(len(g) == 1 for g in groups):
-        return length_grouped_steps([0] * len(groups), sentences_per_step, rng, group_by_length=False)
+        steps = length_grouped_steps([0] * len(groups), sentences_per_step, rng, group_by_length=False)
+        return [[groups[g][0] for g in step] for step in steps]
     order = list(range(len(groups)))
     rng.shuffle(order)
     order.sort(key=lambda g: -len(groups[g]))  # stable: ties stay in random order
-    steps: list[list[int]] = []
-    free: list[int] = []
-    for g in order:
-        size = len(groups[g])
-        for step, room in enumerate(free):
-            if size <= room:
-                steps[step].extend(groups[g])
-                free[step] -= size
-                break
-        else:
-            steps.append(list(groups[g]))
-            free.append(sentences_per_step - size)
+    bins = _first_fit([len(groups[g]) for g in order], sentences_per_step)
+    steps = [[s for item in members for s in groups[order[item]]] for members in bins]
     rng.shuffle(steps)
     return steps
 
 
 def shared_steps_per_epoch(group_sizes: Sequence[int], sentences_per_step: int) -> int:
-    """How many steps `shared_steps` cuts an epoch into (first-fit of the sizes, largest first)."""
+    """How many steps `shared_steps` cuts an epoch into: the same first fit of the same sizes."""
     if all(size == 1 for size in group_sizes):
         return -(-len(group_sizes) // sentences_per_step)
+    return len(_first_fit(sorted(group_sizes, reverse=True), sentences_per_step))
+
+
+def _first_fit(sizes: Sequence[int], capacity: int) -> list[list[int]]:
+    """Items (indices into `sizes`, in order) in bins: each into the first bin with room, else a new one."""
+    bins: list[list[int]] = []
     free: list[int] = []
-    for size in sorted(group_sizes, reverse=True):
-        for step, room in enumerate(free):
+    for item, size in enumerate(sizes):
+        for index, room in enumerate(free):
             if size <= room:
-                free[step] -= size
+                bins[index].append(item)
+                free[index] -= size
                 break
         else:
-            free.append(sentences_per_step - size)
-    return len(free)
+            bins.append([item])
+            free.append(capacity - size)
+    return bins
 
 
 def token_budget_batches(windows_lengths: Sequence[int], max_tokens: int, max_rows: int) -> list[list[int]]:

@@ -82,7 +82,8 @@ def train(run: Run) -> dict:
 
 
 def _share(run: Run, step_sentences: list[int]) -> list[int]:
-    """This process's sentences of a step: every world-th one, or every world-th group when groups share inputs."""
+    """This process's sentences of a step: every world-th one, or, when groups share inputs, whole groups, each to
+    the process with the fewest sentences so far (every process deals the same way, so the shares add up to the step)."""
     if run.world == 1:
         return step_sentences
     if run.groups is None:
@@ -94,7 +95,13 @@ def _share(run: Run, step_sentences: list[int]) -> list[int]:
         else:
             groups.append([sentence])
         last = run.group_of[sentence]
-    return [s for group in groups[run.accelerator.process_index :: run.world] for s in group]
+    loads, mine = [0] * run.world, []
+    for group in groups:
+        process = loads.index(min(loads))
+        loads[process] += len(group)
+        if process == run.accelerator.process_index:
+            mine.extend(group)
+    return mine
 
 
 def train_epoch(run: Run, epoch: int, stop: StopRequests) -> tuple[float, float]:

@@ -75,7 +75,7 @@ class Run:
     windows: list[Window]
     windows_of: list[list[int]]  # each training sentence's windows (indices into `windows`)
     words_in_sentence: list[int]
-    piece_lengths: list[int]  # each sentence's wordpieces, context included: what length-grouping sorts by
+    piece_lengths: list[int]  # each sentence's wordpieces, context included: what length-grouping sorts by (unused with groups)
     group_by_length: bool
     groups: list[list[int]] | None  # sentences sharing one input (shared_window_pieces), never split across steps; None: off
     steps: StepRunner

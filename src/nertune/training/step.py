@@ -79,7 +79,7 @@ def forward_backward(
                 with only_scored(model, _scored_of_inputs(first_pieces, rows, len(distinct))):  # the loss reads the first pieces only
                     logits = model(**model_inputs(batch, device)).logits  # token_type_ids too when the model has casing
                 if len(distinct) != len(windows):  # one row per window, as the labels
-                    logits = logits[torch.tensor(rows, device=logits.device)]
+                    logits = logits[torch.tensor(rows).to(logits.device, non_blocking=True)]
             elif graphs is not None:
                 logits = graphs.logits(inputs, unpack, device)
             else:  # same logits, laid out as `batch` is
