@@ -44,6 +44,14 @@ def minilm() -> Path:
     return minilm_dir()
 
 
+@pytest.fixture(scope="session")
+def documents_slice(conll_files):
+    """The first 40 CoNLL validation sentences: three documents (0, 1, 2), for the document-context tests."""
+    sentences = read_conll(conll_files["validation"]).sentences[:40]
+    assert len({s.document for s in sentences}) == 3
+    return sentences
+
+
 def training_windows(conll_files: dict[str, Path], sentences: slice, max_pieces: int = 510, **model_options):
     """The embedded MiniLM built for CoNLL's labels, in eval mode (no dropout, so gradients compare), and the
     labelled windows of a slice of CoNLL train: (model, tokenizer, sentences, windows)."""

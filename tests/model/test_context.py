@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nertune.data.conll import read_conll
 from nertune.data.context import CONFIG_FIELD
 from nertune.data.features import collate, encode_words
 from nertune.evaluate.model_scores import evaluate_sentences
@@ -21,14 +20,6 @@ from nertune.tag.tagger import Tagger
 @pytest.fixture(scope="module")
 def tokenizer():
     return load_tokenizer("embedded-minilm")
-
-
-@pytest.fixture(scope="module")
-def documents_slice(conll_files):
-    """The first 40 validation sentences: three documents (0, 1, 2)."""
-    sentences = read_conll(conll_files["validation"]).sentences[:40]
-    assert len({s.document for s in sentences}) == 3
-    return sentences
 
 
 def _context_windows(tokenizer, sentences, context, max_pieces, casing=False):

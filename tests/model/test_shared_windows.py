@@ -36,14 +36,6 @@ def tokenizer():
     return load_tokenizer("embedded-minilm")
 
 
-@pytest.fixture(scope="module")
-def documents_slice(conll_files):
-    """The first 40 validation sentences: three documents (0, 1, 2)."""
-    sentences = read_conll(conll_files["validation"]).sentences[:40]
-    assert len({s.document for s in sentences}) == 3
-    return sentences
-
-
 def _windows(tokenizer, sentences, context, max_pieces, shared, labels=None):
     config = SimpleNamespace(**{CONFIG_FIELD: context})
     labels = labels or [[1 + (i % 5) for i in range(len(s.words))] for s in sentences]
