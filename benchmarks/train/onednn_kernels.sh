@@ -3,8 +3,9 @@
 # (JIT) and kept in oneDNN's primitive cache (16,384 entries: src/nertune/__init__.py), so shapes that never repeat
 # cost time and memory. The run: minilm-context64-crf-5ep, 1 epoch on the first 1,000 training sentences (63 steps),
 # 16 evaluation sentences, seed 44, one thread, bf16 (needs a CPU with AVX-512 BF16 or AMX).
-#   bash benchmarks/train/onednn_kernels.sh NAME [SRC]   -> benchmarks/train/results/onednn_kernels-NAME.txt
-# SRC: the nertune source tree to run (default: this checkout's src), e.g. a `git worktree` of an older commit.
+#   bash benchmarks/train/onednn_kernels.sh NAME [SRC [FLAGS...]]   -> benchmarks/train/results/onednn_kernels-NAME.txt
+# SRC: the nertune source tree to run (default: this checkout's src), e.g. a `git worktree` of an older commit;
+# FLAGS: more `nertune train` flags (e.g. --shared-window-pieces 128).
 set -euo pipefail
 name=$1
 cd "$(dirname "$0")/../.."
@@ -13,10 +14,10 @@ out=benchmarks/train/results/onednn_kernels-$name.txt
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 PYTHONPATH=$src OMP_NUM_THREADS=1 ONEDNN_VERBOSE=profile_create .venv/bin/nertune train --recipe minilm-context64-crf-5ep \
-  --epochs 1 --max-train-sentences 1000 --max-eval-sentences 16 --seed 44 --output-dir "$scratch/run" --no-progress \
+  --epochs 1 --max-train-sentences 1000 --max-eval-sentences 16 --seed 44 --output-dir "$scratch/run" --no-progress "${@:3}" \
   > "$scratch/log" 2>&1 || { tail -5 "$scratch/log" >&2; exit 1; }
 grep 'create:cache_miss' "$scratch/log" > "$scratch/misses" || true
-python3 - "$scratch/misses" "$(git -C "$src" describe --always --dirty)" <<'PY' | tee "$out"
+python3 - "$scratch/misses" "$(git -C "$src" describe --always --dirty)${3:+ flags: ${*:3}}" <<'PY' | tee "$out"
 import collections, re, sys
 rows = [line.rstrip().split(",") for line in open(sys.argv[1])]
 kinds = collections.Counter()
